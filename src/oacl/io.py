@@ -1,0 +1,156 @@
+"""Atomic file writes and robust image reading shared by every stage.
+
+Every artifact is written to a temporary file in the destination folder and then
+renamed over the target, so a killed job never leaves a half-written output that
+Snakemake (or a resumed run) would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+class ImageError(ValueError):
+    """An image file that cannot be decoded; the message names the path."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it over ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:  # flush to disk before the rename is visible
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_parquet(path: str | os.PathLike, table) -> None:
+    """Write a pyarrow Table (or pandas DataFrame) atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not isinstance(table, pa.Table):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def torch_save(path: str | os.PathLike, obj: Any) -> None:
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """Encode a uint8 HxW or HxWx3 (RGB) array as PNG bytes."""
+    import cv2
+
+    a = np.ascontiguousarray(array)
+    if a.dtype != np.uint8:
+        raise ValueError(f"encode_png expects uint8, got {a.dtype}")
+    if a.ndim == 3:
+        a = a[:, :, ::-1]  # OpenCV writes BGR
+    ok, buf = cv2.imencode(".png", a)
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """Decode PNG bytes (as written by encode_png) to a uint8 array (RGB if colour)."""
+    import cv2
+
+    a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if a is None:
+        raise ImageError("could not decode PNG bytes")
+    if a.ndim == 3:
+        a = a[:, :, ::-1].copy()
+    return a
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read any common image as uint8 RGB (H, W, 3).
+
+    Grayscale, palette, RGBA (composited on black), CMYK and 16-bit images are
+    converted; a truncated or corrupt file raises ImageError naming the path.
+    """
+    from PIL import Image, ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                a = np.asarray(im, dtype=np.float64)
+                hi = a.max() if a.size and a.max() > 0 else 1.0
+                a = (a / (65535.0 if hi > 255 else 255.0) * 255.0).clip(0, 255).astype(np.uint8)
+                return np.repeat(a[:, :, None], 3, axis=2)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                bg = Image.new("RGBA", im.size, (0, 0, 0, 255))
+                im = Image.alpha_composite(bg, im)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # PIL raises many types for broken files
+        raise ImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a mask PNG as uint8 (H, W); any non-zero pixel is foreground for binary masks."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ImageError(f"{path}: cannot decode mask ({type(exc).__name__}: {exc})") from exc
+

@@ -1,0 +1,40 @@
+"""Stage parameters: a stage's DEFAULTS dict merged with what the config gives.
+
+Rules pass their config section as JSON (``--cfg '{...}'``); unknown keys are an
+error that names the key, so a typo in config.yaml never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+
+def merge_params(defaults: dict, given: dict | str | None, where: str = "cfg") -> dict:
+    """Deep-merge ``given`` over ``defaults``; a key not in defaults raises ValueError."""
+    if given is None:
+        given = {}
+    if isinstance(given, str):
+        try:
+            given = json.loads(given) if given.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON: {exc}") from exc
+    out = copy.deepcopy(defaults)
+    _merge(out, given, where)
+    return out
+
+
+def _merge(dst: dict, src: dict, where: str) -> None:
+    for key, val in src.items():
+        if key not in dst:
+            raise ValueError(f"{where}: unknown key {key!r} (known: {sorted(dst)})")
+        if isinstance(dst[key], dict) and isinstance(val, dict) and dst[key]:
+            _merge(dst[key], val, f"{where}.{key}")
+        else:
+            dst[key] = copy.deepcopy(val)
+
+
+def params_json(params: dict[str, Any]) -> str:
+    """Canonical JSON for recording the parameters that produced an artifact."""
+    return json.dumps(params, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,1 @@
+"""oacl.refine"""
