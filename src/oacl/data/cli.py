@@ -1,0 +1,83 @@
+"""`oacl data prepare|synth|index`: build a dataset's manifest.parquet."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..artifacts import read_manifest
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="prepare datasets (manifest.parquet)")
+    sub = data.add_subparsers(dest="data_command", required=True)
+
+    p = sub.add_parser("prepare", help="build the dataset of a config section (any type)")
+    p.add_argument("--cfg", required=True, help="dataset config as JSON (or a path to a JSON file)")
+    p.add_argument("--out", required=True, help="output folder (manifest.parquet goes there)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("synth", help="generate the procedural scene dataset (type scenes)")
+    p.add_argument("--cfg", default="{}", help="scenes config as JSON (or a path to a JSON file)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("index", help="index a folder root/<split>/<class>/<image> in place")
+    p.add_argument("--root", required=True, help="dataset folder")
+    p.add_argument("--out", required=True, help="output folder (manifest.parquet goes there)")
+    p.add_argument("--skip-bad", action="store_true", help="skip undecodable/tiny images (listed in skipped.json)")
+    p.add_argument("--min-size", type=int, default=None, help="smallest accepted image side in px (default 8)")
+    p.add_argument("--relative", action="store_true", help="store paths relative to --out")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_index)
+
+
+def _load_cfg(text: str) -> dict:
+    """--cfg is inline JSON, or the path of a JSON file."""
+    stripped = text.strip()
+    if stripped and not stripped.startswith("{") and Path(stripped).is_file():
+        text = Path(stripped).read_text()
+    try:
+        cfg = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--cfg: not valid JSON: {exc}") from exc
+    if not isinstance(cfg, dict):
+        raise ValueError("--cfg: must be a JSON object")
+    return cfg
+
+
+def _run(cfg: dict, out: str, quiet: bool) -> int:
+    from .prepare import prepare
+
+    t0 = time.time()
+    manifest = prepare(cfg, out, progress=not quiet)
+    df = read_manifest(manifest)
+    counts = df.groupby(["split", "variant"], sort=False).size()
+    parts = ", ".join(f"{s}/{v} {n}" if v != "original" else f"{s} {n}" for (s, v), n in counts.items())
+    print(f"{manifest}: {len(df)} rows ({parts}) in {time.time() - t0:.1f} s")
+    return 0
+
+
+def _prepare(args) -> int:
+    return _run(_load_cfg(args.cfg), args.out, args.quiet)
+
+
+def _synth(args) -> int:
+    cfg = _load_cfg(args.cfg)
+    if cfg.setdefault("type", "scenes") != "scenes":
+        raise ValueError(f"oacl data synth makes type 'scenes' datasets; cfg has type {cfg['type']!r}")
+    return _run(cfg, args.out, args.quiet)
+
+
+def _index(args) -> int:
+    cfg = {"type": "folder", "root": args.root, "skip_bad": bool(args.skip_bad),
+           "relative_paths": bool(args.relative)}  # fmt: skip
+    if args.min_size is not None:
+        cfg["min_size"] = args.min_size
+    if args.workers is not None:
+        cfg["workers"] = args.workers
+    return _run(cfg, args.out, args.quiet)

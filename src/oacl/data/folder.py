@@ -1,0 +1,204 @@
+"""Index a folder of images, ``root/<split>/<class>/<image>``, into a manifest.
+
+Optional ground truth:
+- masks:  ``root/masks/<split>/<class>/<image stem>.png`` (any non-zero pixel = foreground);
+- boxes:  ``root/boxes.parquet`` with a ``boxes`` column (list of [x1, y1, x2, y2]) keyed by
+  ``image_id`` (``<split>/<class>/<file name>``) or ``path`` (relative to root), optionally
+  ``box_labels``; or a per-image JSON ``<file name>.json`` / ``<stem>.json`` beside the
+  image with ``{"boxes": [...], "box_labels": [...]}``. Boxes are taken as normalised
+  when every coordinate of the image's boxes is <= 1, else as pixels (then normalised).
+
+Images stay where they are: ``path`` is absolute (or relative to the manifest folder with
+``relative_paths: true``). Every image is decoded once with ``oacl.io.read_rgb`` so that
+grayscale / RGBA / CMYK / 16-bit files are accepted (conversion happens again at read
+time) while undecodable, truncated and tiny (< ``min_size`` px) files are found now.
+Bad files make the command fail with a list of them, unless ``skip_bad: true``; the
+skips are then recorded in ``<out>/skipped.json``. Class labels are integers in sorted
+class-name order; ``<out>/classes.json`` holds ``{"classes": [names...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ..artifacts import write_manifest
+from ..io import ImageError, read_mask, read_rgb, write_json
+
+IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"]
+
+DEFAULTS = {
+    "type": "folder",
+    "root": "",  # folder holding <split>/<class>/<image>
+    "min_size": 8,  # images with a side below this many pixels are bad
+    "skip_bad": False,  # skip (and record) bad images instead of failing
+    "relative_paths": False,  # store paths relative to the manifest folder
+    "splits": [],  # only these split folders (empty: every folder except masks/)
+    "extensions": IMAGE_EXTENSIONS,
+    "workers": 2,  # processes used to decode images
+}
+
+
+def _list_images(root: Path, splits: list[str], extensions: list[str]) -> list[tuple[str, str, Path]]:
+    """(split, class, path) of every image file, in sorted order."""
+    exts = {e.lower() for e in extensions}
+    if splits:
+        missing = [s for s in splits if not (root / s).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"folder dataset {root}: split folder(s) {missing} not found")
+        split_dirs = [root / s for s in splits]
+    else:
+        split_dirs = sorted(d for d in root.iterdir() if d.is_dir() and d.name != "masks")
+    found = []
+    for sd in split_dirs:
+        for cd in sorted(d for d in sd.iterdir() if d.is_dir()):
+            for f in sorted(cd.iterdir()):
+                if f.is_file() and f.suffix.lower() in exts and not f.name.startswith("."):
+                    found.append((sd.name, cd.name, f))
+    return found
+
+
+def _check_image(args) -> tuple[int, int, str]:
+    """(width, height, problem) of one image; problem is "" for a usable image."""
+    path, mask_path, min_size = args
+    try:
+        a = read_rgb(path)
+    except ImageError as exc:
+        return 0, 0, f"undecodable: {str(exc).split(': ', 1)[-1]}"
+    h, w = a.shape[:2]
+    if min(h, w) < min_size:
+        return w, h, f"too small: {w}x{h} < {min_size} px"
+    if mask_path:
+        try:
+            m = read_mask(mask_path)
+        except ImageError as exc:
+            return w, h, f"bad mask {mask_path}: {str(exc).split(': ', 1)[-1]}"
+        if m.shape != (h, w):
+            return w, h, f"mask {mask_path} is {m.shape[1]}x{m.shape[0]}, image is {w}x{h}"
+    return w, h, ""
+
+
+def _load_box_table(root: Path) -> dict[str, dict]:
+    """boxes.parquet as {key: {"boxes", "box_labels"?}}, keyed by image_id and/or path."""
+    f = root / "boxes.parquet"
+    if not f.exists():
+        return {}
+    df = pd.read_parquet(f)
+    key = "image_id" if "image_id" in df else "path" if "path" in df else None
+    if key is None or "boxes" not in df:
+        raise ValueError(f"{f}: needs columns 'boxes' and 'image_id' or 'path'; has {list(df.columns)}")
+    out = {}
+    for _, r in df.iterrows():
+        entry = {"boxes": r["boxes"]}
+        if "box_labels" in df and r["box_labels"] is not None:
+            entry["box_labels"] = r["box_labels"]
+        out[str(r[key]).replace(os.sep, "/")] = entry
+    return out
+
+
+def _image_boxes(path: Path, image_id: str, rel: str, table: dict) -> dict | None:
+    if image_id in table:
+        return table[image_id]
+    if rel in table:
+        return table[rel]
+    for js in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
+        if js.exists():
+            try:
+                data = json.loads(js.read_text())
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{js}: not valid JSON: {exc}") from exc
+            if "boxes" not in data:
+                raise ValueError(f"{js}: lacks key 'boxes'")
+            return data
+    return None
+
+
+def normalise_boxes(boxes, w: int, h: int, where: str) -> list[list[float]]:
+    """Boxes as normalised xyxy; pixel boxes (any value > 1) are divided by the image size."""
+    arr = np.asarray([list(map(float, b)) for b in boxes], np.float64).reshape(-1, 4)
+    if ((arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])).any():
+        raise ValueError(f"{where}: boxes must be [x1, y1, x2, y2] with x2 >= x1, y2 >= y1")
+    if arr.size and arr.max() > 1.0:
+        arr = arr / [w, h, w, h]
+    return np.clip(arr, 0.0, 1.0).tolist()
+
+
+def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
+    """Write ``<out_dir>/manifest.parquet`` (+ classes.json, skipped.json); return its path."""
+    root = Path(params["root"]).expanduser()
+    if not params["root"] or not root.is_dir():
+        raise FileNotFoundError(f"folder dataset: root {params['root']!r} is not a directory")
+    root = root.resolve()
+    out = Path(out_dir).resolve()
+    items = _list_images(root, params["splits"], params["extensions"])
+    if not items:
+        raise ValueError(f"folder dataset {root}: no images found under <split>/<class>/ folders")
+    classes = sorted({c for _, c, _ in items})
+    label_of = {c: i for i, c in enumerate(classes)}
+    masks = []
+    for split, cls, f in items:
+        m = root / "masks" / split / cls / (f.stem + ".png")
+        masks.append(str(m) if m.exists() else "")
+
+    jobs = [(str(f), m, int(params["min_size"])) for (_, _, f), m in zip(items, masks)]
+    workers = int(params["workers"])
+    bar = dict(total=len(jobs), desc=f"index {root.name}", unit="img", disable=not progress)
+    if workers > 1 and len(jobs) > 64:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            checks = list(tqdm(pool.map(_check_image, jobs, chunksize=64), **bar))
+    else:
+        checks = [_check_image(j) for j in tqdm(jobs, **bar)]
+
+    table = _load_box_table(root)
+    rows, skipped = [], []
+    for (split, cls, f), mask, (w, h, problem) in zip(items, masks, checks):
+        if problem:
+            skipped.append({"path": str(f), "reason": problem})
+            continue
+        rel = f.relative_to(root).as_posix()
+        image_id = f"{split}/{cls}/{f.name}"
+        gt = _image_boxes(f, image_id, rel, table)
+        boxes = normalise_boxes(gt["boxes"], w, h, str(f)) if gt else []
+        box_labels = list(gt.get("box_labels") or [label_of[cls]] * len(boxes)) if gt else []
+        if len(box_labels) != len(boxes):
+            raise ValueError(f"{f}: {len(boxes)} boxes but {len(box_labels)} box_labels")
+        rows.append({
+            "image_id": image_id, "path": _ref(f, out, params["relative_paths"]), "split": split,
+            "variant": "original", "scene_id": -1, "width": w, "height": h,
+            "label": label_of[cls], "labels": [label_of[cls]], "bg_label": -1,
+            "boxes": boxes, "box_labels": [int(b) for b in box_labels],
+            "mask_path": _ref(Path(mask), out, params["relative_paths"]) if mask else "",
+        })  # fmt: skip
+
+    if skipped and not params["skip_bad"]:
+        listing = "\n".join(f"  {s['path']}: {s['reason']}" for s in skipped[:20])
+        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+        raise ValueError(
+            f"folder dataset {root}: {len(skipped)} bad image(s) of {len(items)} "
+            f"(set skip_bad: true / --skip-bad to skip them):\n{listing}{more}"
+        )
+    if not rows:
+        raise ValueError(f"folder dataset {root}: every image is bad ({len(skipped)} skipped)")
+    counts: dict[str, int] = {}
+    for s in skipped:
+        kind = s["reason"].split(":")[0].split(" ")[0]  # undecodable | too | bad | mask
+        kind = {"too": "too_small", "bad": "bad_mask", "mask": "mask_size"}.get(kind, kind)
+        counts[kind] = counts.get(kind, 0) + 1
+    if params["skip_bad"]:
+        write_json(out / "skipped.json", {"n_images": len(items), "n_indexed": len(rows),
+                                          "n_skipped": len(skipped), "counts": counts,
+                                          "skipped": skipped})  # fmt: skip
+    write_json(out / "classes.json", {"classes": classes})
+    manifest = out / "manifest.parquet"
+    write_manifest(manifest, pd.DataFrame(rows))
+    return manifest
+
+
+def _ref(path: Path, out: Path, relative: bool) -> str:
+    return os.path.relpath(path, out) if relative else str(path)

@@ -1,0 +1,100 @@
+"""`prepare(cfg, out_dir)`: build one dataset's manifest, dispatching on ``cfg["type"]``.
+
+- ``scenes``: the embedded procedural dataset (oacl.data.scenes);
+- ``folder``: an image folder indexed in place (oacl.data.folder);
+- anything else: a reader module ``oacl.data.readers.<type>`` exposing ``DEFAULTS`` and
+  ``build(params, out_dir) -> pandas.DataFrame`` (manifest rows); the rows are
+  completed with the optional manifest columns and written atomically here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pandas as pd
+
+from ..artifacts import write_manifest
+from ..params import merge_params
+
+BUILTIN = ["scenes", "folder"]
+
+# optional manifest columns a reader may leave out, with their "unknown" value
+_OPTIONAL = {
+    "variant": "original",
+    "scene_id": -1,
+    "label": -1,
+    "bg_label": -1,
+    "mask_path": "",
+}
+_OPTIONAL_LISTS = ["labels", "boxes", "box_labels"]
+
+
+def known_types() -> list[str]:
+    """Built-in types plus the reader modules present in oacl.data.readers."""
+    try:
+        readers = importlib.import_module("oacl.data.readers")
+        names = sorted(m.name for m in pkgutil.iter_modules(readers.__path__) if not m.name.startswith("_"))
+    except ModuleNotFoundError:
+        names = []
+    return BUILTIN + names
+
+
+def _reader(kind: str):
+    if not isinstance(kind, str) or not kind.isidentifier():
+        raise ValueError(f"unknown dataset type {kind!r} (known: {', '.join(known_types())})")
+    name = f"oacl.data.readers.{kind}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name in (name, "oacl.data.readers"):
+            raise ValueError(f"unknown dataset type {kind!r} (known: {', '.join(known_types())})") from None
+        raise
+
+
+def resolve_params(cfg: dict) -> tuple[str, dict, object]:
+    """(type, merged params, module) for a dataset config section."""
+    if not isinstance(cfg, dict) or "type" not in cfg:
+        raise ValueError(f"dataset config needs a 'type' key (known: {', '.join(known_types())})")
+    kind = cfg["type"]
+    if kind == "scenes":
+        from . import scenes as mod
+    elif kind == "folder":
+        from . import folder as mod
+    else:
+        mod = _reader(kind)
+    return kind, merge_params(mod.DEFAULTS, cfg, where=f"data[{kind}]"), mod
+
+
+def prepare(cfg: dict, out_dir, progress: bool = True) -> Path:
+    """Build the dataset described by ``cfg`` into ``out_dir``; return the manifest path."""
+    kind, params, mod = resolve_params(cfg)
+    out = Path(out_dir)
+    if kind == "scenes":
+        return mod.generate(params, out, progress=progress)
+    if kind == "folder":
+        return mod.index_folder(params, out, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    df = mod.build(params, out)
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"oacl.data.readers.{kind}.build must return a pandas DataFrame, got {type(df).__name__}")
+    df = complete_manifest(df)
+    manifest = out / "manifest.parquet"
+    write_manifest(manifest, df)
+    return manifest
+
+
+def complete_manifest(df: pd.DataFrame) -> pd.DataFrame:
+    """Add the optional manifest columns a reader left out, with their 'unknown' values."""
+    df = df.copy()
+    if "labels" not in df and "label" in df:
+        # a single-label reader may give only `label`; mirror it into `labels`
+        df["labels"] = [[int(c)] if c >= 0 else [] for c in df["label"]]
+    for col, val in _OPTIONAL.items():
+        if col not in df:
+            df[col] = val
+    for col in _OPTIONAL_LISTS:
+        if col not in df:
+            df[col] = [[] for _ in range(len(df))]
+    return df

@@ -1,0 +1,712 @@
+"""The embedded default dataset: seeded procedural scenes with the paper's biases.
+
+Two kinds, both with pixel masks and boxes for every object:
+
+``single`` (ImageNet-9 / Background Challenge analogue)
+    one object per image; the background class is the object class's paired
+    background with probability ``bg_bias`` (else a uniformly random *other*
+    background class), so P(bg == paired(label)) = bg_bias exactly in expectation.
+    Every scene of ``variant_splits`` also gets Background-Challenge variants built
+    from the same underlying scene (same ``scene_id``): only_fg, mixed_same,
+    mixed_rand, mixed_next, only_bg_b, only_bg_t, and distribution-shift variants
+    sketch, corrupted, stylized (see ``_render_variant``).
+``multi`` (COCO analogue)
+    2-3 objects per image; the second object is the first one's partner class
+    (classes pair up 0-1, 2-3, ...) with probability ``pair_bias``, else a random
+    non-partner class; any third object is uniform. Backgrounds are uniformly random
+    (no background bias, so only the contextual bias is present). Every object is
+    also cropped with a 20% margin into the objcrop_* splits (COCO-Crop analogue).
+
+Objects are saturated, instance-specific (random hue around a class hue, random
+stripes/dots/checker/gradient texture, scale, position, rotation); backgrounds are
+low-contrast class-typical textures with little instance variation, so, as in
+natural scenes, objects are more instance-distinctive than backgrounds.
+
+Determinism: every random choice comes from a generator seeded with
+(seed, kind, split, scene index, stream), so a scene renders identically in any
+process and in any order; generation runs in a process pool and gives byte-identical
+files for the same parameters.
+
+Layout under the output folder::
+
+    images/<split>/<variant>/<index>.png     image_id = "<split>/<variant>/<index>"
+    masks/<split>/<index>.png                binary (0/255) foreground union of the scene
+    masks/empty.png                          all-zero mask used by only_bg_b / only_bg_t
+    images/objcrop_<split>/original/<index>_<k>.png, masks/objcrop_<split>/<index>_<k>.png
+    manifest.parquet, classes.json
+
+Boxes are normalised xyxy of the object's visible pixels: [x0/W, y0/H, (x1+1)/W,
+(y1+1)/H] for the inclusive pixel bounds x0..x1, y0..y1. Variant rows keep the
+scene's ``label``/``labels``; ``bg_label`` is the background class actually shown;
+only_bg_* rows have no boxes and point to the all-zero mask. Extra manifest
+columns: ``bg_source`` (scene_id whose background a mixed_* row shows, else -1)
+and ``detail`` (e.g. the corruption type, the stylisation texture class).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ..artifacts import write_manifest
+from ..io import encode_png, write_json
+
+SHAPES = [
+    "circle", "square", "triangle", "star", "cross",
+    "ring", "ellipse", "diamond", "hexagon", "crescent",
+]  # fmt: skip
+BACKGROUNDS = ["grass", "water", "sand", "brick", "sky", "snow", "wood", "asphalt"]
+VARIANTS = [
+    "only_fg", "mixed_same", "mixed_rand", "mixed_next", "only_bg_b", "only_bg_t",
+    "sketch", "corrupted", "stylized",
+]  # fmt: skip
+CORRUPTIONS = ["gaussian_noise", "gaussian_blur", "jpeg"]
+SPLITS = ["train", "val", "test"]
+
+DEFAULTS = {
+    "type": "scenes",
+    "kind": "single",  # single | multi
+    "seed": 0,
+    "image_size": 64,
+    "n_train": 2000,
+    "n_val": 500,
+    "n_test": 500,
+    "n_classes": 8,  # object classes (shapes), at most len(SHAPES)
+    "n_bg_classes": 8,  # background classes, at most len(BACKGROUNDS)
+    "bg_bias": 0.9,  # single: P(background == paired class of the object)
+    "pair_bias": 0.9,  # multi: P(second object == partner of the first)
+    "objects_per_image": [2, 3],  # multi: inclusive range
+    "object_scale": [0.35, 0.65],  # single: object diameter / image side
+    "multi_object_scale": [0.25, 0.45],  # multi: object diameter / image side
+    "max_overlap": 0.1,  # multi: max IoU between object boxes
+    "crop_size": 64,  # multi: object crops are resized to this side
+    "crop_margin": 0.2,  # multi: margin around the box, fraction of box side
+    "variants": list(VARIANTS),  # single: test-time variants to render
+    "variant_splits": ["test"],  # single: splits whose scenes get the variants
+    "workers": 2,  # processes; output does not depend on it
+}
+
+_KIND_CODE = {"single": 1, "multi": 2}
+_SPLIT_CODE = {"train": 1, "val": 2, "test": 3}
+# RNG streams of one scene, so that e.g. the background can be re-rendered alone
+_PLAN, _BG, _GEOM, _LOOK, _VARIANT = range(5)
+
+
+# ----------------------------------------------------------------------------- params
+
+
+def check_params(p: dict) -> dict:
+    """Validate merged parameters; raise ValueError naming the bad key."""
+    if p["kind"] not in _KIND_CODE:
+        raise ValueError(f"scenes: kind must be one of {sorted(_KIND_CODE)}, got {p['kind']!r}")
+    if not 2 <= p["n_classes"] <= len(SHAPES):
+        raise ValueError(f"scenes: n_classes must be in [2, {len(SHAPES)}], got {p['n_classes']}")
+    if not 2 <= p["n_bg_classes"] <= len(BACKGROUNDS):
+        raise ValueError(
+            f"scenes: n_bg_classes must be in [2, {len(BACKGROUNDS)}], got {p['n_bg_classes']}"
+        )
+    for key in ("bg_bias", "pair_bias", "max_overlap", "crop_margin"):
+        if not 0.0 <= float(p[key]) <= 1.0:
+            raise ValueError(f"scenes: {key} must be in [0, 1], got {p[key]}")
+    lo, hi = p["objects_per_image"]
+    if not 1 <= lo <= hi <= 4:
+        raise ValueError(f"scenes: objects_per_image must satisfy 1 <= lo <= hi <= 4, got {[lo, hi]}")
+    for key in ("object_scale", "multi_object_scale"):
+        a, b = p[key]
+        if not 0.05 <= a <= b <= 0.9:
+            raise ValueError(f"scenes: {key} must satisfy 0.05 <= lo <= hi <= 0.9, got {[a, b]}")
+    if p["image_size"] < 16 or p["crop_size"] < 8:
+        raise ValueError("scenes: image_size must be >= 16 and crop_size >= 8")
+    bad = [v for v in p["variants"] if v not in VARIANTS]
+    if bad:
+        raise ValueError(f"scenes: unknown variant(s) {bad} (known: {VARIANTS})")
+    bad = [s for s in p["variant_splits"] if s not in SPLITS]
+    if bad:
+        raise ValueError(f"scenes: unknown variant_splits {bad} (known: {SPLITS})")
+    for s in SPLITS:
+        if int(p[f"n_{s}"]) < 0:
+            raise ValueError(f"scenes: n_{s} must be >= 0")
+    return p
+
+
+def paired_bg(label: int, n_bg: int) -> int:
+    """The background class that object class ``label`` is biased towards."""
+    return label % n_bg
+
+
+def partner(label: int, n_classes: int) -> int:
+    """The class that co-occurs with ``label`` in multi-object scenes (pairs 0-1, 2-3, ...)."""
+    other = label ^ 1
+    return other if other < n_classes else label
+
+
+def _rng(p: dict, split: str, index: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([p["seed"], _KIND_CODE[p["kind"]], _SPLIT_CODE[split], index, stream])
+
+
+def _scene_id(p: dict, split: str, index: int) -> int:
+    # unique across the dataset: train scenes first, then val, then test
+    offset = {"train": 0, "val": p["n_train"], "test": p["n_train"] + p["n_val"]}[split]
+    return offset + index
+
+
+# ----------------------------------------------------------------------------- drawing
+
+
+def _grid(s: int) -> tuple[np.ndarray, np.ndarray]:
+    y, x = np.mgrid[0:s, 0:s].astype(np.float32)
+    return x, y
+
+
+def _smooth_noise(rng, s: int, cells: tuple[int, int]) -> np.ndarray:
+    """Value noise in [0, 1]: a coarse random grid upsampled bicubically (cells = rows, cols)."""
+    coarse = rng.random(cells).astype(np.float32)
+    return np.clip(cv2.resize(coarse, (s, s), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+
+
+def _jitter_colour(rng, rgb, amount: float) -> np.ndarray:
+    return np.clip(np.asarray(rgb, np.float32) * (1.0 + rng.uniform(-amount, amount)), 0, 1)
+
+
+def render_background(bg: int, rng, s: int) -> np.ndarray:
+    """Background class ``bg`` as uint8 RGB (s, s, 3): low-contrast, class-typical texture."""
+    x, y = _grid(s)
+    name = BACKGROUNDS[bg]
+    if name == "grass":  # vertical blades: noise stretched along y
+        base = _jitter_colour(rng, (0.28, 0.48, 0.16), 0.08)
+        n = cv2.resize(rng.random((4, s // 2)).astype(np.float32), (s, s), interpolation=cv2.INTER_LINEAR)
+        shade = 0.16 * (n - 0.5) + 0.05 * (_smooth_noise(rng, s, (3, 3)) - 0.5)
+    elif name == "water":  # horizontal waves
+        base = _jitter_colour(rng, (0.16, 0.36, 0.62), 0.08)
+        f = rng.uniform(5.0, 6.5) / s
+        phase = rng.uniform(0, 2 * np.pi, 2)
+        shade = 0.07 * np.sin(2 * np.pi * f * y + 1.2 * np.sin(2 * np.pi * x / s * 1.5 + phase[0]) + phase[1])
+        shade = shade + 0.03 * (_smooth_noise(rng, s, (6, 6)) - 0.5)
+    elif name == "sand":  # fine grain
+        base = _jitter_colour(rng, (0.78, 0.68, 0.47), 0.06)
+        shade = 0.07 * (rng.random((s, s), dtype=np.float32) - 0.5)
+        shade = shade + 0.05 * (_smooth_noise(rng, s, (5, 5)) - 0.5)
+    elif name == "brick":  # staggered rows of bricks with light mortar
+        base = _jitter_colour(rng, (0.58, 0.28, 0.2), 0.06)
+        bh = max(4, s // 8)
+        bw = 2 * bh
+        off = rng.integers(0, bw)
+        row = (y // bh).astype(np.int32)
+        xx = x + off + (row % 2) * (bw // 2)
+        col = (xx // bw).astype(np.int32)
+        tone = rng.uniform(-0.04, 0.04, (row.max() + 2, col.max() + 2)).astype(np.float32)
+        shade = tone[row, col]
+        mortar = ((y % bh) < 1) | ((xx % bw) < 1)
+        shade = np.where(mortar, 0.18, shade)
+    elif name == "sky":  # vertical gradient with soft clouds
+        top = _jitter_colour(rng, (0.45, 0.64, 0.92), 0.05)
+        bottom = _jitter_colour(rng, (0.78, 0.87, 0.98), 0.03)
+        t = (y / (s - 1))[..., None]
+        img = top * (1 - t) + bottom * t
+        clouds = np.clip(_smooth_noise(rng, s, (4, 6)) - 0.55, 0, 1)[..., None] * 0.5
+        return _to_uint8(img + clouds)
+    elif name == "snow":
+        base = _jitter_colour(rng, (0.92, 0.93, 0.96), 0.03)
+        shade = 0.06 * (_smooth_noise(rng, s, (5, 5)) - 0.5) - 0.05 * (rng.random((s, s)) > 0.97)
+    elif name == "wood":  # distorted vertical rings
+        base = _jitter_colour(rng, (0.52, 0.34, 0.19), 0.06)
+        period = s / rng.uniform(5.0, 6.5)
+        warp = 3.0 * _smooth_noise(rng, s, (3, 3))
+        shade = 0.07 * np.sin(2 * np.pi * (x / period + warp))
+    elif name == "asphalt":
+        base = _jitter_colour(rng, (0.27, 0.27, 0.29), 0.08)
+        shade = 0.08 * (rng.random((s, s), dtype=np.float32) - 0.5)
+    else:  # pragma: no cover - BACKGROUNDS and this function change together
+        raise ValueError(f"unknown background {name}")
+    return _to_uint8(base[None, None, :] + np.asarray(shade, np.float32)[..., None])
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), np.float32)
+
+
+def class_hue(label: int, n_classes: int) -> float:
+    return label / n_classes
+
+
+def sample_look(label: int, n_classes: int, rng) -> dict:
+    """Instance appearance: hue near the class hue, random texture pattern and colours."""
+    h = class_hue(label, n_classes) + rng.uniform(-0.35, 0.35) / n_classes
+    c1 = _hsv(h, rng.uniform(0.6, 1.0), rng.uniform(0.7, 1.0))
+    c2 = _hsv(h + rng.uniform(-0.05, 0.05), rng.uniform(0.5, 1.0), rng.uniform(0.3, 0.55))
+    return {
+        "pattern": ["solid", "stripes", "dots", "checker", "gradient"][rng.integers(5)],
+        "c1": c1,
+        "c2": c2,
+        "angle": rng.uniform(0, np.pi),
+        "period": rng.uniform(0.12, 0.25),  # fraction of the image side
+        "phase": rng.uniform(0, 1, 2),
+    }
+
+
+def render_texture(look: dict, s: int) -> np.ndarray:
+    """Fill the whole canvas with an object texture; the mask selects where it shows."""
+    x, y = _grid(s)
+    per = look["period"] * s
+    u = (x * math.cos(look["angle"]) + y * math.sin(look["angle"])) / per + look["phase"][0]
+    v = (-x * math.sin(look["angle"]) + y * math.cos(look["angle"])) / per + look["phase"][1]
+    pat = look["pattern"]
+    if pat == "solid":
+        t = np.zeros_like(x)
+    elif pat == "stripes":
+        t = ((u % 1.0) < 0.4).astype(np.float32)
+    elif pat == "dots":
+        t = (((u % 1.0) - 0.5) ** 2 + ((v % 1.0) - 0.5) ** 2 < 0.09).astype(np.float32)
+    elif pat == "checker":
+        t = ((np.floor(u) + np.floor(v)) % 2).astype(np.float32)
+    else:  # gradient
+        t = np.clip((u - u.min()) / max(float(np.ptp(u)), 1e-6), 0, 1)
+    t = t[..., None]
+    return _to_uint8(look["c1"] * (1 - t) + look["c2"] * t)
+
+
+def _polygon(name: str) -> list[np.ndarray]:
+    """Unit-radius outline(s) of a polygonal shape, centred at the origin."""
+
+    def ngon(n, r=1.0, rot=-np.pi / 2):
+        a = rot + 2 * np.pi * np.arange(n) / n
+        return np.stack([r * np.cos(a), r * np.sin(a)], 1)
+
+    if name == "square":
+        return [np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64) * 0.8]
+    if name == "triangle":
+        return [ngon(3) + [0, 0.2]]
+    if name == "star":
+        outer, inner = ngon(5), ngon(5, 0.42, -np.pi / 2 + np.pi / 5)
+        return [np.stack([outer, inner], 1).reshape(-1, 2)]
+    if name == "cross":
+        a, b = 1.0, 0.33
+        return [np.array([[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b],
+                          [b, a], [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]])]  # fmt: skip
+    if name == "diamond":
+        return [np.array([[0, -1], [0.55, 0], [0, 1], [-0.55, 0]], np.float64)]
+    if name == "hexagon":
+        return [ngon(6, rot=0.0)]
+    raise ValueError(name)
+
+
+def draw_shape(name: str, s: int, cx: float, cy: float, r: float, rot: float) -> np.ndarray:
+    """Binary mask (s, s) bool of a shape of radius ``r`` px centred at (cx, cy)."""
+    m = np.zeros((s, s), np.uint8)
+    sh = 4  # sub-pixel precision of cv2 drawing
+    f = float(1 << sh)
+
+    def ellipse(ax, ay, dx=0.0, value=1):
+        c, sn = math.cos(rot), math.sin(rot)
+        centre = (round((cx + dx * r * c) * f), round((cy + dx * r * sn) * f))
+        axes = (max(1, round(ax * r * f)), max(1, round(ay * r * f)))
+        cv2.ellipse(m, centre, axes, math.degrees(rot), 0, 360, value, -1, cv2.LINE_8, sh)
+
+    if name == "circle":
+        ellipse(1.0, 1.0)
+    elif name == "ellipse":
+        ellipse(1.0, 0.5)
+    elif name == "ring":
+        ellipse(1.0, 1.0)
+        ellipse(0.55, 0.55, value=0)
+    elif name == "crescent":
+        ellipse(1.0, 1.0)
+        ellipse(0.85, 0.85, dx=0.45, value=0)
+    else:
+        c, sn = math.cos(rot), math.sin(rot)
+        for poly in _polygon(name):
+            pts = poly @ np.array([[c, sn], [-sn, c]]) * r + [cx, cy]
+            cv2.fillPoly(m, [np.round(pts * f).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=sh)
+    return m.astype(bool)
+
+
+def sample_object(rng, label: int, s: int, scale: tuple[float, float]) -> dict:
+    r = rng.uniform(*scale) * s / 2
+    margin = r * 0.9
+    return {
+        "label": int(label),
+        "r": r,
+        "cx": rng.uniform(margin, s - margin),
+        "cy": rng.uniform(margin, s - margin),
+        "rot": rng.uniform(-0.35, 0.35),  # about +-20 degrees: square stays != diamond
+    }
+
+
+def object_mask(obj: dict, s: int) -> np.ndarray:
+    return draw_shape(SHAPES[obj["label"]], s, obj["cx"], obj["cy"], obj["r"], obj["rot"])
+
+
+def mask_box(mask: np.ndarray) -> list[int] | None:
+    """Inclusive pixel bounds [x0, y0, x1, y1] of a boolean mask (None if empty)."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
+
+
+def norm_box(box: list[int], w: int, h: int) -> list[float]:
+    x0, y0, x1, y1 = box
+    return [x0 / w, y0 / h, (x1 + 1) / w, (y1 + 1) / h]
+
+
+def _iou(a, b) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]) + 1)
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
+    inter = ix * iy
+    area = lambda z: (z[2] - z[0] + 1) * (z[3] - z[1] + 1)  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def plan_split(p: dict, split: str) -> list[dict]:
+    """Class choices of every scene of a split (cheap; no pixels).
+
+    Variant background sources are chosen here because they need the classes of
+    the other scenes of the split.
+    """
+    n, nc, nb = int(p[f"n_{split}"]), p["n_classes"], p["n_bg_classes"]
+    scenes = []
+    for i in range(n):
+        rng = _rng(p, split, i, _PLAN)
+        if p["kind"] == "single":
+            label = int(rng.integers(nc))
+            bg = paired_bg(label, nb)
+            if rng.random() >= p["bg_bias"]:  # a uniformly random *other* background
+                bg = int((bg + 1 + rng.integers(nb - 1)) % nb)
+            labels = [label]
+        else:
+            lo, hi = p["objects_per_image"]
+            k = int(rng.integers(lo, hi + 1))
+            first = int(rng.integers(nc))
+            labels = [first]
+            if k >= 2:
+                mate = partner(first, nc)
+                if rng.random() < p["pair_bias"]:
+                    labels.append(mate)
+                else:
+                    others = [c for c in range(nc) if c != mate]
+                    labels.append(int(others[rng.integers(len(others))]))
+            labels += [int(c) for c in rng.integers(0, nc, k - len(labels))]
+            label, bg = labels[0], int(rng.integers(nb))
+        scenes.append({"split": split, "index": i, "scene_id": _scene_id(p, split, i),
+                       "labels": labels, "label": label, "bg": bg})  # fmt: skip
+    if p["kind"] == "single" and split in p["variant_splits"]:
+        _plan_variants(p, scenes)
+    return scenes
+
+
+def _plan_variants(p: dict, scenes: list[dict]) -> None:
+    nb, nc = p["n_bg_classes"], p["n_classes"]
+    by_bg: dict[int, list[int]] = {b: [] for b in range(nb)}
+    for sc in scenes:
+        by_bg[sc["bg"]].append(sc["index"])
+    for sc in scenes:
+        rng = _rng(p, sc["split"], sc["index"], _VARIANT)
+        src = {}
+
+        def pick(cands):
+            return int(cands[rng.integers(len(cands))]) if cands else -1
+
+        # mixed_same: another scene of this split with the same background class
+        src["mixed_same"] = pick([j for j in by_bg[sc["bg"]] if j != sc["index"]])
+        other_bg = (sc["bg"] + 1 + int(rng.integers(nb - 1))) % nb
+        src["mixed_rand"] = pick(by_bg[other_bg])
+        src["mixed_next"] = pick(by_bg[(sc["bg"] + 1) % nb])
+        # when no scene of the split has the wanted class, render a fresh background
+        src["fresh_bg"] = {"mixed_same": sc["bg"], "mixed_rand": other_bg,
+                           "mixed_next": (sc["bg"] + 1) % nb}  # fmt: skip
+        src["corruption"] = CORRUPTIONS[int(rng.integers(len(CORRUPTIONS)))]
+        src["style_label"] = int((sc["label"] + 1 + rng.integers(nc - 1)) % nc)
+        sc["variant_plan"] = src
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _render_scene(p: dict, sc: dict) -> dict:
+    """Pixels of one scene: background, object layers, composite and masks."""
+    s = p["image_size"]
+    bg = render_background(sc["bg"], _rng(p, sc["split"], sc["index"], _BG), s)
+    geom = _rng(p, sc["split"], sc["index"], _GEOM)
+    look_rng = _rng(p, sc["split"], sc["index"], _LOOK)
+    scale = p["object_scale"] if p["kind"] == "single" else p["multi_object_scale"]
+    image = bg.copy()
+    union = np.zeros((s, s), bool)
+    objs = []
+    for label in sc["labels"]:
+        obj = _place(p, geom, label, s, scale, objs)
+        obj["mask"] = object_mask(obj, s)
+        obj["look"] = sample_look(label, p["n_classes"], look_rng)
+        tex = render_texture(obj["look"], s)
+        image[obj["mask"]] = tex[obj["mask"]]
+        for prev in objs:  # later objects occlude earlier ones
+            prev["visible"] &= ~obj["mask"]
+        obj["visible"] = obj["mask"].copy()
+        obj["texture"] = tex
+        union |= obj["mask"]
+        objs.append(obj)
+    return {"bg": bg, "image": image, "mask": union, "objects": objs}
+
+
+def _place(p, rng, label, s, scale, placed) -> dict:
+    """Sample an object position whose box overlaps earlier ones by at most max_overlap IoU."""
+    best = None
+    for _ in range(30):
+        obj = sample_object(rng, label, s, scale)
+        r = obj["r"]
+        box = [obj["cx"] - r, obj["cy"] - r, obj["cx"] + r, obj["cy"] + r]
+        worst = max([_iou(box, q["approx_box"]) for q in placed], default=0.0)
+        obj["approx_box"] = box
+        if worst <= p["max_overlap"]:
+            return obj
+        if best is None or worst < best[0]:
+            best = (worst, obj)
+    return best[1]
+
+
+def _render_variant(p: dict, sc: dict, scene: dict, name: str, split_scenes) -> tuple:
+    """One Background-Challenge or shift variant of a rendered single-object scene.
+
+    Returns (image, bg_label, bg_source, detail, has_object).
+    """
+    s = p["image_size"]
+    vp = sc["variant_plan"]
+    mask = scene["mask"]
+    obj = scene["objects"][0]
+    if name == "only_fg":
+        return np.where(mask[..., None], scene["image"], 0).astype(np.uint8), -1, -1, "", True
+    if name.startswith("mixed_"):
+        j = vp[name]
+        if j >= 0:
+            other = split_scenes[j]
+            bg = render_background(other["bg"], _rng(p, other["split"], j, _BG), s)
+            bg_label, source, detail = other["bg"], other["scene_id"], ""
+        else:
+            bg_label = vp["fresh_bg"][name]
+            bg = render_background(bg_label, _rng(p, sc["split"], sc["index"], 100 + _BG), s)
+            source, detail = -1, "fresh_background"
+        return np.where(mask[..., None], scene["image"], bg), bg_label, source, detail, True
+    x0, y0, x1, y1 = mask_box(mask)
+    if name == "only_bg_b":
+        img = scene["image"].copy()
+        img[y0 : y1 + 1, x0 : x1 + 1] = 0
+        return img, sc["bg"], -1, "", False
+    if name == "only_bg_t":
+        return _tile_box(scene["image"], (x0, y0, x1, y1)), sc["bg"], -1, "", False
+    if name == "sketch":
+        return _sketch(scene["image"], mask), sc["bg"], -1, "", True
+    if name == "corrupted":
+        kind = vp["corruption"]
+        rng = _rng(p, sc["split"], sc["index"], 100 + _VARIANT)
+        return _corrupt(scene["image"], kind, rng), sc["bg"], -1, kind, True
+    if name == "stylized":
+        c = vp["style_label"]
+        look = sample_look(c, p["n_classes"], _rng(p, sc["split"], sc["index"], 100 + _LOOK))
+        tex = render_texture(look, s)
+        img = np.where(obj["mask"][..., None], tex, scene["image"])
+        return img, sc["bg"], -1, f"texture_from={c}", True
+    raise ValueError(f"unknown variant {name}")
+
+
+def _tile_box(image: np.ndarray, box) -> np.ndarray:
+    """Fill the box with tiles of the largest background strip outside it (Only-BG-T)."""
+    x0, y0, x1, y1 = box
+    h, w = image.shape[:2]
+    strips = [
+        image[:y0, :], image[y1 + 1 :, :], image[:, :x0], image[:, x1 + 1 :],
+    ]  # fmt: skip
+    src = max(strips, key=lambda a: a.shape[0] * a.shape[1])
+    out = image.copy()
+    bh, bw = y1 - y0 + 1, x1 - x0 + 1
+    if src.size == 0:  # the box covers the whole image: nothing to tile from
+        out[y0 : y1 + 1, x0 : x1 + 1] = 0
+        return out
+    reps = (math.ceil(bh / src.shape[0]), math.ceil(bw / src.shape[1]), 1)
+    out[y0 : y1 + 1, x0 : x1 + 1] = np.tile(src, reps)[:bh, :bw]
+    return out
+
+
+def _sketch(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Black strokes on white: image edges plus the object outline (ImageNet-Sketch analogue)."""
+    gray = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (3, 3), 0)
+    edges = cv2.Canny(gray, 80, 160) > 0
+    m = mask.astype(np.uint8)
+    outline = cv2.morphologyEx(m, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    out = np.full(mask.shape, 255, np.uint8)
+    out[edges] = 90
+    out[outline] = 0
+    return np.repeat(out[..., None], 3, axis=2)
+
+
+def _corrupt(image: np.ndarray, kind: str, rng) -> np.ndarray:
+    """ImageNet-C style corruption at a fixed, clearly visible severity."""
+    if kind == "gaussian_noise":
+        noisy = image.astype(np.float32) + rng.normal(0, 0.12 * 255, image.shape)
+        return np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
+    if kind == "gaussian_blur":
+        return cv2.GaussianBlur(image, (0, 0), sigmaX=1.5)
+    if kind == "jpeg":
+        ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 8])
+        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+    raise ValueError(f"unknown corruption {kind}")
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write via a temporary name + rename (no fsync: the manifest, written last and
+    fsynced, is what marks the dataset complete)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _row(image_id, path, split, variant, scene_id, w, h, label, labels, bg, boxes,
+         box_labels, mask_path, bg_source=-1, detail="") -> dict:  # fmt: skip
+    return {
+        "image_id": image_id, "path": path, "split": split, "variant": variant,
+        "scene_id": int(scene_id), "width": int(w), "height": int(h), "label": int(label),
+        "labels": [int(c) for c in labels], "bg_label": int(bg),
+        "boxes": [[float(v) for v in b] for b in boxes],
+        "box_labels": [int(c) for c in box_labels], "mask_path": mask_path,
+        "bg_source": int(bg_source), "detail": detail,
+    }  # fmt: skip
+
+
+def _render_chunk(args) -> list[dict]:
+    """Render and write scenes[lo:hi] of one split; returns their manifest rows."""
+    p, out, split_scenes, lo, hi = args
+    out = Path(out)
+    s = p["image_size"]
+    rows = []
+    for sc in split_scenes[lo:hi]:
+        split, idx = sc["split"], sc["index"]
+        scene = _render_scene(p, sc)
+        name = f"{idx:06d}"
+        mask_rel = f"masks/{split}/{name}.png"
+        _write(out / mask_rel, encode_png(scene["mask"].astype(np.uint8) * 255))
+        boxes, box_labels, areas = [], [], []
+        for obj in scene["objects"]:
+            b = mask_box(obj["visible"])
+            if b is not None:  # fully occluded objects have no box
+                boxes.append(norm_box(b, s, s))
+                box_labels.append(obj["label"])
+                areas.append(int(obj["visible"].sum()))
+        label = sc["label"] if p["kind"] == "single" else box_labels[int(np.argmax(areas))]
+        rel = f"images/{split}/original/{name}.png"
+        _write(out / rel, encode_png(scene["image"]))
+        rows.append(_row(f"{split}/original/{name}", rel, split, "original", sc["scene_id"],
+                         s, s, label, sc["labels"], sc["bg"], boxes, box_labels, mask_rel))  # fmt: skip
+        if p["kind"] == "single" and "variant_plan" in sc:
+            for v in p["variants"]:
+                img, bg_label, source, detail, has_obj = _render_variant(p, sc, scene, v, split_scenes)
+                vrel = f"images/{split}/{v}/{name}.png"
+                _write(out / vrel, encode_png(img))
+                rows.append(_row(f"{split}/{v}/{name}", vrel, split, v, sc["scene_id"], s, s,
+                                 label, sc["labels"], bg_label, boxes if has_obj else [],
+                                 box_labels if has_obj else [],
+                                 mask_rel if has_obj else "masks/empty.png", source, detail))  # fmt: skip
+        if p["kind"] == "multi":
+            rows += _write_crops(p, out, sc, scene, label_of_scene=label)
+    return rows
+
+
+def _write_crops(p: dict, out: Path, sc: dict, scene: dict, label_of_scene: int) -> list[dict]:
+    """COCO-Crop analogue: every visible object cropped with a margin, resized to crop_size."""
+    s, cs, split = p["image_size"], p["crop_size"], f"objcrop_{sc['split']}"
+    rows = []
+    for k, obj in enumerate(scene["objects"]):
+        b = mask_box(obj["visible"])
+        if b is None:
+            continue
+        x0, y0, x1, y1 = b
+        mx, my = p["crop_margin"] * (x1 - x0 + 1), p["crop_margin"] * (y1 - y0 + 1)
+        cx0, cy0 = max(0, math.floor(x0 - mx)), max(0, math.floor(y0 - my))
+        cx1, cy1 = min(s, math.ceil(x1 + 1 + mx)), min(s, math.ceil(y1 + 1 + my))
+        crop = cv2.resize(scene["image"][cy0:cy1, cx0:cx1], (cs, cs), interpolation=cv2.INTER_LINEAR)
+        m = obj["visible"][cy0:cy1, cx0:cx1].astype(np.uint8) * 255
+        m = cv2.resize(m, (cs, cs), interpolation=cv2.INTER_NEAREST)
+        name = f"{sc['index']:06d}_{k}"
+        rel, mrel = f"images/{split}/original/{name}.png", f"masks/{split}/{name}.png"
+        _write(out / rel, encode_png(crop))
+        _write(out / mrel, encode_png(m))
+        cb = mask_box(m > 0)
+        boxes = [norm_box(cb, cs, cs)] if cb is not None else []
+        rows.append(_row(f"{split}/original/{name}", rel, split, "original", sc["scene_id"], cs, cs,
+                         obj["label"], [obj["label"]], sc["bg"], boxes,
+                         [obj["label"]] * len(boxes), mrel))  # fmt: skip
+    return rows
+
+
+def generate(params: dict, out_dir, progress: bool = True) -> Path:
+    """Generate the dataset described by merged ``params`` into ``out_dir``.
+
+    Returns the path of the written ``manifest.parquet``.
+    """
+    p = check_params(dict(params))
+    out = Path(out_dir)
+    splits = [s for s in SPLITS if p[f"n_{s}"] > 0]
+    folders = {f"masks/{s}" for s in splits} | {f"images/{s}/original" for s in splits}
+    if p["kind"] == "single":
+        folders |= {f"images/{s}/{v}" for s in p["variant_splits"] if s in splits for v in p["variants"]}
+    else:
+        folders |= {f"{d}/objcrop_{s}" + ("/original" if d == "images" else "")
+                    for s in splits for d in ("images", "masks")}  # fmt: skip
+    for f in sorted(folders):
+        (out / f).mkdir(parents=True, exist_ok=True)
+    _write(out / "masks/empty.png", encode_png(np.zeros((p["image_size"],) * 2, np.uint8)))
+
+    jobs = []
+    for split in splits:
+        scenes = plan_split(p, split)
+        step = 50
+        jobs += [(p, str(out), scenes, lo, min(lo + step, len(scenes))) for lo in range(0, len(scenes), step)]
+    rows: list[dict] = []
+    bar = tqdm(total=len(jobs), desc=f"scenes[{p['kind']}]", unit="chunk", disable=not progress)
+    if p["workers"] > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=p["workers"]) as pool:
+            for chunk_rows in pool.map(_render_chunk, jobs):  # map keeps the job order
+                rows += chunk_rows
+                bar.update()
+    else:
+        for job in jobs:
+            rows += _render_chunk(job)
+            bar.update()
+    bar.close()
+
+    write_json(out / "classes.json", {
+        "classes": SHAPES[: p["n_classes"]],
+        "bg_classes": BACKGROUNDS[: p["n_bg_classes"]],
+        "paired_bg": [paired_bg(c, p["n_bg_classes"]) for c in range(p["n_classes"])],
+        "partner": [partner(c, p["n_classes"]) for c in range(p["n_classes"])],
+        "params": {k: v for k, v in p.items() if k != "workers"},
+    })  # fmt: skip
+    manifest = out / "manifest.parquet"
+    write_manifest(manifest, pd.DataFrame(rows))
+    return manifest
+
+
+def summary(manifest_df: pd.DataFrame) -> str:
+    """'train/original 2000, test/mixed_rand 500, ...' for the CLI's one-line report."""
+    counts = manifest_df.groupby(["split", "variant"], sort=False).size()
+    return ", ".join(f"{s}/{v} {n}" for (s, v), n in counts.items())
+
+
+__all__ = ["DEFAULTS", "SHAPES", "BACKGROUNDS", "VARIANTS", "generate", "plan_split",
+           "paired_bg", "partner", "render_background", "draw_shape", "mask_box", "norm_box",
+           "summary"]  # fmt: skip

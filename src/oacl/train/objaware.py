@@ -1,0 +1,1 @@
+"""Object-aware variants applied before the standard augmentations (STUB)."""
