@@ -2,10 +2,12 @@
 
 The paper takes "the largest rectangle in the zeros of the binarized CAM mask"
 (threshold 0.2). ``largest_rectangle`` is the exact maximal-rectangle dynamic
-programme: row by row it keeps, for every column, the height of the run of zeros
-ending at this row and how far a rectangle of that height extends left and right.
-The largest such rectangle over all cells is the largest rectangle of zeros. Each row
-is a few vectorised numpy operations, O(H*W) in total.
+programme: for every cell it takes the height of the run of zeros ending there and
+extends a rectangle of that height as far left and right as the run allows; the
+largest of these over all cells is the largest rectangle of zeros. The row-by-row
+recurrences (running max/min of the left/right limits within each vertical run) are
+computed for all rows at once with accumulate tricks, so it is O(H*W) numpy work with
+no Python loop.
 """
 
 from __future__ import annotations
@@ -22,25 +24,26 @@ def largest_rectangle(zero_mask: np.ndarray) -> tuple[int, int, int, int]:
     """
     zeros = np.asarray(zero_mask, dtype=bool)
     h, w = zeros.shape
-    cols = np.arange(w)
-    height = np.zeros(w, dtype=np.int64)
-    left = np.zeros(w, dtype=np.int64)  # first column of the rectangle (inclusive)
-    right = np.full(w, w, dtype=np.int64)  # last column (exclusive)
-    best_area, best = 0, (0, 0, 0, 0)
-    for y in range(h):
-        row = zeros[y]
-        height = np.where(row, height + 1, 0)
-        # nearest blocked column to the left / right of each column in this row
-        cur_left = np.maximum.accumulate(np.where(row, 0, cols + 1))
-        cur_right = np.minimum.accumulate(np.where(row, w, cols)[::-1])[::-1]
-        left = np.where(row, np.maximum(left, cur_left), 0)
-        right = np.where(row, np.minimum(right, cur_right), w)
-        area = (right - left) * height
-        j = int(area.argmax())  # first column on ties
-        if area[j] > best_area:  # strict: earlier rows win ties
-            best_area = int(area[j])
-            best = (int(left[j]), y + 1 - int(height[j]), int(right[j]), y + 1)
-    return best
+    if not zeros.any():
+        return (0, 0, 0, 0)
+    rows = np.arange(h)[:, None]
+    cols = np.arange(w)[None, :]
+    blocked = ~zeros
+    # height of the run of zeros ending at each cell (0 on blocked cells)
+    last_blocked = np.maximum.accumulate(np.where(blocked, rows, -1), axis=0)
+    height = np.where(zeros, rows - last_blocked, 0)
+    # how far each cell's own row extends left (inclusive) / right (exclusive) in zeros
+    row_left = np.maximum.accumulate(np.where(zeros, 0, cols + 1), axis=1)
+    row_right = np.minimum.accumulate(np.where(zeros, w, cols)[:, ::-1], axis=1)[:, ::-1]
+    # running max of row_left / min of row_right down each vertical run of zeros:
+    # offsetting by run index * k (k > w) makes one accumulate restart at every run
+    k = w + 1
+    run = np.cumsum(blocked, axis=0) * k
+    left = np.maximum.accumulate(run + np.where(zeros, row_left, 0), axis=0) - run
+    right = w - (np.maximum.accumulate(run + np.where(zeros, w - row_right, 0), axis=0) - run)
+    area = np.where(zeros, (right - left) * height, 0)
+    y, x = np.unravel_index(int(area.argmax()), area.shape)  # first in raster order on ties
+    return (int(left[y, x]), int(y + 1 - height[y, x]), int(right[y, x]), int(y + 1))
 
 
 def background_rect(soft_mask: np.ndarray, bg_threshold: float = 0.2) -> tuple[list[float], bool, bool]:

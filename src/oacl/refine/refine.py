@@ -74,7 +74,7 @@ def refine_one(image: np.ndarray, soft: np.ndarray, params: dict) -> dict:
     return {"boxes": boxes, "mask": binary, "bg_rect": rect, "empty": False, "full": full}
 
 
-def refine_shard(params: dict, manifest_path, masks_path, out_path) -> dict:
+def refine_shard(params: dict, manifest_path, masks_path, out_path, progress: bool = True) -> dict:
     """Refine every image of one mask shard and write the box shard atomically.
 
     ``params`` may be partial; it is merged over DEFAULTS (unknown keys rejected).
@@ -86,10 +86,14 @@ def refine_shard(params: dict, manifest_path, masks_path, out_path) -> dict:
     table = artifacts.read_table(masks_path, artifacts.MASK_SCHEMA.names, "mask shard")
     pjson = params_json(params)
     rows, counts = [], {"images": 0, "skipped": 0, "empty": 0, "full": 0, "boxes": 0}
-    for row in tqdm(table.to_pylist(), desc=f"refine {Path(masks_path).name}", unit="img"):
+    for row in tqdm(
+        table.to_pylist(), desc=f"refine {Path(masks_path).name}", unit="img", disable=not progress
+    ):
         image_id = row["image_id"]
         if image_id not in paths:
-            raise ValueError(f"mask shard {masks_path}: image_id {image_id!r} is not in manifest {manifest_path}")
+            raise ValueError(
+                f"mask shard {masks_path}: image_id {image_id!r} is not in manifest {manifest_path}"
+            )
         try:
             image = read_rgb(paths[image_id])
         except (ImageError, FileNotFoundError) as exc:

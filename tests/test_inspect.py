@@ -1,0 +1,88 @@
+import base64
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from oacl.cli import main
+from oacl.io import decode_png
+from oacl.refine.inspect import gallery_ids
+from oacl.refine.refine import refine_shard
+from test_refine_cli import H, W, make_data
+
+
+@pytest.fixture()
+def results(tmp_path):
+    """A results/ tree in the workflow layout with one mask shard and its box shard."""
+    manifest, masks = make_data(tmp_path / "src")
+    root = tmp_path / "results"
+    data = root / "data" / "toy"
+    data.mkdir(parents=True)
+    shutil.copy(manifest, data / "manifest.parquet")
+    shutil.copytree(tmp_path / "src" / "img", data / "img")
+    cam = root / "cam" / "toy" / "moco-baseline-s0" / "default"
+    cam.mkdir(parents=True)
+    shutil.copy(masks, cam / "masks_0.parquet")
+    box = root / "refine" / "toy" / "moco-baseline-s0" / "default" / "boxes_0.parquet"
+    refine_shard({"crf": False, "work_size": 64}, data / "manifest.parquet", cam / "masks_0.parquet", box)
+    return root
+
+
+def test_inspect_from_results_dir(results, tmp_path):
+    out = tmp_path / "o.png"
+    assert main(["inspect", str(results), "--image-id", "one", "--out", str(out), "--size", "128"]) == 0
+    img = decode_png(out.read_bytes())
+    # shorter side 48 px upscaled to 128: 3 panels of 213 px + 2 gaps, plus header
+    pw = round(W * 128 / H)
+    assert img.shape == (24 + 128, 3 * pw + 8, 3)
+    # green box pixels in the first panel, cyan background rectangle in the third
+    first, third = img[24:, :pw], img[24:, 2 * pw + 8 :]
+    assert ((first == (0, 220, 0)).all(axis=2)).sum() > 50
+    assert ((third == (0, 230, 255)).all(axis=2)).sum() > 50
+    # the heat-map panel differs from the plain image where the CAM is hot
+    assert not np.array_equal(img[24:, pw + 4 : 2 * pw + 4], first)
+
+
+def test_inspect_from_shard_files(results, tmp_path):
+    masks = next(results.glob("cam/*/*/*/masks_0.parquet"))
+    boxes = next(results.glob("refine/*/*/*/boxes_0.parquet"))
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert main(["inspect", str(masks), "--image-id", "two", "--out", str(a)]) == 0
+    assert main(["inspect", str(boxes), "--image-id", "two", "--out", str(b)]) == 0
+    assert a.read_bytes() == b.read_bytes()  # same counterparts found from either shard
+    c = tmp_path / "c.png"
+    manifest = results / "data" / "toy" / "manifest.parquet"
+    assert (
+        main(
+            [
+                "inspect",
+                "--manifest",
+                str(manifest),
+                "--masks",
+                str(masks),
+                "--image-id",
+                "two",
+                "--out",
+                str(c),
+            ]
+        )
+        == 0
+    )
+    assert c.exists()
+
+
+def test_inspect_gallery_and_errors(results, tmp_path, capsys):
+    out = tmp_path / "g.html"
+    assert main(["inspect", str(results), "--gallery", "3", "--out", str(out)]) == 0
+    page = out.read_text()
+    pngs = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    assert len(pngs) == 3
+    assert decode_png(base64.b64decode(pngs[0])).ndim == 3
+    assert gallery_ids(["d", "a", "c", "b", "e"], 3) == ["a", "c", "e"]
+    assert main(["inspect", str(results), "--image-id", "nope", "--out", str(tmp_path / "x.png")]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert (
+        main(["inspect", str(tmp_path / "missing"), "--image-id", "one", "--out", str(tmp_path / "x.png")])
+        == 2
+    )

@@ -1,0 +1,184 @@
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from oacl import artifacts
+from oacl.evaluate import localization as loc
+from oacl.io import encode_png
+
+
+def test_mask_iou_cases():
+    gt = np.zeros((10, 10), bool)
+    gt[:, :4] = True
+    assert loc.mask_iou(gt, gt) == 1.0
+    assert loc.mask_iou(np.zeros_like(gt), np.zeros_like(gt)) == 1.0  # empty vs empty
+    assert loc.mask_iou(np.zeros_like(gt), gt) == 0.0
+    half = np.zeros_like(gt)
+    half[:, :2] = True  # half of the GT
+    assert loc.mask_iou(half, gt) == pytest.approx(0.5)
+    shifted = np.zeros_like(gt)
+    shifted[:, 2:6] = True  # half overlap, same size: 2 / 6
+    assert loc.mask_iou(shifted, gt) == pytest.approx(1 / 3)
+
+
+def test_box_metrics_cases():
+    gt = [[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]
+    assert loc.box_miou(gt, gt) == pytest.approx(1.0)
+    assert loc.box_miou(gt, []) == 0.0
+    assert loc.box_miou([], gt) is None
+    # one GT found exactly, the other with a half-width box
+    assert loc.box_miou(gt, [[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 0.75, 1.0]]) == pytest.approx(0.75)
+    assert loc.box_union_iou(gt, [[0.0, 0.0, 0.5, 0.5]], 20, 20) == pytest.approx(0.5)
+    assert loc.box_iou_matrix([[0, 0, 2, 1]], [[1, 0, 3, 1]])[0, 0] == pytest.approx(1 / 3)
+
+
+def test_maxboxacc_v2_known_values():
+    h = w = 40
+    thr = np.arange(0, 1, 0.01)
+    cam = np.zeros((h, w), np.float32)
+    cam[10:30, 10:30] = 1.0
+    perfect = loc.maxbox_best_ious(cam, [[0.25, 0.25, 0.75, 0.75]], thr)
+    assert perfect.max() == pytest.approx(1.0)
+    # the CAM box covers 0.4 IoU of the GT box: passes 30 %, fails 50 % and 70 %
+    gt = [[0.25, 0.25, 0.75, 1.0]]  # 20 x 30 px, CAM box 20 x 20 inside it -> 400/600
+    ious = loc.maxbox_best_ious(cam, gt, thr)
+    assert ious.max() == pytest.approx(2 / 3)
+    res = loc.maxboxacc(np.stack([perfect, ious]), thr, [30, 50, 70])
+    assert res["maxboxacc"] == {"30": 1.0, "50": 1.0, "70": 0.5}
+    assert res["maxboxacc_v2"] == pytest.approx(2.5 / 3)
+
+
+def test_centred_gaussian():
+    g = loc.centred_gaussian(31, 41, 0.25)
+    assert g.shape == (31, 41) and g.max() == pytest.approx(1.0, abs=1e-3)
+    assert np.unravel_index(g.argmax(), g.shape) == (15, 20)
+
+
+def _dataset(tmp_path):
+    """Three 40x60 images: perfect CAM, empty GT + empty CAM, half-overlap CAM."""
+    from PIL import Image
+
+    H, W = 40, 60
+    rows, mrows, brows = [], [], []
+    cases = {}
+    gt = np.zeros((H, W), np.uint8)
+    gt[10:30, 20:40] = 255
+    cases["perfect"] = (gt, gt.astype(np.float32) / 255, [[20 / W, 10 / H, 40 / W, 30 / H]])
+    cases["empty"] = (np.zeros((H, W), np.uint8), np.zeros((H, W), np.float32), [])
+    half = np.zeros((H, W), np.float32)
+    half[10:30, 30:50] = 1.0  # shifted by half the width: IoU 1/3
+    cases["half"] = (gt, half, [[20 / W, 10 / H, 40 / W, 30 / H]])
+    (tmp_path / "m").mkdir()
+    for image_id, (g, cam, boxes) in cases.items():
+        Image.fromarray(g).save(tmp_path / "m" / f"{image_id}.png")
+        rows.append(
+            {
+                "image_id": image_id,
+                "path": f"{image_id}.jpg",
+                "split": "test",
+                "variant": "original",
+                "scene_id": -1,
+                "width": W,
+                "height": H,
+                "label": 0,
+                "labels": [0],
+                "bg_label": -1,
+                "boxes": boxes,
+                "box_labels": [0] * len(boxes),
+                "mask_path": f"m/{image_id}.png",
+            }
+        )
+        # CAM stored at half resolution as the ContraCAM shards do
+        small = cam[::2, ::2]
+        mrows.append(
+            {
+                "image_id": image_id,
+                "height": H // 2,
+                "width": W // 2,
+                "orig_height": H,
+                "orig_width": W,
+                "mask_png": encode_png((small * 255).astype(np.uint8)),
+                "params": "{}",
+            }
+        )
+        brows.append(
+            {
+                "image_id": image_id,
+                "boxes": boxes,
+                "n_boxes": len(boxes),
+                "height": H,
+                "width": W,
+                "mask_png": encode_png((cam > 0.5).astype(np.uint8) * 255),
+                "bg_rect": [0, 0, 1, 1],
+                "empty": False,
+                "params": "{}",
+            }
+        )
+    df = pd.DataFrame(rows)
+    for c in ("width", "height", "label", "bg_label"):
+        df[c] = df[c].astype("int32")
+    artifacts.write_manifest(tmp_path / "manifest.parquet", df)
+    artifacts.write_rows(tmp_path / "masks_0.parquet", mrows, artifacts.MASK_SCHEMA)
+    artifacts.write_rows(tmp_path / "boxes_0.parquet", brows, artifacts.BOX_SCHEMA)
+    return tmp_path / "manifest.parquet", tmp_path / "masks_0.parquet", tmp_path / "boxes_0.parquet"
+
+
+def test_evaluate_end_to_end_known_values(tmp_path):
+    manifest, masks, boxes = _dataset(tmp_path)
+    res = loc.evaluate_localization({"maxbox_cam_step": 0.05}, manifest, [masks], [boxes])
+    c = res["metrics"]["contracam"]
+    assert res["n_images"] == 3
+    assert c["mask_miou"] == pytest.approx((1 + 1 + 1 / 3) / 3, abs=0.02)
+    assert c["crf_mask_miou"] == pytest.approx((1 + 1 + 1 / 3) / 3, abs=0.02)
+    assert c["box_miou"] == pytest.approx(1.0)  # box shards carry the exact GT boxes
+    assert c["n_box_images"] == 2  # "empty" has no GT box
+    assert c["best_threshold_miou"] >= c["mask_miou"] - 1e-9
+    # MaxBoxAcc: perfect image passes every delta, half image has IoU 1/3 -> passes 30 only
+    assert c["maxboxacc"]["30"] == pytest.approx(1.0)
+    assert c["maxboxacc"]["50"] == pytest.approx(0.5)
+    assert "gaussian" in res["metrics"] and "mask_miou" in res["metrics"]["gaussian"]
+    assert "| mask mIoU @0.5 |" in res["table_md"]
+
+
+def test_register_cli(tmp_path, capsys):
+    manifest, masks, boxes = _dataset(tmp_path)
+    parser = argparse.ArgumentParser()
+    loc.register(parser.add_subparsers(dest="cmd"))
+    out = tmp_path / "loc.json"
+    args = parser.parse_args(
+        [
+            "localization",
+            "--cfg",
+            '{"maxbox_cam_step": 0.1}',
+            "--manifest",
+            str(manifest),
+            "--masks",
+            str(masks),
+            "--boxes",
+            str(boxes),
+            "--out",
+            str(out),
+        ]
+    )
+    assert args.func(args) == 0
+    res = json.loads(out.read_text())
+    assert res["params"]["maxbox_cam_step"] == 0.1 and res["n_images"] == 3
+    assert "MaxBoxAccV2" in capsys.readouterr().out
+    bad = parser.parse_args(
+        [
+            "localization",
+            "--cfg",
+            '{"nope": 1}',
+            "--manifest",
+            str(manifest),
+            "--masks",
+            str(masks),
+            "--out",
+            str(out),
+        ]
+    )
+    with pytest.raises(ValueError, match="nope"):
+        bad.func(bad)
