@@ -28,8 +28,14 @@ def register(subparsers) -> None:
     p = sub.add_parser("index", help="index a folder root/<split>/<class>/<image> in place")
     p.add_argument("--root", required=True, help="dataset folder")
     p.add_argument("--out", required=True, help="output folder (manifest.parquet goes there)")
-    p.add_argument("--skip-bad", action="store_true", help="skip undecodable/tiny images (listed in skipped.json)")
-    p.add_argument("--min-size", type=int, default=None, help="smallest accepted image side in px (default 8)")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip undecodable/tiny images (listed in skipped.json)",
+    )
+    p.add_argument(
+        "--min-size", type=int, default=None, help="smallest accepted image side in px (default 8)"
+    )
     p.add_argument("--relative", action="store_true", help="store paths relative to --out")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -57,8 +63,15 @@ def _run(cfg: dict, out: str, quiet: bool) -> int:
     manifest = prepare(cfg, out, progress=not quiet)
     df = read_manifest(manifest)
     counts = df.groupby(["split", "variant"], sort=False).size()
-    parts = ", ".join(f"{s}/{v} {n}" if v != "original" else f"{s} {n}" for (s, v), n in counts.items())
-    print(f"{manifest}: {len(df)} rows ({parts}) in {time.time() - t0:.1f} s")
+    parts = ", ".join(
+        f"{s}/{v} {n}" if v != "original" else f"{s} {n}" for (s, v), n in counts.items()
+    )
+    note = ""
+    skipped = Path(out) / "skipped.json"
+    if cfg.get("type") == "folder" and cfg.get("skip_bad") and skipped.exists():
+        info = json.loads(skipped.read_text())
+        note = f"; skipped {info['n_skipped']} bad image(s) {info['counts']} (see {skipped})"
+    print(f"{manifest}: {len(df)} rows ({parts}) in {time.time() - t0:.1f} s{note}")
     return 0
 
 
@@ -69,13 +82,19 @@ def _prepare(args) -> int:
 def _synth(args) -> int:
     cfg = _load_cfg(args.cfg)
     if cfg.setdefault("type", "scenes") != "scenes":
-        raise ValueError(f"oacl data synth makes type 'scenes' datasets; cfg has type {cfg['type']!r}")
+        raise ValueError(
+            f"oacl data synth makes type 'scenes' datasets; cfg has type {cfg['type']!r}"
+        )
     return _run(cfg, args.out, args.quiet)
 
 
 def _index(args) -> int:
-    cfg = {"type": "folder", "root": args.root, "skip_bad": bool(args.skip_bad),
-           "relative_paths": bool(args.relative)}  # fmt: skip
+    cfg = {
+        "type": "folder",
+        "root": args.root,
+        "skip_bad": bool(args.skip_bad),
+        "relative_paths": bool(args.relative),
+    }
     if args.min_size is not None:
         cfg["min_size"] = args.min_size
     if args.workers is not None:

@@ -31,7 +31,18 @@ from tqdm import tqdm
 from ..artifacts import write_manifest
 from ..io import ImageError, read_mask, read_rgb, write_json
 
-IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"]
+IMAGE_EXTENSIONS = [
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+]
 
 DEFAULTS = {
     "type": "folder",
@@ -45,7 +56,9 @@ DEFAULTS = {
 }
 
 
-def _list_images(root: Path, splits: list[str], extensions: list[str]) -> list[tuple[str, str, Path]]:
+def _list_images(
+    root: Path, splits: list[str], extensions: list[str]
+) -> list[tuple[str, str, Path]]:
     """(split, class, path) of every image file, in sorted order."""
     exts = {e.lower() for e in extensions}
     if splits:
@@ -92,7 +105,9 @@ def _load_box_table(root: Path) -> dict[str, dict]:
     df = pd.read_parquet(f)
     key = "image_id" if "image_id" in df else "path" if "path" in df else None
     if key is None or "boxes" not in df:
-        raise ValueError(f"{f}: needs columns 'boxes' and 'image_id' or 'path'; has {list(df.columns)}")
+        raise ValueError(
+            f"{f}: needs columns 'boxes' and 'image_id' or 'path'; has {list(df.columns)}"
+        )
     out = {}
     for _, r in df.iterrows():
         entry = {"boxes": r["boxes"]}
@@ -168,13 +183,23 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
         box_labels = list(gt.get("box_labels") or [label_of[cls]] * len(boxes)) if gt else []
         if len(box_labels) != len(boxes):
             raise ValueError(f"{f}: {len(boxes)} boxes but {len(box_labels)} box_labels")
-        rows.append({
-            "image_id": image_id, "path": _ref(f, out, params["relative_paths"]), "split": split,
-            "variant": "original", "scene_id": -1, "width": w, "height": h,
-            "label": label_of[cls], "labels": [label_of[cls]], "bg_label": -1,
-            "boxes": boxes, "box_labels": [int(b) for b in box_labels],
-            "mask_path": _ref(Path(mask), out, params["relative_paths"]) if mask else "",
-        })  # fmt: skip
+        rows.append(
+            {
+                "image_id": image_id,
+                "path": _ref(f, out, params["relative_paths"]),
+                "split": split,
+                "variant": "original",
+                "scene_id": -1,
+                "width": w,
+                "height": h,
+                "label": label_of[cls],
+                "labels": [label_of[cls]],
+                "bg_label": -1,
+                "boxes": boxes,
+                "box_labels": [int(b) for b in box_labels],
+                "mask_path": _ref(Path(mask), out, params["relative_paths"]) if mask else "",
+            }
+        )
 
     if skipped and not params["skip_bad"]:
         listing = "\n".join(f"  {s['path']}: {s['reason']}" for s in skipped[:20])
@@ -191,9 +216,16 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
         kind = {"too": "too_small", "bad": "bad_mask", "mask": "mask_size"}.get(kind, kind)
         counts[kind] = counts.get(kind, 0) + 1
     if params["skip_bad"]:
-        write_json(out / "skipped.json", {"n_images": len(items), "n_indexed": len(rows),
-                                          "n_skipped": len(skipped), "counts": counts,
-                                          "skipped": skipped})  # fmt: skip
+        write_json(
+            out / "skipped.json",
+            {
+                "n_images": len(items),
+                "n_indexed": len(rows),
+                "n_skipped": len(skipped),
+                "counts": counts,
+                "skipped": skipped,
+            },
+        )
     write_json(out / "classes.json", {"classes": classes})
     manifest = out / "manifest.parquet"
     write_manifest(manifest, pd.DataFrame(rows))

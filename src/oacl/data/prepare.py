@@ -35,7 +35,9 @@ def known_types() -> list[str]:
     """Built-in types plus the reader modules present in oacl.data.readers."""
     try:
         readers = importlib.import_module("oacl.data.readers")
-        names = sorted(m.name for m in pkgutil.iter_modules(readers.__path__) if not m.name.startswith("_"))
+        names = sorted(
+            m.name for m in pkgutil.iter_modules(readers.__path__) if not m.name.startswith("_")
+        )
     except ModuleNotFoundError:
         names = []
     return BUILTIN + names
@@ -49,7 +51,9 @@ def _reader(kind: str):
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name in (name, "oacl.data.readers"):
-            raise ValueError(f"unknown dataset type {kind!r} (known: {', '.join(known_types())})") from None
+            raise ValueError(
+                f"unknown dataset type {kind!r} (known: {', '.join(known_types())})"
+            ) from None
         raise
 
 
@@ -78,7 +82,10 @@ def prepare(cfg: dict, out_dir, progress: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     df = mod.build(params, out)
     if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"oacl.data.readers.{kind}.build must return a pandas DataFrame, got {type(df).__name__}")
+        raise TypeError(
+            f"oacl.data.readers.{kind}.build must return a pandas DataFrame, "
+            f"got {type(df).__name__}"
+        )
     df = complete_manifest(df)
     manifest = out / "manifest.parquet"
     write_manifest(manifest, df)

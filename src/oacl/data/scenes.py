@@ -118,7 +118,9 @@ def check_params(p: dict) -> dict:
             raise ValueError(f"scenes: {key} must be in [0, 1], got {p[key]}")
     lo, hi = p["objects_per_image"]
     if not 1 <= lo <= hi <= 4:
-        raise ValueError(f"scenes: objects_per_image must satisfy 1 <= lo <= hi <= 4, got {[lo, hi]}")
+        raise ValueError(
+            f"scenes: objects_per_image must satisfy 1 <= lo <= hi <= 4, got {[lo, hi]}"
+        )
     for key in ("object_scale", "multi_object_scale"):
         a, b = p[key]
         if not 0.05 <= a <= b <= 0.9:
@@ -134,6 +136,8 @@ def check_params(p: dict) -> dict:
     for s in SPLITS:
         if int(p[f"n_{s}"]) < 0:
             raise ValueError(f"scenes: n_{s} must be >= 0")
+    if sum(int(p[f"n_{s}"]) for s in SPLITS) == 0:
+        raise ValueError("scenes: n_train + n_val + n_test must be > 0")
     return p
 
 
@@ -149,7 +153,9 @@ def partner(label: int, n_classes: int) -> int:
 
 
 def _rng(p: dict, split: str, index: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([p["seed"], _KIND_CODE[p["kind"]], _SPLIT_CODE[split], index, stream])
+    return np.random.default_rng(
+        [p["seed"], _KIND_CODE[p["kind"]], _SPLIT_CODE[split], index, stream]
+    )
 
 
 def _scene_id(p: dict, split: str, index: int) -> int:
@@ -182,13 +188,17 @@ def render_background(bg: int, rng, s: int) -> np.ndarray:
     name = BACKGROUNDS[bg]
     if name == "grass":  # vertical blades: noise stretched along y
         base = _jitter_colour(rng, (0.28, 0.48, 0.16), 0.08)
-        n = cv2.resize(rng.random((4, s // 2)).astype(np.float32), (s, s), interpolation=cv2.INTER_LINEAR)
+        n = cv2.resize(
+            rng.random((4, s // 2)).astype(np.float32), (s, s), interpolation=cv2.INTER_LINEAR
+        )
         shade = 0.16 * (n - 0.5) + 0.05 * (_smooth_noise(rng, s, (3, 3)) - 0.5)
     elif name == "water":  # horizontal waves
         base = _jitter_colour(rng, (0.16, 0.36, 0.62), 0.08)
         f = rng.uniform(5.0, 6.5) / s
         phase = rng.uniform(0, 2 * np.pi, 2)
-        shade = 0.07 * np.sin(2 * np.pi * f * y + 1.2 * np.sin(2 * np.pi * x / s * 1.5 + phase[0]) + phase[1])
+        shade = 0.07 * np.sin(
+            2 * np.pi * f * y + 1.2 * np.sin(2 * np.pi * x / s * 1.5 + phase[0]) + phase[1]
+        )
         shade = shade + 0.03 * (_smooth_noise(rng, s, (6, 6)) - 0.5)
     elif name == "sand":  # fine grain
         base = _jitter_colour(rng, (0.78, 0.68, 0.47), 0.06)
@@ -402,8 +412,16 @@ def plan_split(p: dict, split: str) -> list[dict]:
                     labels.append(int(others[rng.integers(len(others))]))
             labels += [int(c) for c in rng.integers(0, nc, k - len(labels))]
             label, bg = labels[0], int(rng.integers(nb))
-        scenes.append({"split": split, "index": i, "scene_id": _scene_id(p, split, i),
-                       "labels": labels, "label": label, "bg": bg})  # fmt: skip
+        scenes.append(
+            {
+                "split": split,
+                "index": i,
+                "scene_id": _scene_id(p, split, i),
+                "labels": labels,
+                "label": label,
+                "bg": bg,
+            }
+        )
     if p["kind"] == "single" and split in p["variant_splits"]:
         _plan_variants(p, scenes)
     return scenes
@@ -427,8 +445,11 @@ def _plan_variants(p: dict, scenes: list[dict]) -> None:
         src["mixed_rand"] = pick(by_bg[other_bg])
         src["mixed_next"] = pick(by_bg[(sc["bg"] + 1) % nb])
         # when no scene of the split has the wanted class, render a fresh background
-        src["fresh_bg"] = {"mixed_same": sc["bg"], "mixed_rand": other_bg,
-                           "mixed_next": (sc["bg"] + 1) % nb}  # fmt: skip
+        src["fresh_bg"] = {
+            "mixed_same": sc["bg"],
+            "mixed_rand": other_bg,
+            "mixed_next": (sc["bg"] + 1) % nb,
+        }
         src["corruption"] = CORRUPTIONS[int(rng.integers(len(CORRUPTIONS)))]
         src["style_label"] = int((sc["label"] + 1 + rng.integers(nc - 1)) % nc)
         sc["variant_plan"] = src
@@ -527,8 +548,11 @@ def _tile_box(image: np.ndarray, box) -> np.ndarray:
     x0, y0, x1, y1 = box
     h, w = image.shape[:2]
     strips = [
-        image[:y0, :], image[y1 + 1 :, :], image[:, :x0], image[:, x1 + 1 :],
-    ]  # fmt: skip
+        image[:y0, :],
+        image[y1 + 1 :, :],
+        image[:, :x0],
+        image[:, x1 + 1 :],
+    ]
     src = max(strips, key=lambda a: a.shape[0] * a.shape[1])
     out = image.copy()
     bh, bw = y1 - y0 + 1, x1 - x0 + 1
@@ -576,16 +600,14 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _row(image_id, path, split, variant, scene_id, w, h, label, labels, bg, boxes,
-         box_labels, mask_path, bg_source=-1, detail="") -> dict:  # fmt: skip
-    return {
-        "image_id": image_id, "path": path, "split": split, "variant": variant,
-        "scene_id": int(scene_id), "width": int(w), "height": int(h), "label": int(label),
-        "labels": [int(c) for c in labels], "bg_label": int(bg),
-        "boxes": [[float(v) for v in b] for b in boxes],
-        "box_labels": [int(c) for c in box_labels], "mask_path": mask_path,
-        "bg_source": int(bg_source), "detail": detail,
-    }  # fmt: skip
+def _row(image_id: str, path: str, variant: str, **fields) -> dict:
+    """A manifest row; ``fields`` gives the remaining MANIFEST_SCHEMA columns + extras."""
+    row = {"image_id": image_id, "path": path, "variant": variant, "bg_source": -1, "detail": ""}
+    row.update(fields)
+    row["boxes"] = [[float(v) for v in b] for b in row["boxes"]]
+    for key in ("labels", "box_labels"):
+        row[key] = [int(c) for c in row[key]]
+    return row
 
 
 def _render_chunk(args) -> list[dict]:
@@ -595,9 +617,8 @@ def _render_chunk(args) -> list[dict]:
     s = p["image_size"]
     rows = []
     for sc in split_scenes[lo:hi]:
-        split, idx = sc["split"], sc["index"]
+        split, name = sc["split"], f"{sc['index']:06d}"
         scene = _render_scene(p, sc)
-        name = f"{idx:06d}"
         mask_rel = f"masks/{split}/{name}.png"
         _write(out / mask_rel, encode_png(scene["mask"].astype(np.uint8) * 255))
         boxes, box_labels, areas = [], [], []
@@ -607,26 +628,28 @@ def _render_chunk(args) -> list[dict]:
                 boxes.append(norm_box(b, s, s))
                 box_labels.append(obj["label"])
                 areas.append(int(obj["visible"].sum()))
+        # multi: the image-level label is the class of the largest visible object
         label = sc["label"] if p["kind"] == "single" else box_labels[int(np.argmax(areas))]
+        base = dict(split=split, scene_id=sc["scene_id"], width=s, height=s, label=label,
+                    labels=sc["labels"], bg_label=sc["bg"], boxes=boxes, box_labels=box_labels,
+                    mask_path=mask_rel)  # fmt: skip
         rel = f"images/{split}/original/{name}.png"
         _write(out / rel, encode_png(scene["image"]))
-        rows.append(_row(f"{split}/original/{name}", rel, split, "original", sc["scene_id"],
-                         s, s, label, sc["labels"], sc["bg"], boxes, box_labels, mask_rel))  # fmt: skip
-        if p["kind"] == "single" and "variant_plan" in sc:
-            for v in p["variants"]:
-                img, bg_label, source, detail, has_obj = _render_variant(p, sc, scene, v, split_scenes)
-                vrel = f"images/{split}/{v}/{name}.png"
-                _write(out / vrel, encode_png(img))
-                rows.append(_row(f"{split}/{v}/{name}", vrel, split, v, sc["scene_id"], s, s,
-                                 label, sc["labels"], bg_label, boxes if has_obj else [],
-                                 box_labels if has_obj else [],
-                                 mask_rel if has_obj else "masks/empty.png", source, detail))  # fmt: skip
+        rows.append(_row(f"{split}/original/{name}", rel, "original", **base))
+        for v in p["variants"] if "variant_plan" in sc else []:
+            img, bg_label, source, detail, has_obj = _render_variant(p, sc, scene, v, split_scenes)
+            vrel = f"images/{split}/{v}/{name}.png"
+            _write(out / vrel, encode_png(img))
+            row = {**base, "bg_label": bg_label, "bg_source": source, "detail": detail}
+            if not has_obj:  # only_bg_*: no object left in the image
+                row.update(boxes=[], box_labels=[], mask_path="masks/empty.png")
+            rows.append(_row(f"{split}/{v}/{name}", vrel, v, **row))
         if p["kind"] == "multi":
-            rows += _write_crops(p, out, sc, scene, label_of_scene=label)
+            rows += _write_crops(p, out, sc, scene)
     return rows
 
 
-def _write_crops(p: dict, out: Path, sc: dict, scene: dict, label_of_scene: int) -> list[dict]:
+def _write_crops(p: dict, out: Path, sc: dict, scene: dict) -> list[dict]:
     """COCO-Crop analogue: every visible object cropped with a margin, resized to crop_size."""
     s, cs, split = p["image_size"], p["crop_size"], f"objcrop_{sc['split']}"
     rows = []
@@ -638,18 +661,22 @@ def _write_crops(p: dict, out: Path, sc: dict, scene: dict, label_of_scene: int)
         mx, my = p["crop_margin"] * (x1 - x0 + 1), p["crop_margin"] * (y1 - y0 + 1)
         cx0, cy0 = max(0, math.floor(x0 - mx)), max(0, math.floor(y0 - my))
         cx1, cy1 = min(s, math.ceil(x1 + 1 + mx)), min(s, math.ceil(y1 + 1 + my))
-        crop = cv2.resize(scene["image"][cy0:cy1, cx0:cx1], (cs, cs), interpolation=cv2.INTER_LINEAR)
+        crop = scene["image"][cy0:cy1, cx0:cx1]
+        crop = cv2.resize(crop, (cs, cs), interpolation=cv2.INTER_LINEAR)
         m = obj["visible"][cy0:cy1, cx0:cx1].astype(np.uint8) * 255
         m = cv2.resize(m, (cs, cs), interpolation=cv2.INTER_NEAREST)
-        name = f"{sc['index']:06d}_{k}"
+        name = f"{sc['index']:06d}_{k}"  # k: the object's index in the parent's `labels`
         rel, mrel = f"images/{split}/original/{name}.png", f"masks/{split}/{name}.png"
         _write(out / rel, encode_png(crop))
         _write(out / mrel, encode_png(m))
         cb = mask_box(m > 0)
         boxes = [norm_box(cb, cs, cs)] if cb is not None else []
-        rows.append(_row(f"{split}/original/{name}", rel, split, "original", sc["scene_id"], cs, cs,
-                         obj["label"], [obj["label"]], sc["bg"], boxes,
-                         [obj["label"]] * len(boxes), mrel))  # fmt: skip
+        c = obj["label"]
+        rows.append(
+            _row(f"{split}/original/{name}", rel, "original", split=split,
+                 scene_id=sc["scene_id"], width=cs, height=cs, label=c, labels=[c],
+                 bg_label=sc["bg"], boxes=boxes, box_labels=[c] * len(boxes), mask_path=mrel)
+        )  # fmt: skip
     return rows
 
 
@@ -663,10 +690,15 @@ def generate(params: dict, out_dir, progress: bool = True) -> Path:
     splits = [s for s in SPLITS if p[f"n_{s}"] > 0]
     folders = {f"masks/{s}" for s in splits} | {f"images/{s}/original" for s in splits}
     if p["kind"] == "single":
-        folders |= {f"images/{s}/{v}" for s in p["variant_splits"] if s in splits for v in p["variants"]}
+        folders |= {
+            f"images/{s}/{v}" for s in p["variant_splits"] if s in splits for v in p["variants"]
+        }
     else:
-        folders |= {f"{d}/objcrop_{s}" + ("/original" if d == "images" else "")
-                    for s in splits for d in ("images", "masks")}  # fmt: skip
+        folders |= {
+            f"{d}/objcrop_{s}" + ("/original" if d == "images" else "")
+            for s in splits
+            for d in ("images", "masks")
+        }
     for f in sorted(folders):
         (out / f).mkdir(parents=True, exist_ok=True)
     _write(out / "masks/empty.png", encode_png(np.zeros((p["image_size"],) * 2, np.uint8)))
@@ -675,7 +707,10 @@ def generate(params: dict, out_dir, progress: bool = True) -> Path:
     for split in splits:
         scenes = plan_split(p, split)
         step = 50
-        jobs += [(p, str(out), scenes, lo, min(lo + step, len(scenes))) for lo in range(0, len(scenes), step)]
+        jobs += [
+            (p, str(out), scenes, lo, min(lo + step, len(scenes)))
+            for lo in range(0, len(scenes), step)
+        ]
     rows: list[dict] = []
     bar = tqdm(total=len(jobs), desc=f"scenes[{p['kind']}]", unit="chunk", disable=not progress)
     if p["workers"] > 1 and len(jobs) > 1:
@@ -689,24 +724,16 @@ def generate(params: dict, out_dir, progress: bool = True) -> Path:
             bar.update()
     bar.close()
 
-    write_json(out / "classes.json", {
-        "classes": SHAPES[: p["n_classes"]],
-        "bg_classes": BACKGROUNDS[: p["n_bg_classes"]],
-        "paired_bg": [paired_bg(c, p["n_bg_classes"]) for c in range(p["n_classes"])],
-        "partner": [partner(c, p["n_classes"]) for c in range(p["n_classes"])],
-        "params": {k: v for k, v in p.items() if k != "workers"},
-    })  # fmt: skip
+    write_json(
+        out / "classes.json",
+        {
+            "classes": SHAPES[: p["n_classes"]],
+            "bg_classes": BACKGROUNDS[: p["n_bg_classes"]],
+            "paired_bg": [paired_bg(c, p["n_bg_classes"]) for c in range(p["n_classes"])],
+            "partner": [partner(c, p["n_classes"]) for c in range(p["n_classes"])],
+            "params": {k: v for k, v in p.items() if k != "workers"},
+        },
+    )
     manifest = out / "manifest.parquet"
     write_manifest(manifest, pd.DataFrame(rows))
     return manifest
-
-
-def summary(manifest_df: pd.DataFrame) -> str:
-    """'train/original 2000, test/mixed_rand 500, ...' for the CLI's one-line report."""
-    counts = manifest_df.groupby(["split", "variant"], sort=False).size()
-    return ", ".join(f"{s}/{v} {n}" for (s, v), n in counts.items())
-
-
-__all__ = ["DEFAULTS", "SHAPES", "BACKGROUNDS", "VARIANTS", "generate", "plan_split",
-           "paired_bg", "partner", "render_background", "draw_shape", "mask_box", "norm_box",
-           "summary"]  # fmt: skip

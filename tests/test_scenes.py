@@ -1,0 +1,262 @@
+"""The procedural scene dataset: determinism, variants, biases, masks/boxes, schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from oacl.artifacts import MANIFEST_SCHEMA, read_manifest
+from oacl.data import scenes
+from oacl.io import read_mask, read_rgb
+from oacl.params import merge_params
+
+SMALL = {"n_train": 400, "n_val": 20, "n_test": 60, "workers": 1}
+
+
+def _params(**over):
+    return merge_params(scenes.DEFAULTS, {**SMALL, **over})
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    out = tmp_path_factory.mktemp("single")
+    return read_manifest(scenes.generate(_params(), out, progress=False))
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory):
+    out = tmp_path_factory.mktemp("multi")
+    p = _params(kind="multi", n_train=300, n_val=10, n_test=10)
+    return read_manifest(scenes.generate(p, out, progress=False))
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()
+    }
+
+
+def _bbox(mask: np.ndarray) -> list[float]:
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    return [xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h]
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def test_same_params_give_identical_bytes_across_processes_and_workers(tmp_path):
+    cfg = {"n_train": 30, "n_val": 5, "n_test": 12}
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    scenes.generate(merge_params(scenes.DEFAULTS, {**cfg, "workers": 1}), a, progress=False)
+    # a second interpreter, with a process pool of 2, must write the same bytes
+    code = (
+        "import sys, json; from oacl.data import scenes; from oacl.params import merge_params; "
+        "scenes.generate(merge_params(scenes.DEFAULTS, json.loads(sys.argv[1])), sys.argv[2], "
+        "progress=False)"
+    )
+    cfg2 = json.dumps({**cfg, "workers": 2})
+    subprocess.run([sys.executable, "-c", code, cfg2, str(b)], check=True, capture_output=True)
+    fa, fb = _files(a), _files(b)
+    assert fa.keys() == fb.keys() and len(fa) > 100
+    assert all(fa[k] == fb[k] for k in fa), [k for k in fa if fa[k] != fb[k]][:5]
+    scenes.generate(
+        merge_params(scenes.DEFAULTS, {**cfg, "workers": 1, "seed": 1}), c, progress=False
+    )
+    fc = _files(c)
+    pngs = [k for k in fa if k.startswith("images/")]
+    assert sum(fa[k] != fc[k] for k in pngs) > 0.9 * len(pngs)
+
+
+# ----------------------------------------------------------------------------- schema
+
+
+def test_manifest_schema_and_ids(single, multi, tmp_path):
+    for df in (single, multi):
+        path = Path(df["abspath"].iloc[0]).parents[3] / "manifest.parquet"
+        schema = pq.read_schema(path)
+        assert schema.names[: len(MANIFEST_SCHEMA)] == MANIFEST_SCHEMA.names
+        for field in MANIFEST_SCHEMA:
+            assert schema.field(field.name).type == field.type, field.name
+        assert df["image_id"].is_unique
+        assert all(Path(p).exists() for p in df["abspath"])
+        assert all(Path(p).exists() for p in df["mask_abspath"])
+    assert set(single["variant"]) == {"original", *scenes.VARIANTS}
+    assert set(single.loc[single.variant != "original", "split"]) == {"test"}
+    assert set(multi["split"]) == {
+        "train",
+        "val",
+        "test",
+        "objcrop_train",
+        "objcrop_val",
+        "objcrop_test",
+    }
+    # scene ids are unique per original scene and shared by its variants
+    orig = single[single.variant == "original"]
+    assert orig["scene_id"].is_unique
+    assert (single.groupby("scene_id")["label"].nunique() == 1).all()
+
+
+# ----------------------------------------------------------------------------- masks / boxes
+
+
+def test_masks_and_boxes_agree(single, multi):
+    for _, r in single[single.variant == "original"].head(80).iterrows():
+        m = read_mask(r.mask_abspath) > 0
+        assert m.shape == (r.height, r.width) == read_rgb(r.abspath).shape[:2]
+        assert len(r.boxes) == 1 and r.box_labels.tolist() == [r.label]
+        np.testing.assert_allclose(r.boxes[0], _bbox(m), atol=1e-6)
+    for _, r in multi[multi.split == "train"].head(80).iterrows():
+        m = read_mask(r.mask_abspath) > 0
+        boxes = np.array(r.boxes.tolist())
+        # the union mask lies inside the union of boxes, and every box touches the mask
+        inside = np.zeros_like(m)
+        for x0, y0, x1, y1 in (boxes * m.shape[0]).round().astype(int):
+            inside[y0:y1, x0:x1] = True
+            assert m[y0:y1, x0:x1].any()
+        assert not (m & ~inside).any()
+        np.testing.assert_allclose(
+            _bbox(m), [*boxes[:, :2].min(0), *boxes[:, 2:].max(0)], atol=1e-6
+        )
+
+
+# ----------------------------------------------------------------------------- variants
+
+
+def _variant_rows(df):
+    test = df[df.split == "test"]
+    return {v: g.set_index("scene_id") for v, g in test.groupby("variant")}
+
+
+def test_variants_follow_background_challenge_definitions(single):
+    v = _variant_rows(single)
+    orig = v["original"]
+    nb = scenes.DEFAULTS["n_bg_classes"]
+    for sid, o in orig.iterrows():
+        img, m = read_rgb(o.abspath), read_mask(o.mask_abspath) > 0
+        x0, y0, x1, y1 = (np.array(o.boxes[0]) * 64).round().astype(int)
+
+        fg = read_rgb(v["only_fg"].loc[sid].abspath)
+        assert (fg[m] == img[m]).all() and (fg[~m] == 0).all()
+
+        for name in ("mixed_same", "mixed_rand", "mixed_next"):
+            r = v[name].loc[sid]
+            mixed = read_rgb(r.abspath)
+            assert (mixed[m] == img[m]).all(), name  # foreground pixels kept exactly
+            assert r.bg_source != sid and r.bg_source in orig.index, name
+            src = orig.loc[r.bg_source]
+            assert src.bg_label == r.bg_label, name
+            # the background is the source scene's: equal wherever neither object is
+            src_img, src_m = read_rgb(src.abspath), read_mask(src.mask_abspath) > 0
+            free = ~m & ~src_m
+            assert (mixed[free] == src_img[free]).all(), name
+            assert r.mask_path == o.mask_path and np.allclose(r.boxes[0], o.boxes[0])
+        assert v["mixed_same"].loc[sid].bg_label == o.bg_label
+        assert v["mixed_rand"].loc[sid].bg_label != o.bg_label
+        assert v["mixed_next"].loc[sid].bg_label == (o.bg_label + 1) % nb
+
+        for name in ("only_bg_b", "only_bg_t"):
+            r = v[name].loc[sid]
+            a = read_rgb(r.abspath)
+            assert len(r.boxes) == 0 and not read_mask(r.mask_abspath).any()
+            outside = np.ones(m.shape, bool)
+            outside[y0:y1, x0:x1] = False
+            assert (a[outside] == img[outside]).all(), name
+            assert not m[outside].any()  # so no foreground pixel survives
+        assert (read_rgb(v["only_bg_b"].loc[sid].abspath)[y0:y1, x0:x1] == 0).all()
+        tiled = read_rgb(v["only_bg_t"].loc[sid].abspath)[y0:y1, x0:x1]
+        assert tiled.max() > 0 and np.abs(tiled.astype(int) - img[y0:y1, x0:x1]).mean() > 5
+
+        st = v["stylized"].loc[sid]
+        sty = read_rgb(st.abspath)
+        assert (sty[~m] == img[~m]).all() and (sty[m] != img[m]).any()
+        assert int(st.detail.split("=")[1]) != o.label
+
+        sk = read_rgb(v["sketch"].loc[sid].abspath)
+        assert (sk[..., 0] == sk[..., 1]).all() and (sk[..., 1] == sk[..., 2]).all()
+        assert (sk[m] < 255).any() and sk.mean() > 150  # strokes on white
+
+        co = v["corrupted"].loc[sid]
+        assert co.detail in scenes.CORRUPTIONS
+        assert np.abs(read_rgb(co.abspath).astype(int) - img).mean() > 1
+    # every variant keeps the task label of its scene
+    for name, g in v.items():
+        assert (g["label"] == orig.loc[g.index, "label"]).all(), name
+
+
+# ----------------------------------------------------------------------------- biases
+
+
+def _tol(p: float, n: int) -> float:
+    return 4 * np.sqrt(p * (1 - p) / n) + 1e-9
+
+
+def test_background_bias_matches_config(single):
+    orig = single[single.variant == "original"]
+    nb = scenes.DEFAULTS["n_bg_classes"]
+    rate = (orig.bg_label == orig.label % nb).mean()
+    assert abs(rate - 0.9) < _tol(0.9, len(orig))
+    # variants break the correlation as intended
+    rand = single[single.variant == "mixed_rand"]
+    assert (rand.bg_label == rand.label % nb).mean() < 0.5
+    # other strengths, measured on planned scenes of a larger split
+    for bias in (0.0, 0.5):
+        p = merge_params(scenes.DEFAULTS, {"n_train": 3000, "bg_bias": bias})
+        plan = scenes.plan_split(p, "train")
+        rate = np.mean([s["bg"] == s["label"] % nb for s in plan])
+        assert abs(rate - bias) < _tol(max(bias, 0.05), 3000)
+
+
+def test_multi_objects_and_pair_cooccurrence(multi):
+    scn = multi[multi.split == "train"]
+    k = scn["labels"].map(len)
+    assert k.between(2, 3).all() and set(k) == {2, 3}
+    nc = scenes.DEFAULTS["n_classes"]
+    paired = [lab[1] == scenes.partner(lab[0], nc) for lab in scn["labels"]]
+    assert abs(np.mean(paired) - 0.9) < _tol(0.9, len(scn))
+    # the image label is the class of the largest visible object
+    assert all(r.label in r.labels for r in scn.itertuples())
+    for bias in (0.3,):
+        p = merge_params(scenes.DEFAULTS, {"kind": "multi", "n_train": 3000, "pair_bias": bias})
+        plan = scenes.plan_split(p, "train")
+        rate = np.mean([s["labels"][1] == scenes.partner(s["labels"][0], nc) for s in plan])
+        assert abs(rate - bias) < _tol(bias, 3000)
+
+
+def test_object_crops_are_labelled_with_their_object(multi):
+    scenes_by_id = multi[multi.split.isin(["train", "val", "test"])].set_index("scene_id")
+    crops = multi[multi.split.str.startswith("objcrop_")]
+    assert len(crops) >= 2 * len(scenes_by_id) * 0.95  # nearly every object is visible
+    nc = scenes.DEFAULTS["n_classes"]
+    for r in crops.head(150).itertuples():
+        parent = scenes_by_id.loc[r.scene_id]
+        assert r.split == f"objcrop_{parent.split}"
+        k = int(r.image_id.rsplit("_", 1)[1])
+        assert r.label == parent.labels[k] and list(r.labels) == [r.label]
+        img = read_rgb(r.abspath)
+        assert img.shape == (64, 64, 3) and (r.width, r.height) == (64, 64)
+        m = read_mask(r.mask_abspath) > 0
+        assert m.mean() > 0.1  # the object fills much of the crop (20% margin)
+        # the object's pixels carry its class hue
+        core = cv2.erode(m.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV_FULL)
+        h = hsv[..., 0][core].astype(float) / 256 * 2 * np.pi
+        mean_hue = np.angle(np.exp(1j * h).mean()) / (2 * np.pi) % 1
+        d = abs((mean_hue - scenes.class_hue(r.label, nc) + 0.5) % 1 - 0.5)
+        assert d < 0.5 / nc, (r.image_id, mean_hue, r.label)
+
+
+def test_bad_params_are_rejected():
+    with pytest.raises(ValueError, match="kind"):
+        scenes.check_params(_params(kind="triple"))
+    with pytest.raises(ValueError, match="variant"):
+        scenes.check_params(_params(variants=["only_fg", "upside_down"]))
+    with pytest.raises(ValueError, match="n_classes"):
+        scenes.check_params(_params(n_classes=99))
