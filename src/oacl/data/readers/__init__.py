@@ -173,7 +173,7 @@ def mask_box(mask: np.ndarray) -> list[float] | None:
     if len(xs) == 0:
         return None
     h, w = mask.shape
-    return [xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h]
+    return [float(xs.min() / w), float(ys.min() / h), float((xs.max() + 1) / w), float((ys.max() + 1) / h)]
 
 
 def progress(iterable, desc: str, total: int | None = None):

@@ -1,0 +1,272 @@
+"""COCO 2017 (instances) -> manifest; optional union masks, GT crop boxes, COCO-Crop.
+
+Layout (``root``)::
+
+    train2017/*.jpg   val2017/*.jpg
+    annotations/instances_train2017.json   annotations/instances_val2017.json
+
+Per image: ``labels`` (contiguous 0..79, sorted category ids; the mapping is written to
+``coco_categories.json``), ``boxes`` (every non-crowd instance, xywh -> normalised xyxy)
+and ``box_labels``. Crowd annotations (``iscrowd=1``) are excluded from boxes, labels
+and crops, but are foreground in the union masks (a crowd of people is still object).
+
+``gt_crop_boxes`` (extra column) holds the OA-Crop (GT) boxes: non-crowd boxes of at
+least ``gt_min_area`` of the image, grown by ``gt_margin`` (paper App. B.2). The same
+boxes are written as a box shard ``gt_boxes.parquet`` (BOX_SCHEMA, empty mask_png,
+bg_rect = full image) so pretraining takes them with ``--boxes`` exactly like CAM boxes;
+``boxes`` stays the raw ground truth used by localisation evaluation.
+
+COCO-Crop (``crops: true``): every non-crowd object whose box has a shorter side of at
+least ``crop_min_size`` px is cropped with ``crop_margin`` and written as a JPEG under
+``crops/<source>/``; its row has the object's class as ``label`` and ``scene_id`` = the
+COCO image id. Image folders map to splits through ``splits``; images of a source mapped
+to ``train`` are split again: a seeded ``val_fraction`` of them becomes ``val``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ...artifacts import BOX_SCHEMA, write_rows
+from ...io import read_rgb, write_json
+from ...params import params_json
+from . import (
+    ManifestRows,
+    expand_box,
+    holdout,
+    normalised_box,
+    progress,
+    require,
+    require_root,
+    write_jpeg,
+    write_png,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "type": "coco",
+    "root": "",
+    # image folder -> split; set a folder to null to skip it
+    "splits": {"train2017": "train", "val2017": "test"},
+    "val_fraction": 0.05,  # of the images mapped to "train", held out as "val"
+    "seed": 0,
+    "check_files": True,  # every image listed in the json exists in its folder
+    "masks": False,  # write per-image union foreground PNGs under masks/
+    "gt_min_area": 0.01,  # OA-Crop (GT): drop boxes under 1% of the image
+    "gt_margin": 0.2,  # OA-Crop (GT): 20% margin
+    "gt_box_shard": True,  # also write gt_boxes.parquet (BOX_SCHEMA)
+    "crops": False,  # COCO-Crop: materialise object crops under crops/
+    "crop_splits": {"train2017": "objcrop_train", "val2017": "objcrop_val"},
+    "crop_margin": 0.2,
+    "crop_min_size": 32,  # shorter side of the object box, pixels
+    "reuse_files": False,  # keep mask/crop files already written (resume a killed run)
+}
+
+
+def build(params: dict, out_dir: Path):
+    root = require_root(params["root"], "COCO")
+    out_dir = Path(out_dir)
+    sources = {s: sp for s, sp in params["splits"].items() if sp}
+    if not sources:
+        raise ValueError("COCO: 'splits' maps no image folder to a split")
+    # check the whole layout before the (slow) json loads
+    for src in sources:
+        require(root, f"annotations/instances_{src}.json", "COCO")
+        require(root, src, "COCO", kind="folder")
+
+    rows = ManifestRows(extra={"gt_crop_boxes": []})
+    box_rows: list[dict] = []
+    categories = None
+    for src, split in sources.items():
+        ann_file = root / f"annotations/instances_{src}.json"
+        data = _load_json(ann_file)
+        cats = sorted((c["id"], c["name"], c.get("supercategory", "")) for c in data["categories"])
+        if categories is None:
+            categories = cats
+        elif cats != categories:
+            raise ValueError(
+                f"COCO root {root}: categories of {ann_file.name} differ from the first annotation file"
+            )
+        cat_index = {cid: i for i, (cid, _, _) in enumerate(categories)}
+        _read_source(root, src, split, data, cat_index, params, out_dir, rows, box_rows)
+        del data
+
+    write_json(
+        out_dir / "coco_categories.json",
+        [
+            {"index": i, "coco_id": cid, "name": n, "supercategory": s}
+            for i, (cid, n, s) in enumerate(categories)
+        ],
+    )
+    if params["gt_box_shard"]:
+        write_rows(out_dir / "gt_boxes.parquet", box_rows, BOX_SCHEMA)
+    return rows.frame()
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"COCO annotation file {path} is not valid JSON: {exc}") from exc
+    missing = [k for k in ("images", "annotations", "categories") if k not in data]
+    if missing:
+        raise ValueError(f"COCO annotation file {path}: lacks key(s) {missing} (not an instances file?)")
+    return data
+
+
+def _read_source(root, src, split, data, cat_index, params, out_dir, rows, box_rows):
+    img_dir = root / src
+    images = sorted(data["images"], key=lambda im: im["id"])
+    if params["check_files"]:
+        present = set(os.listdir(img_dir))
+        missing = [im["file_name"] for im in images if im["file_name"] not in present]
+        if missing:
+            raise FileNotFoundError(
+                f"COCO root {root}: {len(missing)} image(s) listed in annotations/instances_{src}.json "
+                f"are missing from {src}/ (e.g. {missing[0]})"
+            )
+    anns_by_image: dict[int, list] = {}
+    for ann in data["annotations"]:
+        anns_by_image.setdefault(ann["image_id"], []).append(ann)
+    held = (
+        holdout([str(im["id"]) for im in images], params["val_fraction"], params["seed"])
+        if split == "train"
+        else set()
+    )
+    crop_split = (params["crop_splits"] or {}).get(src) if params["crops"] else None
+    reuse = params["reuse_files"]
+    img_prefix = f"{img_dir}{os.sep}"  # string join: a Path per image costs ~20% of indexing
+    box_params = params_json(
+        {
+            "source": f"COCO ground truth ({src})",
+            "min_area": params["gt_min_area"],
+            "margin": params["gt_margin"],
+        }
+    )
+
+    for im in progress(images, f"COCO {src}"):
+        iid, w, h = im["id"], im["width"], im["height"]
+        anns = anns_by_image.get(iid, [])
+        objects = [a for a in anns if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0]
+        boxes = [normalised_box(*a["bbox"], w, h) for a in objects]
+        box_labels = [cat_index[a["category_id"]] for a in objects]
+        gt_crop = [
+            expand_box(b, params["gt_margin"])
+            for b in boxes
+            if (b[2] - b[0]) * (b[3] - b[1]) >= params["gt_min_area"]
+        ]
+        mask_path = ""
+        if params["masks"]:
+            mask_path = f"masks/{src}/{Path(im['file_name']).stem}.png"
+            if not (reuse and (out_dir / mask_path).exists()):
+                write_png(out_dir / mask_path, union_mask(anns, h, w) * np.uint8(255))
+        image_id = str(iid)
+        rows.add(
+            image_id,
+            img_prefix + im["file_name"],
+            "val" if image_id in held else split,
+            w,
+            h,
+            scene_id=iid,
+            labels=sorted(set(box_labels)),
+            boxes=boxes,
+            box_labels=box_labels,
+            mask_path=mask_path,
+            gt_crop_boxes=gt_crop,
+        )
+        box_rows.append(
+            {
+                "image_id": image_id,
+                "boxes": gt_crop,
+                "n_boxes": len(gt_crop),
+                "height": h,
+                "width": w,
+                "mask_png": b"",
+                "bg_rect": [0.0, 0.0, 1.0, 1.0],
+                "empty": not gt_crop,
+                "params": box_params,
+            }
+        )
+        if crop_split:
+            _add_crops(
+                img_dir / im["file_name"],
+                (w, h),
+                iid,
+                objects,
+                cat_index,
+                crop_split,
+                src,
+                params,
+                out_dir,
+                rows,
+            )
+
+
+def union_mask(anns: list[dict], height: int, width: int) -> np.ndarray:
+    """Union of all instance masks (polygons, RLE and crowd RLE) as a 0/1 uint8 array."""
+    from pycocotools import mask as mask_utils
+
+    out = np.zeros((height, width), np.uint8)
+    for ann in anns:
+        seg = ann.get("segmentation")
+        if not seg:
+            continue
+        if isinstance(seg, list):  # polygons
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+        elif isinstance(seg.get("counts"), list):  # uncompressed RLE (crowds)
+            rle = mask_utils.frPyObjects(seg, height, width)
+        else:  # compressed RLE
+            rle = dict(seg)
+            if isinstance(rle["counts"], str):
+                rle["counts"] = rle["counts"].encode("ascii")
+        with warnings.catch_warnings():  # pycocotools' numpy-2 copy= deprecation notice
+            warnings.simplefilter("ignore", DeprecationWarning)
+            out |= mask_utils.decode(rle).astype(np.uint8)
+    return out
+
+
+def _add_crops(image_path, size, iid, objects, cat_index, split, src, params, out_dir, rows):
+    """COCO-Crop rows for one image; the image is decoded only if an object qualifies."""
+    keep = [a for a in objects if min(a["bbox"][2], a["bbox"][3]) >= params["crop_min_size"]]
+    if not keep:
+        return
+    reuse = params["reuse_files"]
+    rel = {a["id"]: f"crops/{src}/{a['id']}.jpg" for a in keep}
+    W, H = size
+    rgb = None
+    if not (reuse and all((out_dir / r).exists() for r in rel.values())):
+        rgb = read_rgb(image_path)
+        if rgb.shape[:2] != (H, W):
+            raise ValueError(
+                f"{image_path}: size {rgb.shape[1]}x{rgb.shape[0]} differs from the annotation's {W}x{H}"
+            )
+    for a in keep:
+        x, y, bw, bh = a["bbox"]
+        mx, my = bw * params["crop_margin"], bh * params["crop_margin"]
+        x1, y1 = int(max(np.floor(x - mx), 0)), int(max(np.floor(y - my), 0))
+        x2, y2 = int(min(np.ceil(x + bw + mx), W)), int(min(np.ceil(y + bh + my), H))
+        if rgb is not None:
+            write_jpeg(out_dir / rel[a["id"]], rgb[y1:y2, x1:x2], reuse=reuse)
+        cw, ch = x2 - x1, y2 - y1
+        label = cat_index[a["category_id"]]
+        inner = normalised_box(x - x1, y - y1, bw, bh, cw, ch)  # the object inside its crop
+        rows.add(
+            f"crop{a['id']}",
+            rel[a["id"]],
+            split,
+            cw,
+            ch,
+            scene_id=iid,
+            label=label,
+            labels=[label],
+            boxes=[inner],
+            box_labels=[label],
+        )

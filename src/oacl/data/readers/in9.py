@@ -1,0 +1,183 @@
+"""ImageNet-9 / Background Challenge release -> manifest.
+
+Layout (``root``; each variant is a separate tarball of the release)::
+
+    original/{train,val}/00_dog/*.JPEG ... 08_fish/*.JPEG
+    only_fg/val/... mixed_same/val/... mixed_rand/val/... mixed_next/val/...
+    only_bg_b/val/... only_bg_t/val/... no_fg/val/...
+    fg_mask/val/<class>/<stem>.npy|.png        (optional)
+
+Training uses ``original/train`` (a seeded ``val_fraction`` of it becomes ``val``);
+every variant's ``val`` folder becomes split ``test`` with the ``variant`` column set.
+The label is the ``NN`` prefix of the class folder. Rows of the same image across
+variants (same class folder and file name) share ``scene_id``. Foreground masks from
+``fg_mask`` are attached to the variants whose foreground pixels come from that image
+(original, only_fg, mixed_*); ``.npy`` masks are written as PNGs under ``masks/``.
+
+``shift`` appends ImageNet-Sketch/-R/-C/Stylized-ImageNet restricted to the 9 classes:
+a list of ``imagenet_shift`` configs (see imagenet_shift.py), so one manifest carries
+the training data and every shifted test set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ...io import write_json
+from ...params import merge_params
+from . import ManifestRows, holdout, image_size, progress, require, require_root, write_png
+
+log = logging.getLogger(__name__)
+
+IN9_CLASSES = [
+    "dog",
+    "bird",
+    "wheeled vehicle",
+    "reptile",
+    "carnivore",
+    "insect",
+    "musical instrument",
+    "primate",
+    "fish",
+]
+TEST_VARIANTS = [
+    "original",
+    "only_fg",
+    "mixed_same",
+    "mixed_rand",
+    "mixed_next",
+    "only_bg_b",
+    "only_bg_t",
+    "no_fg",
+]
+FG_VARIANTS = {"original", "only_fg", "mixed_same", "mixed_rand", "mixed_next"}  # keep the image's foreground
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+_CLASS_DIR = re.compile(r"^(\d+)_(.+)$")
+
+DEFAULTS = {
+    "type": "in9",
+    "root": "",
+    "variants": None,  # test variants to read; null = every one present (original required)
+    "eval_split": "val",  # the release folder evaluated as split "test"
+    "val_fraction": 0.05,  # of original/train, held out as "val"
+    "seed": 0,
+    "masks": True,  # attach fg_mask/ masks where present
+    "shift": [],  # imagenet_shift configs appended as extra test variants
+}
+
+
+def build(params: dict, out_dir: Path):
+    root = require_root(params["root"], "ImageNet-9")
+    out_dir = Path(out_dir)
+    ev = params["eval_split"]
+    require(root, "original/train", "ImageNet-9", kind="folder")
+    variants = params["variants"]
+    if variants is None:
+        variants = [v for v in TEST_VARIANTS if (root / v / ev).is_dir()]
+        absent = [v for v in TEST_VARIANTS if v not in variants]
+        if absent:
+            log.warning("ImageNet-9 root %s: variant folder(s) %s absent, skipped", root, absent)
+    unknown = [v for v in variants if v not in TEST_VARIANTS]
+    if unknown:
+        raise ValueError(f"ImageNet-9: unknown variant(s) {unknown}; known: {TEST_VARIANTS}")
+    for v in variants:
+        require(root, f"{v}/{ev}", "ImageNet-9", kind="folder")
+
+    rows = ManifestRows()
+    classes = {}
+    train = _list(root / "original/train", classes)
+    held = holdout([f"{c}/{n}" for c, n, _ in train], params["val_fraction"], params["seed"])
+    for cdir, name, label in progress(train, "IN-9 original/train"):
+        rel = f"original/train/{cdir}/{name}"
+        w, h = image_size(root / rel)
+        split = "val" if f"{cdir}/{name}" in held else "train"
+        rows.add(rel, str(root / rel), split, w, h, label=label, labels=[label])
+
+    scenes: dict[tuple[str, str], int] = {}
+    written: set[str] = set()  # masks written in this run (each scene appears in 5 variants)
+    for v in variants:
+        for cdir, name, label in progress(_list(root / v / ev, classes), f"IN-9 {v}/{ev}"):
+            rel = f"{v}/{ev}/{cdir}/{name}"
+            w, h = image_size(root / rel)
+            key = (cdir, Path(name).stem)
+            scene = scenes.setdefault(key, len(scenes))
+            mask = (
+                _fg_mask(root, ev, cdir, key[1], out_dir, written)
+                if params["masks"] and v in FG_VARIANTS
+                else ""
+            )
+            rows.add(
+                rel,
+                str(root / rel),
+                "test",
+                w,
+                h,
+                variant=v,
+                scene_id=scene,
+                label=label,
+                labels=[label],
+                mask_path=mask,
+            )
+
+    write_json(
+        out_dir / "in9_classes.json",
+        [{"index": i, "folder": classes.get(i, ""), "name": n} for i, n in enumerate(IN9_CLASSES)],
+    )
+    df = rows.frame()
+    if params["shift"]:
+        import pandas as pd
+
+        from . import imagenet_shift
+
+        parts = [df]
+        for i, cfg in enumerate(params["shift"]):
+            sp = merge_params(imagenet_shift.DEFAULTS, cfg, where=f"in9.shift[{i}]")
+            parts.append(imagenet_shift.build(sp, out_dir))
+        df = pd.concat(parts, ignore_index=True)
+        if "subset" in df:  # imagenet_shift's extra column: "" for the IN-9 rows
+            df["subset"] = df["subset"].fillna("")
+    return df
+
+
+def _list(folder: Path, classes: dict) -> list[tuple[str, str, int]]:
+    """(class folder, file name, label) of every image under ``folder/<NN_class>/``, sorted."""
+    out = []
+    cdirs = sorted(e.name for e in os.scandir(folder) if e.is_dir())
+    if not cdirs:
+        raise ValueError(f"ImageNet-9 folder {folder}: no class folders (expected e.g. 00_dog/)")
+    for cdir in cdirs:
+        m = _CLASS_DIR.match(cdir)
+        if not m:
+            raise ValueError(
+                f"ImageNet-9 folder {folder}: class folder {cdir!r} is not named NN_class (e.g. 00_dog)"
+            )
+        label = int(m.group(1))
+        if not 0 <= label < len(IN9_CLASSES):
+            raise ValueError(f"ImageNet-9 folder {folder}/{cdir}: class index {label} outside 0..8")
+        classes.setdefault(label, cdir)
+        names = sorted(e.name for e in os.scandir(folder / cdir) if Path(e.name).suffix.lower() in IMAGE_EXTS)
+        out.extend((cdir, n, label) for n in names)
+    return out
+
+
+def _fg_mask(root: Path, split: str, cdir: str, stem: str, out_dir: Path, written: set) -> str:
+    """The scene's foreground mask path ('' if the release has none for it)."""
+    base = root / "fg_mask" / split / cdir / stem
+    if base.with_suffix(".png").is_file():
+        return str(base.with_suffix(".png"))
+    npy = base.with_suffix(".npy")
+    if not npy.is_file():
+        return ""
+    rel = f"masks/in9/{cdir}/{stem}.png"
+    if rel not in written:
+        written.add(rel)
+        mask = np.load(npy)
+        if mask.ndim == 3:  # HxWxC masks: any channel
+            mask = mask.any(axis=2)
+        write_png(out_dir / rel, (mask > 0).astype(np.uint8) * 255)
+    return rel

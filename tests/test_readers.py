@@ -1,0 +1,383 @@
+"""Every real-dataset reader, run through `oacl.data.prepare.prepare` on a tiny fixture in
+the dataset's true on-disk layout (tests/fixtures_real.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import fixtures_real as fx  # noqa: E402
+
+from oacl.artifacts import read_boxes, read_manifest  # noqa: E402
+from oacl.data.prepare import prepare  # noqa: E402
+from oacl.io import read_mask, read_rgb  # noqa: E402
+
+
+def run(tmp_path, cfg, name="out"):
+    manifest = prepare(cfg, tmp_path / name, progress=False)
+    return read_manifest(manifest), manifest.parent
+
+
+# --------------------------------------------------------------------------- COCO
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory):
+    root = tmp_path_factory.mktemp("coco")
+    return root, fx.make_coco(root)
+
+
+def test_coco_rows_labels_boxes(tmp_path, coco):
+    root, facts = coco
+    df, out = run(tmp_path, {"type": "coco", "root": str(root), "val_fraction": 0.0})
+    assert sorted(df["image_id"]) == sorted(str(i) for i in facts["sizes"])
+    rows = df.set_index("image_id")
+    for iid, (w, h, src) in facts["sizes"].items():
+        r = rows.loc[str(iid)]
+        assert (r.width, r.height) == (w, h)
+        assert r.split == ("train" if src == "train2017" else "test")
+        assert Path(r.abspath) == (root / src / f"{iid:012d}.jpg").resolve()  # referenced in place
+    cats = json.loads((out / "coco_categories.json").read_text())
+    assert [c["coco_id"] for c in cats] == facts["cat_order"]
+    index = {c["coco_id"]: c["index"] for c in cats}
+    # image 1: car polygon + tiny person; the crowd annotation gives no box and no label
+    r = rows.loc["1"]
+    non_crowd = [a for a in facts["anns"].values() if a["image_id"] == 1 and not a["iscrowd"]]
+    assert list(r.box_labels) == [index[a["category_id"]] for a in non_crowd]
+    assert list(r.labels) == sorted({index[a["category_id"]] for a in non_crowd})
+    x, y, w, h = non_crowd[0]["bbox"]
+    np.testing.assert_allclose(r.boxes[0], [x / 40, y / 30, (x + w) / 40, (y + h) / 30], rtol=1e-6)
+    # OA-Crop (GT): the 0.5%-area box is dropped, the other grown by 20% per side
+    assert len(r.gt_crop_boxes) == 1
+    gx1, gy1, gx2, gy2 = r.gt_crop_boxes[0]
+    assert gx1 < x / 40 and gx2 > (x + w) / 40 and gy1 < y / 30 and gy2 > (y + h) / 30
+    np.testing.assert_allclose(gx2 - gx1, 1.4 * w / 40, rtol=1e-5)
+    # image 4 has no annotation: kept, no labels
+    assert len(rows.loc["4"].boxes) == 0 and rows.loc["4"].label == -1
+    # the same GT crop boxes as a box shard for pretraining
+    shard = read_boxes(out / "gt_boxes.parquet")
+    assert set(shard) == set(df["image_id"])
+    np.testing.assert_allclose(shard["1"]["boxes"], [list(b) for b in r.gt_crop_boxes], rtol=1e-6)
+    assert shard["4"]["empty"] and shard["1"]["bg_rect"] == [0, 0, 1, 1]
+
+
+def test_coco_masks_polygon_rle_crowd(tmp_path, coco):
+    root, facts = coco
+    df, out = run(tmp_path, {"type": "coco", "root": str(root), "masks": True, "val_fraction": 0.0})
+    rows = df.set_index("image_id")
+    m1 = read_mask(rows.loc["1"].mask_abspath) > 0
+    assert m1.shape == (30, 40)
+    assert m1[6:18, 6:22].all()  # inside the car polygon
+    assert (m1 & (facts["crowd_mask"] > 0)).sum() == facts["crowd_mask"].sum()  # crowd RLE is foreground
+    assert not m1[0:2, 0:30].any()
+    m2 = read_mask(rows.loc["2"].mask_abspath) > 0  # compressed RLE
+    assert m2[5:35, 10:40].all() and m2.sum() == 30 * 30
+    assert Path(rows.loc["2"].mask_abspath).is_relative_to(out)
+
+
+def test_coco_holdout_is_seeded(tmp_path, coco):
+    root, _ = coco
+    cfg = {"type": "coco", "root": str(root), "val_fraction": 0.34, "gt_box_shard": False}
+    a, _ = run(tmp_path, cfg, "a")
+    b, _ = run(tmp_path, cfg, "b")
+    val = a.loc[a.split == "val", "image_id"].tolist()
+    assert len(val) == 1 and val == b.loc[b.split == "val", "image_id"].tolist()
+    assert set(a.loc[a.split == "test", "image_id"]) == {"3"}  # val2017 untouched
+
+
+def test_coco_crop(tmp_path, coco):
+    root, facts = coco
+    df, out = run(tmp_path, {"type": "coco", "root": str(root), "crops": True, "crop_min_size": 8})
+    crops = df[df.split.str.startswith("objcrop")].set_index("image_id")
+    kept = {a["id"] for a in facts["anns"].values() if not a["iscrowd"] and min(a["bbox"][2:]) >= 8}
+    assert set(crops.index) == {f"crop{i}" for i in kept}
+    assert crops.loc["crop31"].split == "objcrop_val" and crops.loc["crop11"].split == "objcrop_train"
+    for cid, r in crops.iterrows():
+        ann = facts["anns"][int(cid[4:])]
+        assert r.scene_id == ann["image_id"]
+        img = read_rgb(r.abspath)  # materialised under out_dir
+        assert Path(r.abspath).is_relative_to(out) and img.shape[:2] == (r.height, r.width)
+        x, y, w, h = ann["bbox"]
+        assert w <= r.width <= 1.4 * w + 2 and h <= r.height <= 1.4 * h + 2
+        bx1, by1, bx2, by2 = r.boxes[0]  # the object inside the crop
+        np.testing.assert_allclose((bx2 - bx1) * r.width, w, atol=1e-4)
+        assert r.labels[0] == r.label
+
+
+def test_coco_errors(tmp_path, coco):
+    root, _ = coco
+    with pytest.raises(FileNotFoundError, match="COCO root .* folder not found"):
+        prepare({"type": "coco", "root": str(tmp_path / "nope")}, tmp_path / "o")
+    bad = tmp_path / "bad"
+    shutil.copytree(root, bad)
+    (bad / "annotations/instances_train2017.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"expected file annotations/instances_train2017.json"):
+        prepare({"type": "coco", "root": str(bad)}, tmp_path / "o")
+    shutil.copy(root / "annotations/instances_train2017.json", bad / "annotations")
+    (bad / "train2017/000000000002.jpg").unlink()
+    with pytest.raises(
+        FileNotFoundError, match=r"1 image\(s\) listed .* missing from train2017/ \(e.g. 000000000002.jpg\)"
+    ):
+        prepare({"type": "coco", "root": str(bad)}, tmp_path / "o")
+    (bad / "annotations/instances_val2017.json").write_text('{"images": []}')
+    with pytest.raises(ValueError, match=r"lacks key\(s\) \['annotations', 'categories'\]"):
+        prepare({"type": "coco", "root": str(bad), "splits": {"train2017": None}}, tmp_path / "o")
+    with pytest.raises(ValueError, match="unknown key 'mask'"):
+        prepare({"type": "coco", "root": str(root), "mask": True}, tmp_path / "o")
+
+
+# --------------------------------------------------------------------------- ImageNet-9
+
+
+def test_in9_variants_scenes_masks(tmp_path):
+    root = tmp_path / "bg_challenge"
+    facts = fx.make_in9(root)
+    df, out = run(tmp_path, {"type": "in9", "root": str(root), "val_fraction": 0.0})
+    train = df[df.split == "train"]
+    assert len(train) == sum(len(v) for v in facts["train"].values())
+    assert (train.variant == "original").all()
+    assert sorted(train.label.unique()) == [0, 1]
+    test = df[df.split == "test"]
+    assert sorted(test.variant.unique()) == sorted(facts["variants"])
+    assert len(test) == len(facts["variants"]) * sum(len(v) for v in facts["val"].values())
+    for _, group in test.groupby("scene_id"):  # one scene = same file in every variant
+        assert len(group) == len(facts["variants"])
+        assert group.abspath.map(lambda p: Path(p).name).nunique() == 1 and group.label.nunique() == 1
+    dog = test[test.abspath.str.endswith("n02085620_10.JPEG")].set_index("variant")
+    assert dog.loc["original"].mask_path == dog.loc["mixed_rand"].mask_path != ""
+    assert dog.loc["only_bg_t"].mask_path == ""  # no foreground in background-only images
+    np.testing.assert_array_equal(read_mask(dog.loc["original"].mask_abspath) > 0, facts["mask"])
+    bird = test[test.abspath.str.endswith("n01530575_20.JPEG")]
+    assert (bird.mask_path == "").all()  # no fg_mask file for it
+
+
+def test_in9_errors(tmp_path):
+    root = tmp_path / "bg"
+    fx.make_in9(root)
+    with pytest.raises(FileNotFoundError, match="expected folder only_fg/val"):
+        prepare({"type": "in9", "root": str(root), "variants": ["original", "only_fg"]}, tmp_path / "o")
+    (root / "original/train/dogs").mkdir()
+    with pytest.raises(ValueError, match="class folder 'dogs' is not named NN_class"):
+        prepare({"type": "in9", "root": str(root)}, tmp_path / "o")
+    shutil.rmtree(root / "original/train")
+    with pytest.raises(FileNotFoundError, match="expected folder original/train"):
+        prepare({"type": "in9", "root": str(root)}, tmp_path / "o")
+
+
+def test_in9_with_shift_sets(tmp_path):
+    root = tmp_path / "bg"
+    fx.make_in9(root)
+    sk = fx.make_imagenet_shift(tmp_path / "sketch", "sketch")
+    cfg = {
+        "type": "in9",
+        "root": str(root),
+        "shift": [{"root": str(tmp_path / "sketch"), "variant": "sketch", "mapping": str(sk["mapping"])}],
+    }
+    df, _ = run(tmp_path, cfg)
+    sketch = df[df.variant == "sketch"]
+    assert len(sketch) == 4 and (sketch.split == "test").all()
+    assert (df.loc[df.variant != "sketch", "subset"] == "").all()
+    with pytest.raises(ValueError, match=r"in9.shift\[0\]: unknown key 'mappin'"):
+        prepare({"type": "in9", "root": str(root), "shift": [{"mappin": "x"}]}, tmp_path / "o")
+
+
+# --------------------------------------------------------------------------- ImageNet shifts
+
+
+def test_imagenet_shift_sketch(tmp_path):
+    facts = fx.make_imagenet_shift(tmp_path / "imagenet-sketch", "sketch")
+    df, _ = run(
+        tmp_path,
+        {
+            "type": "imagenet_shift",
+            "root": str(tmp_path / "imagenet-sketch"),
+            "mapping": str(facts["mapping"]),
+        },
+    )
+    assert (df.variant == "sketch").all() and (df.split == "test").all()
+    wn = df.abspath.map(lambda p: Path(p).parent.name)
+    assert set(wn) == {w for w, c in facts["wnids"].items() if c}  # unmapped class skipped
+    assert (df.label[wn == "n02085620"] == 0).all() and (df.label[wn == "n01530575"] == 1).all()
+    assert (df.subset == "sketch").all() and (df.width == 16).all()
+
+
+def test_imagenet_c_subsets_and_index_mapping(tmp_path):
+    facts = fx.make_imagenet_shift(tmp_path / "imagenet-c", "corrupted")
+    root = str(tmp_path / "imagenet-c")
+    df, _ = run(
+        tmp_path,
+        {
+            "type": "imagenet_shift",
+            "root": root,
+            "variant": "corrupted",
+            "mapping": str(facts["mapping"]),
+            "subsets": ["gaussian_noise/3"],
+        },
+    )
+    assert set(df.subset) == {"gaussian_noise/3"} and len(df) == 4
+    # an index-keyed JSON mapping (Background Challenge style) with an index -> wnid list
+    (tmp_path / "order.txt").write_text("n01530575 brambling\nn02085620 Chihuahua\nn03000134 chainlink\n")
+    (tmp_path / "in_to_in9.json").write_text(json.dumps({"0": 1, "1": 0, "2": -1}))
+    cfg = {
+        "type": "imagenet_shift",
+        "root": root,
+        "variant": "corrupted",
+        "mapping": str(tmp_path / "in_to_in9.json"),
+        "wnid_list": str(tmp_path / "order.txt"),
+    }
+    df2, _ = run(tmp_path, cfg, "o2")
+    assert len(df2) == 3 * 4
+    wn = df2.abspath.map(lambda p: Path(p).parent.name)
+    assert (df2.label[wn == "n02085620"] == 0).all() and (df2.label[wn == "n01530575"] == 1).all()
+    del cfg["wnid_list"]
+    with pytest.raises(ValueError, match="keyed by ImageNet class index; set 'wnid_list'"):
+        prepare(cfg, tmp_path / "o3")
+    with pytest.raises(ValueError, match="'mapping' is required"):
+        prepare({"type": "imagenet_shift", "root": root}, tmp_path / "o3")
+    (tmp_path / "bad.tsv").write_text("n02085620\tgiraffe\n")
+    with pytest.raises(ValueError, match="bad.tsv line 1: 'giraffe' is not an IN-9 class"):
+        prepare(
+            {"type": "imagenet_shift", "root": root, "mapping": str(tmp_path / "bad.tsv")}, tmp_path / "o3"
+        )
+
+
+# --------------------------------------------------------------------------- CUB, Flowers
+
+
+def test_cub(tmp_path):
+    root = tmp_path / "CUB_200_2011"
+    facts = fx.make_cub(root)
+    df, _ = run(tmp_path, {"type": "cub", "root": str(root), "val_fraction": 0.0})
+    rows = df.set_index("image_id")
+    for iid, rel, cls, tr, (x, y, w, h), (W, H) in facts["items"]:
+        r = rows.loc[str(iid)]
+        assert r.label == cls - 1 and r.split == ("train" if tr else "test")
+        assert (r.width, r.height) == (W, H)
+        np.testing.assert_allclose(r.boxes[0], [x / W, y / H, (x + w) / W, (y + h) / H], rtol=1e-6)
+        assert Path(r.mask_abspath) == (root / "segmentations" / rel).with_suffix(".png").resolve()
+    # binarised masks: the soft one-annotator pixel goes away at t = 0.5
+    df2, out = run(tmp_path, {"type": "cub", "root": str(root), "mask_threshold": 0.5}, "o2")
+    m = read_mask(df2.set_index("image_id").loc["1"].mask_abspath)
+    assert m[0, 0] == 0 and m[3:11, 2:12].min() == 255 and set(np.unique(m)) == {0, 255}
+
+
+def test_cub_errors(tmp_path):
+    root = tmp_path / "CUB"
+    fx.make_cub(root)
+    (root / "bounding_boxes.txt").write_text("1 2 3 10 8\n")
+    with pytest.raises(ValueError, match="bounding_boxes.txt has no entry for image id 2"):
+        prepare({"type": "cub", "root": str(root)}, tmp_path / "o")
+    (root / "train_test_split.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"CUB root .*: expected file train_test_split.txt"):
+        prepare({"type": "cub", "root": str(root)}, tmp_path / "o")
+
+
+def test_flowers(tmp_path):
+    facts = fx.make_flowers(tmp_path / "flowers")
+    df, out = run(tmp_path, {"type": "flowers", "root": str(tmp_path / "flowers")})
+    rows = df.set_index("image_id")
+    for n, lab in enumerate(facts["labels"], 1):
+        r = rows.loc[f"image_{n:05d}"]
+        assert r.label == lab - 1 and r.split == facts["split"][n]
+        m = read_mask(r.mask_abspath) > 0
+        x0, y0, x1, y1 = facts["fg_boxes"][n]
+        # the flower is foreground, the blue (JPEG-noisy) background is not
+        assert m[y0 + 1 : y1 - 1, x0 + 1 : x1 - 1].all()
+        outside = np.ones_like(m)
+        outside[max(y0 - 2, 0) : y1 + 2, max(x0 - 2, 0) : x1 + 2] = False
+        assert not m[outside].any()
+        np.testing.assert_allclose(
+            r.boxes[0], [x0 / 32, y0 / 24, x1 / 32, y1 / 24], atol=2.01 / 24
+        )  # JPEG chroma bleed: +-2 px
+
+
+def test_flowers_errors(tmp_path):
+    import scipy.io
+
+    root = tmp_path / "flowers"
+    fx.make_flowers(root)
+    scipy.io.savemat(root / "setid.mat", {"trnid": np.array([[1, 99]])})
+    with pytest.raises(ValueError, match="has no variable 'valid'"):
+        prepare({"type": "flowers", "root": str(root)}, tmp_path / "o")
+    scipy.io.savemat(
+        root / "setid.mat", {"trnid": np.array([[1, 99]]), "valid": np.array([[2]]), "tstid": np.array([[3]])}
+    )
+    with pytest.raises(ValueError, match="refers to image 99"):
+        prepare({"type": "flowers", "root": str(root)}, tmp_path / "o")
+    (root / "imagelabels.mat").unlink()
+    with pytest.raises(FileNotFoundError, match="expected file imagelabels.mat"):
+        prepare({"type": "flowers", "root": str(root)}, tmp_path / "o")
+
+
+# --------------------------------------------------------------------------- transfer sets
+
+
+@pytest.mark.parametrize("which", ["cifar10", "cifar100"])
+def test_cifar(tmp_path, which):
+    facts = fx.make_cifar(tmp_path / "data", which)
+    df, out = run(
+        tmp_path, {"type": "cifar", "root": str(tmp_path / "data"), "which": which, "val_fraction": 0.2}
+    )
+    n_train, n_test = len(facts["images"]["train"]), len(facts["images"]["test"])
+    assert (df.split != "test").sum() == n_train and (df.split == "test").sum() == n_test
+    assert (df.split == "val").sum() == round(0.2 * n_train)
+    for part in ("train", "test"):
+        rows = df[df.split == "test"] if part == "test" else df[df.split != "test"]
+        rows = rows.sort_values("image_id")
+        for (img, label), (_, r) in zip(facts["images"][part], rows.iterrows()):
+            assert r.label == label and Path(r.abspath).is_relative_to(out)
+            np.testing.assert_array_equal(read_rgb(r.abspath), img)  # lossless PNG
+    names = json.loads((out / f"{which}_classes.json").read_text())
+    assert len(names) == (10 if which == "cifar10" else 100)
+
+
+def test_cifar_errors(tmp_path):
+    fx.make_cifar(tmp_path / "data", "cifar10")
+    (tmp_path / "data/cifar-10-batches-py/data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError, match="expected file data_batch_3"):
+        prepare({"type": "cifar", "root": str(tmp_path / "data")}, tmp_path / "o")
+    with pytest.raises(ValueError, match="'which' must be one of"):
+        prepare({"type": "cifar", "root": str(tmp_path / "data"), "which": "cifar1000"}, tmp_path / "o")
+
+
+def test_food101(tmp_path):
+    root = tmp_path / "food-101"
+    facts = fx.make_food101(root)
+    df, _ = run(tmp_path, {"type": "food101", "root": str(root), "val_fraction": 0.0})
+    rows = df.set_index("image_id")
+    assert sorted(rows.index) == sorted(facts["train"] + facts["test"])
+    for e in facts["test"]:
+        assert rows.loc[e].split == "test" and rows.loc[e].label == facts["classes"].index(e.split("/")[0])
+    (root / "meta/test.txt").write_text("pizza/1\n")
+    with pytest.raises(ValueError, match="class 'pizza' not in meta/classes.txt"):
+        prepare({"type": "food101", "root": str(root)}, tmp_path / "o")
+
+
+def test_pets(tmp_path):
+    root = tmp_path / "oxford-iiit-pet"
+    facts = fx.make_pets(root)
+    df, _ = run(tmp_path, {"type": "pets", "root": str(root), "val_fraction": 0.0})
+    rows = df.set_index("image_id")
+    for name, (cls, _, _, part) in facts["entries"].items():
+        r = rows.loc[name]
+        assert r.label == cls - 1 and r.split == ("train" if part == "trainval" else "test")
+        m = read_mask(r.mask_abspath) > 0
+        assert m.sum() == 12 * 15  # pet + boundary band
+        np.testing.assert_allclose(r.boxes[0], [5 / 30, 4 / 24, 20 / 30, 16 / 24], rtol=1e-6)
+    df2, _ = run(tmp_path, {"type": "pets", "root": str(root), "boundary_is_fg": False}, "o2")
+    assert (read_mask(df2.mask_abspath.iloc[0]) > 0).sum() == 8 * 11
+    (root / "annotations/test.txt").write_text("Abyssinian_101 x\n")
+    with pytest.raises(ValueError, match=r"test.txt line 1: expected"):
+        prepare({"type": "pets", "root": str(root)}, tmp_path / "o")
+
+
+def test_unset_root_is_named(tmp_path):
+    for kind in ("coco", "in9", "cub", "flowers", "cifar", "food101", "pets", "imagenet_shift"):
+        with pytest.raises(ValueError, match="config key 'root' is not set"):
+            prepare({"type": kind}, tmp_path / "o")
