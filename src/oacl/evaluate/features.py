@@ -27,9 +27,7 @@ log = logging.getLogger(__name__)
 FEATURE_VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# linear evaluation convention: resize the shorter side to size / 0.875, then crop
-CROP_RATIO = 0.875
-SMALL_IMAGE = 96  # at or below this size (synthetic 64 px scenes) images are just resized
+CROP_RATIO = 0.875  # linear-evaluation convention: resize to size / 0.875, centre crop
 
 
 def resolve_device(device: str) -> str:
@@ -47,36 +45,19 @@ def load_model(checkpoint: str | os.PathLike, device: str = "cpu"):
     return load_checkpoint(checkpoint, device)
 
 
-def center_crop(image: np.ndarray, image_size: int) -> np.ndarray:
-    """uint8 (H, W, 3) -> uint8 (image_size, image_size, 3), the evaluation view.
+def eval_view(image, image_size: int, crop_ratio: float = CROP_RATIO, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """uint8 (H, W, 3) -> normalised (3, S, S): the shared evaluation transform.
 
-    Standard linear-evaluation preprocessing: shorter side resized to
-    image_size / 0.875 then a centre crop. For small images (<= 96 px, the synthetic
-    scenes) the whole image is resized, as their objects can sit near the border.
+    Uses oacl.train.augment.eval_transform (shorter side to image_size / crop_ratio,
+    centre crop), so the linear probe sees exactly what the kNN monitor sees.
+    It runs per image because manifest images may differ in size.
     """
-    import cv2
-
-    h, w = image.shape[:2]
-    if image_size <= SMALL_IMAGE:
-        short = image_size
-    else:
-        short = int(round(image_size / CROP_RATIO))
-    scale = short / min(h, w)
-    nh, nw = max(short, int(round(h * scale))), max(short, int(round(w * scale)))
-    if (nh, nw) != (h, w):
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        image = cv2.resize(image, (nw, nh), interpolation=interp)
-    top, left = (nh - image_size) // 2, (nw - image_size) // 2
-    return image[top : top + image_size, left : left + image_size]
-
-
-def _normalise(batch_uint8: np.ndarray, mean, std):
     import torch
 
-    x = torch.from_numpy(batch_uint8).permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - m) / s
+    from ..train.augment import eval_transform
+
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    return eval_transform(x, image_size, crop_ratio=crop_ratio, mean=mean, std=std)
 
 
 def extract_features(
@@ -86,6 +67,7 @@ def extract_features(
     batch_size: int = 256,
     device: str = "cpu",
     desc: str = "features",
+    crop_ratio: float = CROP_RATIO,
 ) -> np.ndarray:
     """Pooled encoder features (N, C) float32 of the manifest rows (``abspath`` column)."""
     import torch
@@ -101,8 +83,9 @@ def extract_features(
     chunks = []
     with torch.no_grad():
         for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch"):
-            batch = np.stack([center_crop(read_rgb(p), image_size) for p in paths[start : start + batch_size]])
-            x = _normalise(batch, mean, std).to(device)
+            views = [eval_view(read_rgb(p), image_size, crop_ratio, mean, std)
+                     for p in paths[start : start + batch_size]]
+            x = torch.stack(views).to(device)
             f = model.encoder(x)
             chunks.append(f.flatten(1).float().cpu().numpy())
     if not chunks:
@@ -110,13 +93,13 @@ def extract_features(
     return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
-def checkpoint_key(checkpoint: str | os.PathLike) -> str:
-    """Identity of a checkpoint file: size, mtime and a hash of its first MiB."""
+def checkpoint_key(checkpoint: str | os.PathLike, crop_ratio: float = CROP_RATIO) -> str:
+    """Identity of a checkpoint file (size, mtime, hash of its first MiB) + preprocessing."""
     p = Path(checkpoint)
     st = p.stat()
     with open(p, "rb") as fh:
         head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:16]
-    return f"v{FEATURE_VERSION}:{st.st_size}:{st.st_mtime_ns}:{head}"
+    return f"v{FEATURE_VERSION}:crop{crop_ratio:g}:{st.st_size}:{st.st_mtime_ns}:{head}"
 
 
 def select_rows(df: pd.DataFrame, split: str, variant: str | None = "original") -> pd.DataFrame:
@@ -131,7 +114,7 @@ class FeatureCache:
     """Features of one checkpoint over one manifest, cached per (split, variant)."""
 
     def __init__(self, checkpoint, manifest, cache_dir, batch_size=256, device="cpu",
-                 label_column="label"):
+                 label_column="label", crop_ratio=CROP_RATIO):
         self.checkpoint = Path(checkpoint)
         if not self.checkpoint.exists():
             raise FileNotFoundError(f"checkpoint not found: {self.checkpoint}")
@@ -142,7 +125,8 @@ class FeatureCache:
         self.label_column = label_column
         if label_column not in self.df:
             raise KeyError(f"manifest has no label column {label_column!r}")
-        self.key = checkpoint_key(self.checkpoint)
+        self.crop_ratio = float(crop_ratio)
+        self.key = checkpoint_key(self.checkpoint, self.crop_ratio)
         self._model = None
         self.hits, self.misses = 0, 0
 
@@ -158,7 +142,7 @@ class FeatureCache:
     def get(self, split: str, variant: str = "original") -> dict:
         """{'features': (N, C) float32, 'labels': (N,) int64, 'image_ids': (N,) str}."""
         rows = select_rows(self.df, split, variant)
-        ids = rows["image_id"].astype(str).to_numpy()
+        ids = np.array(rows["image_id"].astype(str).tolist(), dtype=str)
         labels = rows[self.label_column].to_numpy(dtype=np.int64)
         path = self.path(split, variant)
         cached = self._load(path, ids)
@@ -167,7 +151,8 @@ class FeatureCache:
             return {"features": cached, "labels": labels, "image_ids": ids}
         self.misses += 1
         feats = extract_features(self.model, rows, batch_size=self.batch_size,
-                                 device=self.device, desc=f"{split}/{variant}")
+                                 device=self.device, desc=f"{split}/{variant}",
+                                 crop_ratio=self.crop_ratio)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:  # a file object keeps numpy from adding ".npz"
@@ -192,7 +177,7 @@ class FeatureCache:
 
 
 def cached_features(checkpoint, manifest, split, variant, cache_dir, batch_size=256,
-                    device="cpu", label_column="label") -> dict:
+                    device="cpu", label_column="label", crop_ratio=CROP_RATIO) -> dict:
     """One-off form of FeatureCache(...).get(split, variant)."""
-    cache = FeatureCache(checkpoint, manifest, cache_dir, batch_size, device, label_column)
+    cache = FeatureCache(checkpoint, manifest, cache_dir, batch_size, device, label_column, crop_ratio)
     return cache.get(split, variant)

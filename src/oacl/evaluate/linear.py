@@ -5,7 +5,8 @@ Protocol of the paper (B.2, following Chen et al. / Kornblith et al.):
 * features: pooled encoder output of centre-cropped images (features.py);
   standardised with the mean/std of the data the head is fitted on, so one grid of
   regularisation values means the same for every architecture (``standardize``);
-* objective, minimised with full-batch L-BFGS (strong-Wolfe line search)::
+* objective, minimised with full-batch L-BFGS (strong-Wolfe line search, float64 on
+  CPU or GPU; small CPU problems run single-threaded, which is much faster)::
 
       mean_i CE(W x_i + b, y_i) + (lam / 2) * ||W||^2        (bias not penalised)
 
@@ -26,6 +27,7 @@ Protocol of the paper (B.2, following Chen et al. / Kornblith et al.):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 DEFAULTS = {
     # regularisation values lam (penalty weight; not sklearn's C), log-spaced
     "c_grid": {"min": 1e-6, "max": 1e5, "n": 45},
-    "max_iter": 500,  # L-BFGS iterations per fit (warm starts make later fits short)
+    "max_iter": 300,  # L-BFGS iterations per fit (warm starts make later fits short)
     "tol": 1e-7,  # L-BFGS gradient tolerance
     "standardize": True,
     "refit_on_train_val": True,
@@ -49,6 +51,7 @@ DEFAULTS = {
     "label_column": "label",
     "seed": 0,
     "batch_size": 256,  # feature extraction
+    "crop_ratio": 0.875,  # centre crop: shorter side to image_size / crop_ratio, crop image_size
     "device": "auto",  # auto = cuda if available
 }
 
@@ -102,6 +105,27 @@ def _stats(X: np.ndarray, standardize: bool):
     return mean, np.where(std > 1e-8, std, 1.0)
 
 
+# below this many feature values a CPU fit runs single-threaded: the matmuls are tiny
+# and thread hand-offs dominate (measured 8x slower with 2 threads on a busy 2-core
+# machine; see the bench_linear.py script in the evaluate hand-off notes)
+SINGLE_THREAD_BELOW = 1 << 22
+
+
+@contextlib.contextmanager
+def _cpu_threads(numel: int, device: str):
+    import torch
+
+    if device != "cpu" or numel >= SINGLE_THREAD_BELOW:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class _Problem:
     """Standardised training data on the device, with an L-BFGS fit for any lam."""
 
@@ -109,7 +133,9 @@ class _Problem:
         import torch
 
         self.mean, self.std = _stats(X.astype(np.float64), standardize)
-        self.dtype = torch.float64 if device == "cpu" else torch.float32
+        # float64 everywhere: at strong regularisation the optimum moves the loss by
+        # less than float32 resolves, and a float32 L-BFGS stops at a different point
+        self.dtype = torch.float64
         self.device = device
         Xs = (X.astype(np.float64) - self.mean) / self.std
         self.X = torch.as_tensor(Xs, dtype=self.dtype, device=device)
@@ -135,19 +161,20 @@ class _Problem:
             loss.backward()
             return loss
 
-        opt.step(closure)
+        with _cpu_threads(self.X.numel(), self.device):
+            opt.step(closure)
         self.W, self.b = W.detach(), b.detach()
         return LinearHead(self.W.cpu().numpy().astype(np.float64), self.b.cpu().numpy().astype(np.float64),
                           self.mean, self.std, self.classes, float(lam))
 
 
-def fit_head(X, y, lam, max_iter=500, tol=1e-7, standardize=True, device="cpu") -> LinearHead:
+def fit_head(X, y, lam, max_iter=300, tol=1e-7, standardize=True, device="cpu") -> LinearHead:
     """One L2-regularised multinomial logistic regression (cold start)."""
     classes = np.unique(y)
     return _Problem(X, y, classes, standardize, device).fit(lam, max_iter, tol)
 
 
-def select_lambda(Xtr, ytr, Xval, yval, grid, max_iter=500, tol=1e-7, standardize=True,
+def select_lambda(Xtr, ytr, Xval, yval, grid, max_iter=300, tol=1e-7, standardize=True,
                   device="cpu") -> tuple[float, list[dict]]:
     """Walk the grid from strong to weak regularisation (warm starts); pick by val acc.
 
@@ -230,7 +257,8 @@ def run_linear(params: dict, checkpoint, manifest, cache_dir) -> dict:
 
     p = params
     t0 = time.perf_counter()
-    cache = FeatureCache(checkpoint, manifest, cache_dir, p["batch_size"], p["device"], p["label_column"])
+    cache = FeatureCache(checkpoint, manifest, cache_dir, p["batch_size"], p["device"], p["label_column"],
+                         p["crop_ratio"])
     head, info = fit_with_selection(cache, p, p["train_split"], p["val_split"], p["variant"])
     te = _labelled(cache.get(p["test_split"], p["variant"]))
     if len(te["labels"]) == 0:

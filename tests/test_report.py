@@ -1,0 +1,122 @@
+"""The HTML report renders from a partial results folder and shows the right numbers."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from oacl.artifacts import MASK_SCHEMA, write_manifest, write_rows
+from oacl.io import encode_png, write_bytes, write_json, write_text
+from oacl.report import paper_tables, report
+
+BENCH = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def fake_results(root: Path, gallery: bool = False) -> Path:
+    """A results folder with some stages run: two seeds x two variants of shift/linear."""
+    r = root / "results"
+    accs = {  # (variant, seed) -> (linear test acc, mixed_same, mixed_rand)
+        ("baseline", 0): (0.80, 0.90, 0.60), ("baseline", 1): (0.90, 0.92, 0.64),
+        ("bg_mixup_cam", 0): (0.90, 0.93, 0.80), ("bg_mixup_cam", 1): (0.95, 0.95, 0.84),
+    }
+    for (variant, seed), (lin, same, rand) in accs.items():
+        d = r / "eval" / "scenes_single" / f"moco-{variant}-s{seed}"
+        write_json(d / "linear.json", {"test_acc": lin, "lambda": 1e-3, "n": {"test": 100}, "timing": {}})
+        write_json(d / "shift.json", {"accuracy": {"original": lin, "mixed_same": same, "mixed_rand": rand,
+                                                   "sketch": lin / 2},
+                                      "bg_gap": same - rand, "skipped": ["stylized"], "objcrop": None})
+    write_json(r / "eval" / "scenes_multi" / "moco-baseline-s0" / "localization_iter10.json",
+               {"n_images": 32, "metrics": {"contracam": {"mask_miou": 0.4567, "box_miou": 0.33},
+                                            "gaussian": {"mask_miou": 0.2101}}})
+    write_text(r / "models" / "scenes_single" / "moco-baseline-s0" / "metrics.jsonl",
+               "".join(json.dumps({"epoch": e, "loss": 5 - e, "knn_acc": 0.3 + 0.1 * e if e % 2 == 0 else None}) + "\n"
+                       for e in range(1, 7)))
+    write_text(r / "benchmarks" / "pretrain" / "scenes_single" / "moco-baseline-s0.tsv",
+               BENCH + "123.4\t0:02:03\t812.5\t900\t800\t805\t1\t2\t95.0\t200.5\n")
+    write_text(r / "benchmarks" / "prepare_data" / "scenes_single.tsv", BENCH + "7.5\t0:00:07\t-\t-\t-\t-\t-\t-\t-\t-\n")
+    if gallery:
+        rng = np.random.default_rng(0)
+        data = r / "data" / "scenes_multi"
+        rows, masks = [], []
+        for i in range(3):
+            img = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+            write_bytes(data / f"img/{i}.png", encode_png(img))
+            rows.append(dict(image_id=f"im{i}", path=f"img/{i}.png", split="test", variant="original",
+                             scene_id=i, width=32, height=32, label=0, labels=[0], bg_label=-1,
+                             boxes=[[0.1, 0.1, 0.6, 0.6]], box_labels=[0], mask_path=""))
+            soft = np.zeros((8, 8), np.uint8)
+            soft[2:6, 2:6] = 255
+            masks.append(dict(image_id=f"im{i}", height=8, width=8, orig_height=32, orig_width=32,
+                              mask_png=encode_png(soft), params="{}"))
+        write_manifest(data / "manifest.parquet", pd.DataFrame(rows))
+        write_rows(r / "cam" / "scenes_multi" / "moco-baseline-s0" / "iter10" / "masks_0.parquet", masks, MASK_SCHEMA)
+    return r
+
+
+def test_parse_model_and_mean_std():
+    assert report.parse_model("moco-bg_mixup_cam-s12") == {"method": "moco", "variant": "bg_mixup_cam", "seed": 12}
+    assert report.parse_model("weird") is None
+    m, s, n = report.mean_std([0.8, 0.9, None])
+    assert (round(m, 4), round(s, 4), n) == (0.85, 0.0707, 2)
+
+
+def test_report_from_partial_results(tmp_path):
+    from oacl.cli import main
+
+    results = fake_results(tmp_path)
+    out = tmp_path / "report.html"
+    cfg = {"datasets": {"scenes_single": {"type": "scenes"}}, "report": {"title": "My run"}}
+    assert main(["report", "--cfg", json.dumps(cfg), "--results", str(results), "--out", str(out)]) == 0
+    page = out.read_text()
+    text = re.sub(r"<[^>]+>", " ", page)
+    # linear: mean +- std over the two seeds, and the difference to the baseline
+    assert "85.00 ± 7.07" in text and "92.50 ± 3.54" in text and "(+7.50)" in text
+    # shift: BG-Gap aggregated per variant (baseline gaps 0.30 and 0.28 -> 29.00 ± 1.41)
+    assert "bg_gap ↓" in text and "29.00 ± 1.41" in text
+    assert "12.00 ± 1.41" in text  # bg_mixup gaps 0.13, 0.11
+    assert "absent from the manifest: stylized" in text
+    # localisation, timings, curves
+    assert "0.457" in text and "0.210" in text and "iter10" in text
+    assert "pretrain" in text and "123.4" in text and "812" in text
+    assert 'alt="training curves scenes_single"' in page
+    # paper tables beside ours, labelled as not comparable
+    assert "89.17 ± 0.49" in text and "76.37" in text and paper_tables.CAVEAT in text
+    # missing stages are "not run", the page is self-contained
+    assert "not run: no ContraCAM mask shards" in text
+    assert "My run" in text and "scenes_single" in text
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page and "<link" not in page
+    assert page.count("data:image/png;base64,") >= 3  # timings, bar chart, curves
+
+
+def test_report_from_empty_results(tmp_path):
+    (tmp_path / "results").mkdir()
+    page = report.render_report({}, tmp_path / "results")
+    assert page.count("not run") >= 6
+    assert "<table" in page  # the paper tables are still shown
+
+
+def test_report_gallery_uses_mask_shards(tmp_path):
+    results = fake_results(tmp_path, gallery=True)
+    page = report.render_report({"report": {"gallery": {"n_images": 2}}}, results)
+    assert 'alt="im0"' in page and 'alt="im2"' in page and 'alt="im1"' not in page  # spread over ids
+    assert "not run: no ContraCAM" not in page
+
+
+def test_report_rejects_unknown_report_option(tmp_path):
+    (tmp_path / "results").mkdir()
+    with pytest.raises(ValueError, match="galery"):
+        report.render_report({"report": {"galery": {}}}, tmp_path / "results")
+
+
+def test_paper_tables_are_rectangular():
+    for t in paper_tables.TABLES.values():
+        assert all(len(r) == len(t["columns"]) for r in t["rows"]), t["id"]
+    t7 = {r[0].split()[0]: r for r in paper_tables.TABLE7["rows"]}
+    # BG-Gap in the paper is Mixed-Same minus Mixed-Rand (up to rounding of the means)
+    for col in range(1, 7):
+        assert t7["BG-Gap"][col][0] == pytest.approx(t7["Mixed-Same"][col][0] - t7["Mixed-Rand"][col][0], abs=0.05)
