@@ -89,6 +89,12 @@ def all_reduce_mean(value: float, device) -> float:
     return t.item() / world()
 
 
+def cpu_count() -> int:
+    """CPUs this process may use: SLURM_CPUS_PER_TASK, else the CPU affinity."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    return int(cpus) if cpus else len(os.sched_getaffinity(0))
+
+
 def default_workers(requested: int | None, world_size: int) -> int:
     """Data loader workers per process: ``requested`` if set, else from the CPUs we own.
 
@@ -97,6 +103,4 @@ def default_workers(requested: int | None, world_size: int) -> int:
     """
     if requested is not None:
         return int(requested)
-    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    n = int(cpus) if cpus else len(os.sched_getaffinity(0))
-    return max(0, n // max(1, world_size) - 1)
+    return max(0, cpu_count() // max(1, world_size) - 1)

@@ -1,0 +1,58 @@
+"""`oacl pretrain`: train one model (MoCo v2, BYOL or supervised) from a manifest.
+
+    oacl pretrain --cfg JSON --manifest M --out model.pt [--boxes SHARD ...]
+                  [--masks SHARD ...] [--device auto|cpu|cuda] [--nproc N]
+
+``--cfg`` is the rule's ``pretrain`` section merged with method/variant/seed (keys:
+oacl.train.loop.DEFAULTS). With ``gpus`` (or ``--nproc``) > 1 the command re-launches
+itself under torchrun, one process per GPU (gloo processes with ``--device cpu``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from ..params import merge_params
+from . import dist
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("pretrain", help="pretrain an encoder (moco | byol | supervised)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cfg", default="{}", help="JSON config (keys: oacl.train.loop.DEFAULTS)")
+    p.add_argument("--manifest", required=True, help="manifest.parquet")
+    p.add_argument("--out", required=True, help="model.pt to write (train_state.pt, metrics.jsonl beside it)")
+    p.add_argument("--boxes", nargs="*", default=[], help="box shards (oa_crop_cam, bg_mixup_cam)")
+    p.add_argument("--masks", nargs="*", default=[], help="mask shards (bg_mixup_cam)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--nproc", type=int, default=None,
+                   help="processes for DDP (default: the config's gpus)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .loop import DEFAULTS, pretrain
+
+    params = merge_params(DEFAULTS, args.cfg, where="pretrain")
+    nproc = args.nproc if args.nproc is not None else int(params["gpus"])
+    if nproc < 1:
+        raise ValueError(f"--nproc/gpus must be >= 1, got {nproc}")
+    if nproc > 1 and not dist.under_torchrun():
+        use_cuda = args.device == "cuda" or (
+            args.device == "auto" and (torch.cuda.is_available() or params["gpus"] > 1))
+        if use_cuda:
+            dist.check_gpus(nproc)
+        device = "cuda" if use_cuda else "cpu"
+        argv = ["pretrain", "--cfg", json.dumps(params), "--manifest", str(args.manifest),
+                "--out", str(args.out), "--device", device]  # no --nproc: torchrun's parser
+        # would take it for an abbreviation of its --nproc-per-node; children see WORLD_SIZE
+        if args.boxes:
+            argv += ["--boxes", *map(str, args.boxes)]
+        if args.masks:
+            argv += ["--masks", *map(str, args.masks)]
+        return dist.relaunch(argv, nproc)
+    pretrain(params, args.manifest, args.out, boxes=args.boxes, masks=args.masks, device=args.device)
+    return 0

@@ -1,0 +1,374 @@
+"""`pretrain(params, manifest, out)`: self-supervised (or supervised) pretraining.
+
+Trains on the manifest's ``train`` split (``variant == original`` rows) with SGD
+(lr = base_lr x batch/256, momentum 0.9, weight decay 1e-4 on all parameters) and a
+per-step cosine schedule from that lr down to ``min_lr x batch/256`` (DESIGN's "cosine
+to 1e-3", read as 1e-3 at batch 256 and scaled with the batch like the base lr, so the
+final/initial ratio is 1/30 at any batch size). No warm-up, as in MoCo v2.
+
+Resumable and deterministic: ``train_state.pt`` beside ``out`` holds the method
+(encoders, heads, queue, BN stats), the optimiser, the step counters, every RNG state
+(torch, CUDA, numpy, python, the augmentation generator of every rank) and the
+epoch metrics. It is written atomically every ``ckpt_every_steps`` steps and at each
+epoch end; a re-run continues from it. The loader's order depends only on (seed,
+epoch) and starts mid-epoch at the saved batch, so on CPU a killed-and-resumed run
+ends with the same weights as an uninterrupted one. The state records a hash of the
+parameters that shape training; a re-run with different ones is refused.
+
+Outputs: ``out`` (model.pt, see oacl.models.checkpoint) and ``metrics.jsonl`` beside
+it (one JSON line per epoch: loss, lr, kNN accuracy, img/s, time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..artifacts import read_boxes, read_manifest, read_masks
+from ..io import torch_save, write_text
+from ..params import merge_params, params_json
+from ..models import IMAGENET_MEAN, IMAGENET_STD, feat_dim, save_checkpoint
+from . import augment, data, dist, knn
+from .methods import build_method
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = "oacl-train-state-v1"
+STATE_NAME = "train_state.pt"
+METRICS_NAME = "metrics.jsonl"
+
+DEFAULTS = {
+    "method": "moco",  # moco | byol | supervised
+    "variant": "baseline",  # see oacl.train.data.VARIANTS
+    "seed": 0,
+    "arch": "resnet18_small",  # resnet18 | resnet50 | resnet18_small
+    "image_size": 64,  # training crop side (224 for the paper's presets)
+    "store_size": 64,  # side images are decoded/resized to before cropping (256 at 224 px)
+    "epochs": 6,
+    "batch_size": 64,  # global; each of N processes takes batch_size / N
+    "base_lr": 0.03,  # x batch/256
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "min_lr": 1e-3,  # cosine floor at batch 256, scaled like base_lr
+    "workers": None,  # data loader workers per process; None: SLURM_CPUS_PER_TASK / CPUs
+    "ckpt_every_steps": 50,
+    "knn_every": 2,  # epochs; 0 disables the monitor (the last epoch is always measured)
+    "knn_k": 20,
+    "knn_max": 10000,  # at most this many train (and val) images in the monitor
+    "log_every": 20,  # steps between plain log lines when stderr is not a terminal
+    "threads": None,  # torch CPU threads per process; None: torch's default (CPUs / processes under DDP)
+    "gpus": 1,  # processes (one per GPU) for DDP; >1 re-launches under torchrun
+    "moco": {
+        "dim": 128,
+        "hidden": None,  # None: the encoder's feature dim
+        "queue_size": 4096,  # 65536 in the paper presets; 4096 suits ~2k images
+        "momentum": 0.999,
+        "temperature": 0.2,
+        "symmetric": False,  # False: the original asymmetric MoCo v2 loss
+        "bn_splits": 4,  # split-BN chunks per process (shuffle-BN emulation), 1: off
+        "shuffle_bn": True,  # permute keys before their chunked BN pass
+    },
+    "byol": {
+        "dim": 256,
+        "hidden": None,  # None: 4096 (512 for resnet18_small)
+        "base_momentum": 0.99,  # target EMA, cosine-increased to 1
+    },
+    "augment": augment.DEFAULTS,
+}
+
+# keys that do not change the trained weights (excluded from the resume hash)
+_NOT_HASHED = ("workers", "threads", "ckpt_every_steps", "knn_every", "knn_k", "knn_max", "log_every")
+
+
+class ResumeError(ValueError):
+    """train_state.pt exists but belongs to a different training configuration."""
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but torch.cuda.is_available() is False")
+    return torch.device(device)
+
+
+def lr_at(step: int, total: int, params: dict) -> float:
+    scale = params["batch_size"] / 256
+    hi, lo = params["base_lr"] * scale, params["min_lr"] * scale
+    return lo + (hi - lo) * (1 + math.cos(math.pi * step / max(1, total))) / 2
+
+
+def config_hash(params: dict, train_ids: list[str], aux: list[str], world: int) -> str:
+    shaping = {k: v for k, v in params.items() if k not in _NOT_HASHED}
+    h = hashlib.sha256(params_json(shaping).encode())
+    h.update("\n".join(train_ids).encode())
+    h.update(json.dumps([aux, world]).encode())
+    return h.hexdigest()[:16]
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "augment": gen.get_state(),
+    }
+
+
+def _set_rng_state(s: dict, gen: torch.Generator) -> None:
+    torch.set_rng_state(s["torch"])
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+    gen.set_state(s["augment"])
+
+
+def _gather_objects(obj) -> list:
+    if not dist.is_dist():
+        return [obj]
+    out = [None] * dist.world()
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def _aux_inputs(variant: str, boxes_paths, masks_paths) -> dict:
+    """The ManifestImages keyword arguments a *_cam variant needs (GT variants read the manifest)."""
+    if not variant.endswith("_cam"):
+        return {}
+    if not boxes_paths:
+        raise ValueError(f"variant {variant} needs box shards (--boxes)")
+    out = {"boxes": read_boxes(boxes_paths)}
+    if variant == "bg_mixup_cam":
+        if not masks_paths:
+            raise ValueError("variant bg_mixup_cam needs mask shards (--masks)")
+        out["masks"] = read_masks(masks_paths)
+    return out
+
+
+# ------------------------------------------------------------------------ main entry
+
+
+def pretrain(params: dict, manifest_path, out_path, boxes=(), masks=(), device: str = "auto") -> dict:
+    """Train and write ``out_path`` (model.pt), ``metrics.jsonl``; returns the last metrics."""
+    params = merge_params(DEFAULTS, params, where="pretrain")
+    out_path = Path(out_path)
+    state_path = out_path.parent / STATE_NAME
+    metrics_path = out_path.parent / METRICS_NAME
+    dev = resolve_device(device)
+    rank, world, local = dist.init(dev.type)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local)
+    try:
+        return _pretrain(params, Path(manifest_path), out_path, state_path, metrics_path,
+                         list(boxes or []), list(masks or []), dev, rank, world)
+    finally:
+        dist.cleanup()
+
+
+def _pretrain(params, manifest_path, out_path, state_path, metrics_path, boxes, masks, dev,
+              rank, world) -> dict:
+    cuda = dev.type == "cuda"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"manifest not found: {manifest_path}")
+    df = read_manifest(manifest_path)
+    train_df = df[(df["split"] == "train") & (df["variant"] == "original")].reset_index(drop=True)
+    if len(train_df) == 0:
+        raise ValueError(f"manifest {manifest_path} has no train rows with variant 'original'")
+    B = int(params["batch_size"])
+    if B > len(train_df):
+        raise ValueError(f"batch_size {B} is larger than the train split of {manifest_path} "
+                         f"({len(train_df)} images); lower pretrain.batch_size")
+    if B % world:
+        raise ValueError(f"batch_size {B} is not divisible by the {world} processes")
+    if params["method"] == "moco":
+        keys = B * (2 if params["moco"]["symmetric"] else 1)
+        if params["moco"]["queue_size"] % keys:
+            raise ValueError(f"moco.queue_size {params['moco']['queue_size']} must be a multiple of the "
+                             f"keys enqueued per step ({keys}: batch_size{' x2, symmetric' if keys > B else ''})")
+    labels = train_df["label"].to_numpy()
+    num_classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
+    if params["method"] == "supervised" and (labels < 0).any():
+        raise ValueError(f"method supervised needs a label for every train row of {manifest_path}")
+
+    variant = params["variant"]
+    aux = _aux_inputs(variant, boxes, masks)
+    train_ds = data.ManifestImages(train_df, params["store_size"], variant=variant, **aux)
+    steps_per_epoch = len(train_df) // B
+    total_steps = steps_per_epoch * params["epochs"]
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    workers = dist.default_workers(params["workers"], local_world)
+    threads = params["threads"] or (dist.cpu_count() // local_world if local_world > 1 else None)
+    if threads:  # oversubscribed OpenMP threads spin and can slow training tenfold
+        torch.set_num_threads(max(1, int(threads)))
+
+    # seeds: the model init and queue are identical on every rank; augmentation differs per rank
+    torch.manual_seed(params["seed"])
+    np.random.seed(params["seed"])
+    random.seed(params["seed"])
+    method = build_method(params, num_classes).to(dev)
+    if cuda:
+        method = method.to(memory_format=torch.channels_last)
+        if world > 1:
+            method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad],
+                          lr=lr_at(0, total_steps, params), momentum=params["momentum"],
+                          weight_decay=params["weight_decay"])
+    aug = augment.TwoViewAugment(params["augment"], variant, params["image_size"], method=params["method"])
+    gen = torch.Generator(device=dev).manual_seed(params["seed"] * 1000 + rank)
+
+    chash = config_hash(params, list(train_df["image_id"]), [*map(str, boxes), *map(str, masks)], world)
+    epoch, start_batch, step, history, elapsed = 0, 0, 0, [], 0.0
+    if state_path.exists():
+        st = _load_state(state_path, chash)
+        method.load_state_dict(st["method"])
+        opt.load_state_dict(st["optimizer"])
+        _set_rng_state(st["rng"][rank], gen)
+        epoch, start_batch, step = st["epoch"], st["batch"], st["step"]
+        history, elapsed = st["metrics"], st["elapsed"]
+        if rank == 0:
+            log.info("resuming %s at epoch %d batch %d (step %d/%d)", state_path, epoch,
+                     start_batch, step, total_steps)
+
+    model = method
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(
+            method, device_ids=[dev.index] if cuda else None, broadcast_buffers=False)
+
+    def save_state(ep, batch):
+        rng = _gather_objects(_rng_state(gen))  # every rank's generators
+        if rank == 0:
+            torch_save(state_path, {
+                "format": STATE_FORMAT, "config_hash": chash, "params": params,
+                "method": method.state_dict(), "optimizer": opt.state_dict(), "rng": rng,
+                "epoch": ep, "batch": batch, "step": step, "metrics": history,
+                "elapsed": elapsed + time.time() - t_start,
+            })
+
+    knn_loaders = _knn_loaders(df, train_df, params, workers) if rank == 0 else None
+    tty = sys.stderr.isatty() and rank == 0
+    t_start = time.time()
+    while epoch < params["epochs"]:
+        loader = data.build_loader(train_ds, B, workers, shuffle=True, drop_last=True,
+                                   seed=params["seed"], epoch=epoch, start_batch=start_batch,
+                                   rank=rank, world=world)
+        bar = _progress(tty, steps_per_epoch, start_batch, epoch, params["epochs"])
+        t_epoch, n_seen, loss_sum = time.time(), 0, 0.0
+        with torch.random.fork_rng(devices=[]):  # DataLoader draws a seed from the global RNG;
+            batches = iter(loader)  # keep it out so resumed and uninterrupted runs agree
+        for i, batch in enumerate(batches, start=start_batch):
+            lr = lr_at(step, total_steps, params)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            batch = data.to_device(batch, dev)
+            v1, v2 = aug(batch, gen)
+            if cuda:
+                v1 = v1.contiguous(memory_format=torch.channels_last)
+                v2 = v2.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
+                loss, stats = model(v1, v2, batch["label"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            method.momentum_update(step / total_steps)
+            loss_v = float(stats["loss"])
+            if not math.isfinite(loss_v):
+                raise FloatingPointError(f"loss became {loss_v} at step {step}; lower base_lr")
+            loss_sum += loss_v
+            n_seen += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_v:.3f}", lr=f"{lr:.4f}")
+            elif rank == 0 and params["log_every"] and step % params["log_every"] == 0:
+                rate = n_seen * B / max(1e-9, time.time() - t_epoch)
+                eta = (total_steps - step) * B / max(rate, 1e-9)
+                log.info("epoch %d step %d/%d loss %.4f lr %.5f %.1f img/s eta %.0fs", epoch + 1,
+                         step, total_steps, loss_v, lr, rate, eta)
+            if i + 1 < steps_per_epoch and params["ckpt_every_steps"] and step % params["ckpt_every_steps"] == 0:
+                save_state(epoch, i + 1)
+        if bar is not None:
+            bar.close()
+        dt = time.time() - t_epoch
+        loss_mean = dist.all_reduce_mean(loss_sum / max(1, n_seen), dev)
+        rec = {"epoch": epoch + 1, "step": step, "loss": loss_mean, "lr": lr_at(step, total_steps, params),
+               "img_per_s": n_seen * B / max(dt, 1e-9), "time_s": dt, "knn_acc": None}
+        last = epoch + 1 == params["epochs"]
+        if rank == 0 and knn_loaders and (last or (params["knn_every"] and (epoch + 1) % params["knn_every"] == 0)):
+            t0 = time.time()
+            with torch.random.fork_rng(devices=[]):
+                rec["knn_acc"] = knn.knn_accuracy(method.encoder, *knn_loaders, params["image_size"], dev,
+                                                  k=params["knn_k"], channels_last=cuda)
+            rec["knn_time_s"] = time.time() - t0
+        if rank == 0:
+            log.info("epoch %d/%d: %s", epoch + 1, params["epochs"],
+                     ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()))
+        history.append(rec)
+        epoch, start_batch = epoch + 1, 0
+        save_state(epoch, 0)
+        if rank == 0:
+            write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+    dist.barrier()
+    if rank == 0:
+        meta = {"method": params["method"], "arch": params["arch"], "variant": variant,
+                "image_size": params["image_size"], "store_size": params["store_size"],
+                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "num_classes": num_classes,
+                "feat_dim": feat_dim(params["arch"]), "epoch": epoch, "seed": params["seed"],
+                "config_hash": chash}
+        save_checkpoint(out_path, method.export(meta))  # SyncBN keeps BatchNorm's state keys
+        write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+    return history[-1] if history else {}
+
+
+def _load_state(path: Path, chash: str) -> dict:
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=False)  # our own file (RNG tuples)
+    except Exception as exc:
+        raise ResumeError(f"{path}: cannot read the resume state ({exc}); delete it to start over") from exc
+    if not isinstance(st, dict) or st.get("format") != STATE_FORMAT:
+        raise ResumeError(f"{path} is not an oacl training state; delete it to start over")
+    if st["config_hash"] != chash:
+        raise ResumeError(
+            f"{path} was written by a different training configuration (hash {st['config_hash']} "
+            f"!= {chash}: parameters, train images, box/mask shards or process count changed); "
+            "delete it (or the output folder) to train from scratch")
+    return st
+
+
+def _knn_loaders(df, train_df, params, workers):
+    val_df = df[(df["split"] == "val") & (df["variant"] == "original")].reset_index(drop=True)
+    if len(val_df) == 0 or (train_df["label"] < 0).all() or (val_df["label"] < 0).all():
+        return None
+    tr = train_df.iloc[knn.subsample(len(train_df), params["knn_max"])].reset_index(drop=True)
+    va = val_df.iloc[knn.subsample(len(val_df), params["knn_max"])].reset_index(drop=True)
+    bs = max(64, params["batch_size"])
+    return tuple(
+        data.build_loader(data.ManifestImages(d, params["store_size"]), bs, workers,
+                          shuffle=False, drop_last=False, seed=0)
+        for d in (tr, va))
+
+
+def _progress(tty: bool, total: int, start: int, epoch: int, epochs: int):
+    if not tty:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
+                dynamic_ncols=True, leave=False)

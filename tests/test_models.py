@@ -1,0 +1,112 @@
+"""Encoders, heads and the model.pt checkpoint format."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from oacl.io import torch_save
+from oacl.models import EmbeddingModel, build_encoder, feature_map, load_checkpoint, save_checkpoint
+from oacl.train.methods import BYOL, MoCo, Supervised
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _pretrain_data import one_thread  # noqa: E402
+
+META = {"arch": "resnet18_small", "image_size": 64, "mean": [0.5] * 3, "std": [0.25] * 3,
+        "num_classes": 5, "feat_dim": 128, "epoch": 3}
+
+
+_threads = pytest.fixture(autouse=True)(one_thread)
+
+
+def test_small_resnet_layout():
+    enc = build_encoder("resnet18_small").eval()
+    for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"):
+        assert hasattr(enc, name)
+    assert enc.conv1.stride == (1, 1) and enc.conv1.kernel_size == (3, 3)
+    assert isinstance(enc.maxpool, torch.nn.Identity) and isinstance(enc.fc, torch.nn.Identity)
+    assert [enc.layer1[0].conv1.out_channels, enc.layer2[0].conv1.out_channels,
+            enc.layer3[0].conv1.out_channels, enc.layer4[0].conv1.out_channels] == [16, 32, 64, 128]
+    x = torch.randn(2, 3, 64, 64)
+    fmap = feature_map(enc, x)
+    assert fmap.shape == (2, 128, 8, 8)
+    # pooled output is the spatial mean of the layer4 map
+    torch.testing.assert_close(enc(x), fmap.mean(dim=(2, 3)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch,dim", [("resnet18", 512), ("resnet50", 2048)])
+def test_torchvision_encoders(arch, dim):
+    enc = build_encoder(arch).eval()
+    assert isinstance(enc.fc, torch.nn.Identity)
+    with torch.no_grad():
+        assert feature_map(enc, torch.randn(1, 3, 224, 224)).shape == (1, dim, 7, 7)
+        assert enc(torch.randn(1, 3, 64, 64)).shape == (1, dim)
+
+
+def test_unknown_arch():
+    with pytest.raises(ValueError, match="unknown arch 'vgg'"):
+        build_encoder("vgg")
+
+
+@pytest.mark.parametrize("method", ["moco", "byol", "supervised"])
+def test_checkpoint_roundtrip(tmp_path, method):
+    torch.manual_seed(0)
+    if method == "moco":
+        m = MoCo("resnet18_small", queue_size=32)
+    elif method == "byol":
+        m = BYOL("resnet18_small", hidden=64)
+    else:
+        m = Supervised("resnet18_small", num_classes=5)
+    model = m.export(dict(META, method=method))
+    save_checkpoint(tmp_path / "model.pt", model)
+    loaded = load_checkpoint(tmp_path / "model.pt")
+    assert not loaded.training
+    assert loaded.meta["method"] == method and loaded.meta["epoch"] == 3
+    x = torch.randn(3, 3, 64, 64)
+    m.eval()
+    with torch.no_grad():
+        z = loaded.projector(loaded.encoder(x))
+        torch.testing.assert_close(loaded.encoder(x), m.encoder(x))
+    torch.testing.assert_close(z.norm(dim=1), torch.ones(3))
+    if method == "moco":  # the query projector, normalised
+        torch.testing.assert_close(z, torch.nn.functional.normalize(m.projector(m.encoder(x)), dim=1))
+        assert z.shape == (3, 128)
+    if method == "byol":  # the online projector, not the predictor
+        assert z.shape == (3, 256)
+    if method == "supervised":
+        torch.testing.assert_close(z, torch.nn.functional.normalize(loaded.encoder(x), dim=1))
+        assert loaded.classifier(loaded.encoder(x)).shape == (3, 5)
+    else:
+        assert not hasattr(loaded, "classifier")
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="junk.pt is not an oacl checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch_save(tmp_path / "other.pt", {"state_dict": {}})
+    with pytest.raises(ValueError, match="other.pt is not an oacl checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    good = Supervised("resnet18_small", 5).export(dict(META, method="supervised"))
+    save_checkpoint(tmp_path / "good.pt", good)
+    obj = torch.load(tmp_path / "good.pt", weights_only=True)
+    obj["meta"]["arch"] = "resnet999"
+    torch_save(tmp_path / "arch.pt", obj)
+    with pytest.raises(ValueError, match="arch.pt is incompatible.*resnet999"):
+        load_checkpoint(tmp_path / "arch.pt")
+    obj["meta"]["arch"] = "resnet18_small"
+    obj["meta"]["num_classes"] = 7  # classifier shape no longer matches the weights
+    torch_save(tmp_path / "shape.pt", obj)
+    with pytest.raises(ValueError, match="shape.pt is incompatible"):
+        load_checkpoint(tmp_path / "shape.pt")
+
+
+def test_embedding_model_forward():
+    model = EmbeddingModel(dict(META, method="moco",
+                                projector={"in": 128, "hidden": 128, "out": 16, "bn": False})).eval()
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 16)

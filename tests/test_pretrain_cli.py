@@ -1,0 +1,95 @@
+"""`oacl pretrain` end to end on a tiny manifest: outputs, variants and user errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from oacl.artifacts import BOX_SCHEMA, read_manifest, write_manifest, write_rows
+from oacl.cli import main
+from oacl.models import load_checkpoint
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _pretrain_data import TINY, make_manifest, one_thread  # noqa: E402
+
+_threads = pytest.fixture(autouse=True)(one_thread)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return make_manifest(tmp_path_factory.mktemp("data"), n_train=32, n_val=16)
+
+
+def _run(args, cfg):
+    return main(["pretrain", "--cfg", json.dumps(cfg), *map(str, args), "--device", "cpu"])
+
+
+def test_pretrain_writes_model_metrics_and_state(tmp_path, manifest, caplog):
+    out = tmp_path / "moco-baseline-s0" / "model.pt"
+    with caplog.at_level(logging.INFO, logger="oacl.train.loop"):
+        assert _run(["--manifest", manifest, "--out", out], dict(TINY, method="moco")) == 0
+    model = load_checkpoint(out)
+    assert model.meta["method"] == "moco" and model.meta["epoch"] == 2
+    assert model.meta["image_size"] == 32 and model.meta["num_classes"] == 4
+    z = model.projector(model.encoder(torch.randn(2, 3, 32, 32)))
+    torch.testing.assert_close(z.norm(dim=1), torch.ones(2))
+    rows = [json.loads(x) for x in (out.parent / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["loss"] > 0 and r["img_per_s"] > 0 and r["time_s"] > 0
+        assert 0.0 <= r["knn_acc"] <= 1.0
+    assert rows[1]["lr"] < rows[0]["lr"]  # cosine schedule
+    assert (out.parent / "train_state.pt").exists()
+    # stderr is not a TTY under pytest: plain progress lines every log_every steps
+    assert any("img/s" in m and "eta" in m for m in caplog.messages)
+
+
+@pytest.mark.parametrize("method,variant", [("byol", "oa_crop_gt"), ("supervised", "baseline"), ("moco", "cutmix")])
+def test_other_methods_and_variants(tmp_path, manifest, method, variant):
+    out = tmp_path / "m" / "model.pt"
+    cfg = dict(TINY, method=method, variant=variant, epochs=1, knn_every=0)
+    assert _run(["--manifest", manifest, "--out", out], cfg) == 0
+    model = load_checkpoint(out)
+    assert model.meta["method"] == method and model.meta["variant"] == variant
+    assert hasattr(model, "classifier") == (method == "supervised")
+
+
+def test_oa_crop_cam_reads_box_shards(tmp_path, manifest, capsys):
+    df = read_manifest(manifest)
+    shard = tmp_path / "boxes_0.parquet"
+    rows = [dict(image_id=i, boxes=[[0.1, 0.1, 0.6, 0.6]], n_boxes=1, height=8, width=8, mask_png=b"",
+                 bg_rect=[0.6, 0.6, 1.0, 1.0], empty=False, params="{}") for i in df["image_id"]]
+    write_rows(shard, rows, BOX_SCHEMA)
+    cfg = dict(TINY, variant="oa_crop_cam", epochs=1, knn_every=0)
+    out = tmp_path / "cam" / "model.pt"
+    assert _run(["--manifest", manifest, "--out", out], cfg) == 2
+    assert "needs box shards (--boxes)" in capsys.readouterr().err
+    assert _run(["--manifest", manifest, "--out", out, "--boxes", shard], cfg) == 0
+    assert load_checkpoint(out).meta["variant"] == "oa_crop_cam"
+
+
+def test_user_errors(tmp_path, manifest, capsys):
+    out = tmp_path / "x" / "model.pt"
+
+    def err(args, cfg):
+        assert _run(args, cfg) == 2
+        return capsys.readouterr().err
+
+    assert "manifest not found" in err(["--manifest", tmp_path / "nope.parquet", "--out", out], TINY)
+    msg = err(["--manifest", manifest, "--out", out], dict(TINY, batch_size=64))
+    assert "batch_size 64 is larger than the train split" in msg and "(32 images)" in msg
+    assert "moco.queue_size 40 must be a multiple" in err(["--manifest", manifest, "--out", out],
+                                                          dict(TINY, moco={"queue_size": 40}))
+    assert "unknown key 'lr'" in err(["--manifest", manifest, "--out", out], dict(TINY, lr=0.1))
+    assert "unknown key 'queue'" in err(["--manifest", manifest, "--out", out],
+                                        dict(TINY, moco={"queue": 5}))
+    only_val = tmp_path / "val_only.parquet"
+    df = read_manifest(manifest)
+    write_manifest(only_val, df[df["split"] == "val"].assign(path=df["abspath"]))
+    assert "no train rows" in err(["--manifest", only_val, "--out", out], TINY)
+    assert not out.exists()
