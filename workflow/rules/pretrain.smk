@@ -29,7 +29,7 @@ def pretrain_runtime(w, attempt):
 rule pretrain:
     input:
         unpack(pretrain_inputs),
-        code=code(*SHARED_CODE, "models/*.py", "train/*.py"),
+        code=code(*SHARED_CODE, "models/*.py", "train/*.py", "refine/background.py"),
     output:
         model="results/models/{dataset}/{method}-{variant}-s{seed}/model.pt",
     params:

@@ -34,6 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..io import decode_png, read_mask, read_rgb
+from ..refine.background import largest_rectangle
 from .objaware import NEEDS_BG, NEEDS_MASK, VARIANTS, box_source
 
 log = logging.getLogger(__name__)
@@ -58,26 +59,26 @@ def resize_array(a, size, nearest=False):
 def largest_zero_rect(binary):
     """Largest axis-aligned rectangle of zeros in a 2-D bool array, normalised xyxy.
 
-    Histogram-of-heights + stack, O(H*W). All-foreground -> None.
+    The exact search of the refine stage; all-foreground -> None.
     """
     H, W = binary.shape
-    heights = np.zeros(W + 1, dtype=np.int64)  # sentinel column of height 0
-    best, rect = 0, None
-    for y in range(H):
-        heights[:W] = np.where(binary[y], 0, heights[:W] + 1)
-        stack: list[int] = []
-        for x in range(W + 1):
-            while stack and heights[stack[-1]] >= heights[x]:
-                hgt = heights[stack.pop()]
-                left = stack[-1] + 1 if stack else 0
-                area = hgt * (x - left)
-                if area > best:
-                    best, rect = area, (left, y + 1 - hgt, x, y + 1)
-            stack.append(x)
-    if rect is None:
+    x1, y1, x2, y2 = largest_rectangle(~np.asarray(binary, dtype=bool))
+    if x2 <= x1 or y2 <= y1:
         return None
-    x1, y1, x2, y2 = rect
     return [x1 / W, y1 / H, x2 / W, y2 / H]
+
+
+def gt_crop_boxes(boxes, min_area=0.01, margin=0.2):
+    """Normalised GT boxes as OA-Crop (GT) uses them: drop boxes under ``min_area`` of
+    the image, add ``margin`` x width (height) on the left and right (top and bottom)."""
+    out = []
+    for x1, y1, x2, y2 in boxes:
+        w, h = x2 - x1, y2 - y1
+        if w * h < min_area:
+            continue
+        out.append([max(0.0, x1 - margin * w), max(0.0, y1 - margin * h),
+                    min(1.0, x2 + margin * w), min(1.0, y2 + margin * h)])
+    return out
 
 
 def tile_rect(image, rect, size):
@@ -151,8 +152,10 @@ class ManifestImages(Dataset):
                 if i not in boxes:
                     self.missing["boxes"] += 1
                 self.boxes.append(_boxes_of(boxes.get(i)))
-        else:
-            self.boxes = [_boxes_of(b) for b in self.df["boxes"]]
+        elif "gt_crop_boxes" in self.df:  # readers that already filtered + expanded them
+            self.boxes = [_boxes_of(b) for b in self.df["gt_crop_boxes"]]
+        else:  # GT boxes with the same 1% filter and 20% margin as CAM boxes (paper B.2)
+            self.boxes = [gt_crop_boxes(_boxes_of(b)) for b in self.df["boxes"]]
         # masks and background rectangles
         self.masks = [None] * len(ids)
         self.bg_rects = [None] * len(ids)
@@ -221,8 +224,10 @@ class ManifestImages(Dataset):
             if p:
                 small = resize_array(read_mask(p), BG_RECT_RES, nearest=True) > 0
                 rect = largest_zero_rect(small)
-        if rect is None or len(rect) != 4:
-            return img  # documented fallback: the whole partner image
+        if rect is None or len(rect) != 4 or rect[2] <= rect[0] or rect[3] <= rect[1]:
+            # no background patch (missing, or a CAM covering the whole image, which
+            # refine records as a zero-area rect): documented fallback, the whole partner
+            return img
         return tile_rect(img, rect, self.size)
 
     def __getitem__(self, key):
