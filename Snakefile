@@ -10,6 +10,19 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_]+",
+    method=r"[a-z]+",
+    variant=r"[a-z_]+",
+    seed=r"[0-9]+",
+    model=MODEL_RE,
+    cam=r"[A-Za-z0-9_]+",
+    target=r"[A-Za-z0-9_]+",
+    shard=r"[0-9]+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/cam.smk"
@@ -18,6 +31,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

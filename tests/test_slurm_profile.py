@@ -96,7 +96,7 @@ def test_profiles_are_accepted_by_the_installed_snakemake(tiny):
     for extra in (
         ["--profile", str(PROFILE)],
         ["--profile", str(PROFILE)] + CI_FLAGS,
-        ["--workflow-profile", str(ROOT / "workflow/profiles/default")],
+        ["--workflow-profile", str(ROOT / "profiles/default")],
     ):
         out = run_snakemake(["-n"] + extra, cwd=tiny)
         assert out.returncode == 0, out.stderr[-2000:]
@@ -112,7 +112,7 @@ def test_unknown_profile_key_is_rejected(tiny):
 
 
 def test_local_profile_has_no_cluster_settings():
-    prof = load(ROOT / "workflow/profiles/default/config.yaml")
+    prof = load(ROOT / "profiles/default/config.yaml")
     assert "executor" not in prof and "default-resources" not in prof
     # a workflow profile overrides --profile slurm key by key: keep-going must not be here
     assert "keep-going" not in prof

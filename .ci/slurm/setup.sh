@@ -114,8 +114,17 @@ NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${MEM} Gres=gpu:${GP
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 NEW_GRES=$(mktemp)
-# fake GPUs: no device files are bound (no cgroups), Count is all Slurm needs
-echo "NodeName=${NODE} Name=gpu Count=${GPUS}" >"$NEW_GRES"
+# fake GPUs: Slurm wants one device file per GPU (File=/dev/null alone counts as
+# one GPU). Character devices (copies of /dev/null) make slurmd also export
+# CUDA_VISIBLE_DEVICES to GPU jobs as on a real node; where mknod is not allowed
+# plain files still give a schedulable gres, just without that variable.
+GPU_FILES=""
+for i in $(seq 0 $(( GPUS - 1 ))); do
+    f="$STATE/fakegpu$i"
+    if [ ! -e "$f" ]; then mknod "$f" c 1 3 2>/dev/null || touch "$f"; fi
+    GPU_FILES="${GPU_FILES:+$GPU_FILES,}$f"
+done
+echo "NodeName=${NODE} Name=gpu File=${GPU_FILES}" >"$NEW_GRES"
 
 CHANGED=0
 cmp -s "$NEW_CONF" "$CONF_DIR/slurm.conf" || CHANGED=1
@@ -143,7 +152,8 @@ if [ "$CHANGED" = 1 ]; then
 fi
 if ! pid_alive slurmctld; then
     log "starting slurmctld"
-    # -D: stay in the foreground so $! is the daemon; -i: ignore stale state
+    # -D: stay in the foreground so $! is the daemon; -i: tolerate unreadable
+    # state files left by an earlier run (jobs in them are kept when readable)
     /usr/sbin/slurmctld -D -i >"$STATE/slurmctld.out" 2>&1 &
     record_pid slurmctld $!
 fi

@@ -1,9 +1,3 @@
-def cam_cfg(w):
-    cfg = {"batch_size": config["cam"].get("batch_size", 64)}
-    cfg.update(config["cam"]["configs"][w.cam])
-    return cfg
-
-
 rule contracam:
     input:
         checkpoint="results/models/{dataset}/{model}/model.pt",
@@ -11,20 +5,22 @@ rule contracam:
         code=code(*SHARED_CODE, "models/*.py", "cam/*.py"),
     output:
         masks="results/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
-    params:
-        cfg=lambda w: cfg_json(cam_cfg(w)),
-        n_shards=n_shards(),
-        device=config.get("device", "auto"),
     log:
         "results/logs/contracam/{dataset}/{model}/{cam}/{shard}.log",
     benchmark:
         "results/benchmarks/contracam/{dataset}/{model}/{cam}/{shard}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         gpu=config["cam"].get("gpus", 0),
         mem_mb=lambda w, attempt: res("cam", "mem_mb", 4000) * attempt,
         runtime=lambda w, attempt: res("cam", "runtime", 60) * attempt,
         cpus_per_task=lambda w: res("cam", "cpus_per_task", 1),
+    params:
+        cfg=lambda w: cfg_json(cam_cfg(w)),
+        n_shards=n_shards(),
+        device=config.get("device", "auto"),
     shell:
         "oacl cam --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
         " --manifest {input.manifest:q} --shard {wildcards.shard}"
@@ -36,21 +32,28 @@ rule refine:
     input:
         masks="results/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
         manifest="results/data/{dataset}/manifest.parquet",
-        code=code(*SHARED_CODE, "refine/crf.py", "refine/boxes.py", "refine/background.py",
-                  "refine/refine.py"),
+        code=code(
+            *SHARED_CODE,
+            "refine/crf.py",
+            "refine/boxes.py",
+            "refine/background.py",
+            "refine/refine.py",
+        ),
     output:
         boxes="results/refine/{dataset}/{model}/{cam}/boxes_{shard}.parquet",
-    params:
-        cfg=cfg_json(config["refine"]),
     log:
         "results/logs/refine/{dataset}/{model}/{cam}/{shard}.log",
     benchmark:
         "results/benchmarks/refine/{dataset}/{model}/{cam}/{shard}.tsv"
+    conda:
+        "../../envs/refine.yaml"
     threads: 1
     resources:
         mem_mb=lambda w, attempt: res("refine", "mem_mb", 2000) * attempt,
         runtime=lambda w, attempt: res("refine", "runtime", 60) * attempt,
         cpus_per_task=1,
+    params:
+        cfg=cfg_json(config["refine"]),
     shell:
         "oacl refine --cfg {params.cfg:q} --manifest {input.manifest:q}"
         " --masks {input.masks:q} --out {output.boxes:q} > {log:q} 2>&1"

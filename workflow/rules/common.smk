@@ -6,6 +6,12 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+# A preset given with --configfile is merged over config.yaml; it removes the default's
+# datasets, experiments or localization entries by setting them to null.
+for _section in ("datasets", "experiments", "localization"):
+    if isinstance(config.get(_section), dict):
+        config[_section] = {k: v for k, v in config[_section].items() if v is not None}
+
 # The configuration is validated before any job is scheduled; a wrong key, type or
 # value stops here with a message naming it.
 validate(config, "../schemas/config.schema.yaml")
@@ -14,18 +20,11 @@ SRC = Path(workflow.basedir) / "src" / "oacl"
 
 # `oacl` of the Python that runs Snakemake (a venv need not be activated); under
 # --sdm conda the rule's environment comes first on PATH and provides its own.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+os.environ.update(
+    PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+)
 
 MODEL_RE = r"[a-z]+-[a-z_]+-s[0-9]+"
-
-wildcard_constraints:
-    dataset=r"[A-Za-z0-9_]+",
-    method=r"[a-z]+",
-    variant=r"[a-z_]+",
-    seed=r"[0-9]+",
-    model=MODEL_RE,
-    cam=r"[A-Za-z0-9_]+",
-    shard=r"[0-9]+",
 
 
 def _fail(msg):
@@ -35,15 +34,22 @@ def _fail(msg):
 # ------------------------------------------------------------- cross-checks
 for _name, _exp in config["experiments"].items():
     if _exp["dataset"] not in config["datasets"]:
-        _fail(f"experiments.{_name}.dataset: unknown dataset {_exp['dataset']!r} "
-              f"(datasets: {sorted(config['datasets'])})")
+        _fail(
+            f"experiments.{_name}.dataset: unknown dataset {_exp['dataset']!r} "
+            f"(datasets: {sorted(config['datasets'])})"
+        )
     if any(v.endswith("_cam") for v in _exp["variants"]):
         for _key in ("cam_model", "cam"):
             if _key not in _exp:
                 _fail(f"experiments.{_name}.{_key} is required for *_cam variants")
         if _exp["cam"] not in config["cam"]["configs"]:
-            _fail(f"experiments.{_name}.cam: unknown CAM configuration {_exp['cam']!r} "
-                  f"(cam.configs: {sorted(config['cam']['configs'])})")
+            _fail(
+                f"experiments.{_name}.cam: unknown CAM configuration {_exp['cam']!r} "
+                f"(cam.configs: {sorted(config['cam']['configs'])})"
+            )
+    for _tds in _exp.get("transfer", []):
+        if _tds not in config["datasets"]:
+            _fail(f"experiments.{_name}.transfer: unknown dataset {_tds!r}")
 for _ds, _loc in config.get("localization", {}).items():
     if _ds not in config["datasets"]:
         _fail(f"localization.{_ds}: unknown dataset")
@@ -58,7 +64,7 @@ def cfg_json(d):
 
 
 def code(*patterns):
-    """src/oacl modules a rule depends on: editing one reruns that rule's jobs."""
+    """The src/oacl modules a stage depends on (editing one reruns that stage's jobs)."""
     files = []
     for pat in patterns:
         files += sorted(str(p) for p in SRC.glob(pat))
@@ -100,13 +106,17 @@ def n_shards():
 def cam_shards(kind, dataset, model, cam):
     stage, stem = ("cam", "masks") if kind == "masks" else ("refine", "boxes")
     return [
-        f"results/{stage}/{dataset}/{model}/{cam}/{stem}_{i}.parquet" for i in range(n_shards())
+        f"results/{stage}/{dataset}/{model}/{cam}/{stem}_{i}.parquet"
+        for i in range(n_shards())
     ]
 
 
 def models_of(exp):
     return [
-        f"{m}-{v}-s{s}" for m in exp["methods"] for v in exp["variants"] for s in exp["seeds"]
+        f"{m}-{v}-s{s}"
+        for m in exp["methods"]
+        for v in exp["variants"]
+        for s in exp["seeds"]
     ]
 
 
@@ -118,6 +128,9 @@ def all_targets():
             targets.append(model_path(ds, model))
             for ev in exp.get("evaluate", ["linear", "shift"]):
                 targets.append(f"results/eval/{ds}/{model}/{ev}.json")
+        for tds in exp.get("transfer", []):
+            for model in models_of(exp):
+                targets.append(f"results/eval/{ds}/{model}/transfer_{tds}.json")
     for ds, loc in config.get("localization", {}).items():
         for cam in loc["cams"]:
             targets.append(f"results/eval/{ds}/{loc['model']}/localization_{cam}.json")
@@ -133,3 +146,55 @@ RES = config.get("resources", {})
 
 def res(stage, key, default):
     return RES.get(stage, {}).get(key, default)
+
+
+# ------------------------------------------------------------- data rules
+def data_code(wildcards):
+    kind = config["datasets"][wildcards.dataset]["type"]
+    own = {"scenes": "data/scenes.py", "folder": "data/folder.py"}.get(
+        kind, f"data/readers/{kind}.py"
+    )
+    return code(*SHARED_CODE, "data/prepare.py", "data/cli.py", own)
+
+
+# ------------------------------------------------------------- pretrain rules
+def pretrain_cfg(w):
+    exp = experiment_for(w.dataset, w.variant)
+    cfg = {**config["pretrain"], **exp.get("pretrain", {})}
+    cfg.update(method=w.method, variant=w.variant, seed=int(w.seed))
+    return cfg
+
+
+def pretrain_inputs(w):
+    """Manifest, plus the CAM masks/boxes of the source model for *_cam variants."""
+    inputs = {"manifest": manifest(w.dataset)}
+    if w.variant.endswith("_cam"):
+        exp = experiment_for(w.dataset, w.variant)
+        inputs["boxes"] = cam_shards("boxes", w.dataset, exp["cam_model"], exp["cam"])
+        if w.variant.startswith("bg_mixup"):
+            inputs["masks"] = cam_shards(
+                "masks", w.dataset, exp["cam_model"], exp["cam"]
+            )
+    return inputs
+
+
+def pretrain_gpus(w):
+    return int(pretrain_cfg(w).get("gpus", 0))
+
+
+def pretrain_runtime(w, attempt):
+    # minutes: per-epoch estimate x epochs, grown on retry (resume makes retries cheap)
+    epochs = int(pretrain_cfg(w).get("epochs", 1))
+    return int(10 + res("pretrain", "runtime_per_epoch", 2) * epochs) * attempt
+
+
+# ------------------------------------------------------------- cam rules
+def cam_cfg(w):
+    cfg = {"batch_size": config["cam"].get("batch_size", 64)}
+    cfg.update(config["cam"]["configs"][w.cam])
+    return cfg
+
+
+# ------------------------------------------------------------- report rules
+def report_inputs(w):
+    return [t for t in all_targets() if t != "results/report.html"]

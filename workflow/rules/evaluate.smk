@@ -1,5 +1,10 @@
-EVAL_CODE = code(*SHARED_CODE, "models/*.py", "train/augment.py", "evaluate/features.py",
-                 "evaluate/linear.py")
+EVAL_CODE = code(
+    *SHARED_CODE,
+    "models/*.py",
+    "train/augment.py",
+    "evaluate/features.py",
+    "evaluate/linear.py",
+)
 
 
 rule evaluate_linear:
@@ -9,19 +14,21 @@ rule evaluate_linear:
         code=EVAL_CODE,
     output:
         json="results/eval/{dataset}/{model}/linear.json",
-    params:
-        cfg=cfg_json(config.get("evaluate", {}).get("linear", {})),
-        cache="results/features/{dataset}/{model}",
-        device=config.get("device", "auto"),
     log:
         "results/logs/evaluate_linear/{dataset}/{model}.log",
     benchmark:
         "results/benchmarks/evaluate_linear/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 2
     resources:
         mem_mb=lambda w, attempt: res("evaluate", "mem_mb", 4000) * attempt,
         runtime=lambda w, attempt: res("evaluate", "runtime", 30) * attempt,
         cpus_per_task=2,
+    params:
+        cfg=cfg_json(config.get("evaluate", {}).get("linear", {})),
+        cache="results/features/{dataset}/{model}",
+        device=config.get("device", "auto"),
     shell:
         "oacl evaluate linear --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
         " --manifest {input.manifest:q} --cache-dir {params.cache:q}"
@@ -35,19 +42,21 @@ rule evaluate_shift:
         code=EVAL_CODE + code("evaluate/shift.py"),
     output:
         json="results/eval/{dataset}/{model}/shift.json",
-    params:
-        cfg=cfg_json(config.get("evaluate", {}).get("shift", {})),
-        cache="results/features/{dataset}/{model}",
-        device=config.get("device", "auto"),
     log:
         "results/logs/evaluate_shift/{dataset}/{model}.log",
     benchmark:
         "results/benchmarks/evaluate_shift/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 2
     resources:
         mem_mb=lambda w, attempt: res("evaluate", "mem_mb", 4000) * attempt,
         runtime=lambda w, attempt: res("evaluate", "runtime", 30) * attempt,
         cpus_per_task=2,
+    params:
+        cfg=cfg_json(config.get("evaluate", {}).get("shift", {})),
+        cache="results/features/{dataset}/{model}",
+        device=config.get("device", "auto"),
     shell:
         "oacl evaluate shift --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
         " --manifest {input.manifest:q} --cache-dir {params.cache:q}"
@@ -62,17 +71,48 @@ rule evaluate_localization:
         code=code(*SHARED_CODE, "evaluate/localization.py"),
     output:
         json="results/eval/{dataset}/{model}/localization_{cam}.json",
-    params:
-        cfg=cfg_json(config.get("evaluate", {}).get("localization", {})),
     log:
         "results/logs/evaluate_localization/{dataset}/{model}/{cam}.log",
     benchmark:
         "results/benchmarks/evaluate_localization/{dataset}/{model}/{cam}.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=lambda w, attempt: res("evaluate", "mem_mb", 4000) * attempt,
         runtime=lambda w, attempt: res("evaluate", "runtime", 30) * attempt,
         cpus_per_task=1,
+    params:
+        cfg=cfg_json(config.get("evaluate", {}).get("localization", {})),
     shell:
         "oacl evaluate localization --cfg {params.cfg:q} --manifest {input.manifest:q}"
         " --masks {input.masks:q} --boxes {input.boxes:q} --out {output.json:q} > {log:q} 2>&1"
+
+
+rule evaluate_transfer:
+    """Linear evaluation of a model trained on {dataset} on another dataset {target}."""
+    input:
+        checkpoint="results/models/{dataset}/{model}/model.pt",
+        manifest="results/data/{target}/manifest.parquet",
+        code=EVAL_CODE,
+    output:
+        json="results/eval/{dataset}/{model}/transfer_{target}.json",
+    log:
+        "results/logs/evaluate_transfer/{dataset}/{model}/{target}.log",
+    benchmark:
+        "results/benchmarks/evaluate_transfer/{dataset}/{model}/{target}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda w, attempt: res("evaluate", "mem_mb", 4000) * attempt,
+        runtime=lambda w, attempt: res("evaluate", "runtime", 30) * attempt,
+        cpus_per_task=2,
+    params:
+        cfg=cfg_json(config.get("evaluate", {}).get("linear", {})),
+        cache="results/features/{dataset}/{model}/transfer_{target}",
+        device=config.get("device", "auto"),
+    shell:
+        "oacl evaluate linear --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
+        " --manifest {input.manifest:q} --cache-dir {params.cache:q}"
+        " --device {params.device} --out {output.json:q} > {log:q} 2>&1"

@@ -1,21 +1,21 @@
-def report_inputs(w):
-    return [t for t in all_targets() if t != "results/report.html"]
-
-
 rule report:
     input:
         results=report_inputs,
         code=code(*SHARED_CODE, "report/*.py"),
     output:
-        html=report("results/report.html", caption="../report/report.rst", category="Report"),
-    params:
-        cfg=cfg_json(config),
+        html=report(
+            "results/report.html", caption="../report/report.rst", category="Report"
+        ),
     log:
         "results/logs/report.log",
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
         cpus_per_task=1,
+    params:
+        cfg=cfg_json(config),
     shell:
         "oacl report --cfg {params.cfg:q} --results results --out {output.html:q} > {log:q} 2>&1"
