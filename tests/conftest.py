@@ -14,7 +14,7 @@ def copy_workflow(dst: Path) -> Path:
     """A private copy of the workflow (Snakefile, rules, config, src) to run in."""
     for name in ("Snakefile", "config.yaml"):
         shutil.copy2(REPO / name, dst / name)
-    for name in ("workflow", "src", "profiles"):
+    for name in ("workflow", "src", "profiles", "envs"):
         shutil.copytree(REPO / name, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
     return dst
 
