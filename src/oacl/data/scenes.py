@@ -84,7 +84,7 @@ DEFAULTS = {
     "bg_bias": 0.9,  # single: P(background == paired class of the object)
     "pair_bias": 0.9,  # multi: P(second object == partner of the first)
     "objects_per_image": [2, 3],  # multi: inclusive range
-    "object_scale": [0.35, 0.65],  # single: object diameter / image side
+    "object_scale": [0.4, 0.7],  # single: object diameter / image side
     "multi_object_scale": [0.25, 0.45],  # multi: object diameter / image side
     "max_overlap": 0.1,  # multi: max IoU between object boxes
     "crop_size": 64,  # multi: object crops are resized to this side
@@ -178,7 +178,18 @@ def _smooth_noise(rng, s: int, cells: tuple[int, int]) -> np.ndarray:
     return np.clip(cv2.resize(coarse, (s, s), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
 
 
+# Per-instance tint of a background, as a fraction of the class tint's amounts. A tint
+# shared by every crop of an image is an instance cue over most of its pixels; kept
+# small so backgrounds stay less instance-distinctive than objects (DESIGN.md).
+BG_TINT = 0.25
+# Backgrounds are desaturated toward their grey level (1 = class colours as drawn):
+# colour is the cheapest cue a small network learns first, and it should point to
+# the objects, while the class-typical textures keep the background bias learnable.
+BG_SATURATION = 0.35
+
+
 def _jitter_colour(rng, rgb, amount: float) -> np.ndarray:
+    amount = BG_TINT * amount
     return np.clip(np.asarray(rgb, np.float32) * (1.0 + rng.uniform(-amount, amount)), 0, 1)
 
 
@@ -222,7 +233,7 @@ def render_background(bg: int, rng, s: int) -> np.ndarray:
         t = (y / (s - 1))[..., None]
         img = top * (1 - t) + bottom * t
         clouds = np.clip(_smooth_noise(rng, s, (4, 6)) - 0.55, 0, 1)[..., None] * 0.5
-        return _to_uint8(img + clouds)
+        return _to_uint8(_desaturate(img + clouds))
     elif name == "snow":
         base = _jitter_colour(rng, (0.92, 0.93, 0.96), 0.03)
         shade = 0.06 * (_smooth_noise(rng, s, (5, 5)) - 0.5) - 0.05 * (rng.random((s, s)) > 0.97)
@@ -236,7 +247,12 @@ def render_background(bg: int, rng, s: int) -> np.ndarray:
         shade = 0.08 * (rng.random((s, s), dtype=np.float32) - 0.5)
     else:  # pragma: no cover - BACKGROUNDS and this function change together
         raise ValueError(f"unknown background {name}")
-    return _to_uint8(base[None, None, :] + np.asarray(shade, np.float32)[..., None])
+    return _to_uint8(_desaturate(base[None, None, :] + np.asarray(shade, np.float32)[..., None]))
+
+
+def _desaturate(img: np.ndarray) -> np.ndarray:
+    grey = img.mean(axis=-1, keepdims=True)
+    return grey + BG_SATURATION * (img - grey)
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:

@@ -409,4 +409,7 @@ def build_loader(dataset, batch_size, workers, shuffle, drop_last, seed=0, epoch
         worker_init_fn=_worker_init if workers > 0 else None,
         prefetch_factor=prefetch_factor if workers > 0 else None,
         persistent_workers=False,
+        # workers forked from a process whose OpenMP pool has run can deadlock (seen in
+        # the test suite); forkserver forks them from a clean server process instead
+        multiprocessing_context="forkserver" if workers > 0 else None,
     )
