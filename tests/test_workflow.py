@@ -1,8 +1,8 @@
 """End-to-end: the smoke configuration runs the whole DAG with `snakemake --cores 2`,
 code edits rerun exactly the dependent jobs, and a lost shard is recomputed alone."""
 
-import os
 import re
+import shutil
 import time
 
 import pandas as pd
@@ -52,31 +52,44 @@ def test_smoke_pipeline_produces_every_artifact(smoke_run):
     print(f"smoke pipeline: {seconds:.0f} s")
 
 
-def test_editing_generator_reruns_data_and_what_follows_only(smoke_run):
+def edit(path):
+    """A real code change (Snakemake compares checksums, so a bare touch is not one)."""
+    with open(path, "a") as fh:
+        fh.write("\n# edited by test_workflow\n")
+
+
+def test_code_edits_rerun_exactly_the_dependent_jobs(smoke_run):
     workdir, _ = smoke_run
-    src = workdir / "src" / "oacl" / "refine" / "crf.py"
-    os.utime(src)  # a code change to the CRF: refine and what depends on its boxes
+    edit(workdir / "src" / "oacl" / "refine" / "crf.py")
     jobs = planned_jobs(workdir)
+    # every refine shard, and what uses boxes; not the data, CAM or baseline models
+    assert jobs.get("refine") == 4
     assert "prepare_data" not in jobs and "contracam" not in jobs
-    assert jobs.get("refine", 0) > 0
-    # untouched baseline models are not retrained
-    assert jobs.get("pretrain", 0) == 2  # the two *_cam variants use the boxes
-    os.utime(workdir / "src" / "oacl" / "data" / "scenes.py")
+    assert jobs.get("pretrain") == 2  # oa_crop_cam and bg_mixup_cam read the boxes
+    assert jobs.get("evaluate_localization") == 2
+    edit(workdir / "src" / "oacl" / "data" / "scenes.py")
     jobs = planned_jobs(workdir)
-    assert jobs.get("prepare_data") == 2
-    assert jobs.get("pretrain") == 4
+    assert jobs.get("prepare_data") == 2 and jobs.get("pretrain") == 4
+    assert jobs.get("contracam") == 4
 
 
-def test_lost_refine_shard_is_recomputed_alone(smoke_run, tmp_path):
+def test_lost_refine_shard_is_recomputed_alone(smoke_run):
     workdir, _ = smoke_run
-    # restore a state where nothing is outdated
+    res = workdir / "results"
+    # bring everything up to date again after the edits above
     run_snakemake(workdir, "--cores", "2", "--touch", *SMOKE)
-    shard = next((workdir / "results" / "refine" / "scenes_single").glob("*/iter1/boxes_1.parquet"))
+    shard = res / "refine" / "scenes_single" / "moco-baseline-s0" / "iter1" / "boxes_1.parquet"
     before = pd.read_parquet(shard)
-    shard.unlink()  # as if the job had been killed before its atomic rename
+    # as if the run had been killed during refine: this shard (atomic writes: absent,
+    # not half-written) and everything downstream of it are missing
+    shard.unlink()
+    for p in [res / "eval" / "scenes_single" / "moco-baseline-s0" / "localization_iter1.json",
+              res / "report.html"]:
+        p.unlink()
+    shutil.rmtree(res / "models" / "scenes_single" / "moco-bg_mixup_cam-s0")
+    shutil.rmtree(res / "eval" / "scenes_single" / "moco-bg_mixup_cam-s0")
     jobs = planned_jobs(workdir)
     assert jobs.get("refine") == 1 and "contracam" not in jobs and "prepare_data" not in jobs
-    run_snakemake(workdir, "--cores", "2", "--allowed-rules", "refine", *SMOKE, "--", str(
-        shard.relative_to(workdir)))
-    after = pd.read_parquet(shard)
-    pd.testing.assert_frame_equal(before, after)
+    assert jobs.get("pretrain") == 1  # only the model that reads the lost shard
+    run_snakemake(workdir, "--cores", "2", *SMOKE, "--", str(shard.relative_to(workdir)))
+    pd.testing.assert_frame_equal(before, pd.read_parquet(shard))

@@ -16,7 +16,10 @@ for _section in ("datasets", "experiments", "localization"):
 # value stops here with a message naming it.
 validate(config, "../schemas/config.schema.yaml")
 
-SRC = Path(workflow.basedir) / "src" / "oacl"
+# src/oacl of this checkout (common.smk lives in workflow/rules/)
+SRC = Path(workflow.current_basedir).parents[1] / "src" / "oacl"
+if not (SRC / "artifacts.py").exists():
+    raise WorkflowError(f"oacl sources not found at {SRC}")
 
 # `oacl` of the Python that runs Snakemake (a venv need not be activated); under
 # --sdm conda the rule's environment comes first on PATH and provides its own.
