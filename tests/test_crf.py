@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from oacl.refine.crf import CRF_DEFAULTS, dense_crf, resize, work_shape
+from oacl.refine.crf import CRF_DEFAULTS, dense_crf, resize, scaled_params, work_shape
 
 
 def _iou(a, b):
@@ -68,3 +68,27 @@ def test_work_shape_keeps_aspect_and_fixes_shorter_side():
     m = np.random.default_rng(0).random((64, 32)).astype(np.float32)
     assert resize(m, (224, 112)).shape == (224, 112)
     assert resize(m, (32, 16)).shape == (32, 16)
+
+
+def test_scaled_params_scale_only_the_spatial_kernels():
+    p = scaled_params({"bilateral_srgb": 20}, 0.25)
+    assert p["gaussian_sxy"] == pytest.approx(0.75) and p["bilateral_sxy"] == pytest.approx(20)
+    assert p["bilateral_srgb"] == 20 and p["gaussian_compat"] == 3 and p["iterations"] == 5
+
+
+def test_refine_small_image_at_own_size_matches_upscaled():
+    """A 64 px image refined at its own size (kernels scaled) vs upscaled to 224."""
+    import cv2
+
+    from oacl.refine.refine import DEFAULTS, refine_one
+
+    img, truth = _scene(64, 64, seed=2)
+    soft = cv2.GaussianBlur(truth.astype(np.float32), (0, 0), 5)
+    soft = np.roll(soft / soft.max(), 3, axis=1)
+    own = refine_one(img, soft, dict(DEFAULTS))
+    up = refine_one(img, soft, dict(DEFAULTS, upsample=True))
+    assert own["mask"].shape == (64, 64) and up["mask"].shape == (224, 224)
+    up_small = resize(up["mask"], (64, 64))
+    assert _iou(own["mask"], truth) > 0.85 and _iou(own["mask"], up_small) > 0.85
+    assert len(own["boxes"]) == len(up["boxes"]) >= 1
+    assert np.allclose(own["boxes"], up["boxes"], atol=0.03)

@@ -95,7 +95,7 @@ def _run(manifest, masks, out, cfg):
 def test_refine_cli_writes_box_shard(tmp_path, crf):
     manifest, masks = make_data(tmp_path)
     out = tmp_path / "boxes_0.parquet"
-    assert _run(manifest, masks, out, {"crf": crf, "work_size": 64, "margin": 0.0}) == 0
+    assert _run(manifest, masks, out, {"crf": crf, "work_size": 64, "margin": 0.0, "upsample": True}) == 0
     df = pd.read_parquet(out)  # plain pandas can read it
     assert list(df.columns) == artifacts.BOX_SCHEMA.names
     rows = {r["image_id"]: r for r in artifacts.read_boxes(out).values()}
@@ -109,7 +109,7 @@ def test_refine_cli_writes_box_shard(tmp_path, crf):
     x1, y1, x2, y2 = rows["one"]["bg_rect"]
     ox1, oy1, ox2, oy2 = 20 / W, 10 / H, 50 / W, 30 / H
     assert x2 <= ox1 + 1e-6 or x1 >= ox2 - 1e-6 or y2 <= oy1 + 1e-6 or y1 >= oy2 - 1e-6
-    # stored mask is at the working resolution (shorter side 64), params recorded
+    # stored mask is at the working resolution (shorter side upscaled to 64), params recorded
     assert (rows["one"]["height"], rows["one"]["width"]) == (64, 107)
     rec = json.loads(rows["one"]["params"])
     assert rec["crf"] is crf and rec["work_size"] == 64 and set(rec) == set(DEFAULTS)
@@ -121,6 +121,18 @@ def test_refine_is_deterministic(tmp_path):
     refine_shard({"work_size": 48}, manifest, masks, a)
     refine_shard({"work_size": 48}, manifest, masks, b)
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_small_images_stay_at_their_size_unless_upsampled(tmp_path):
+    manifest, masks = make_data(tmp_path)  # 48 x 80 images
+    sizes = {}
+    for up in (False, True):
+        out = tmp_path / f"{up}.parquet"
+        refine_shard({"work_size": 224, "upsample": up, "margin": 0.0}, manifest, masks, out, progress=False)
+        one = next(r for r in artifacts.read_boxes(out).values() if r["image_id"] == "one")
+        sizes[up] = (one["height"], one["width"])
+        assert one["boxes"][0] == pytest.approx([20 / W, 10 / H, 50 / W, 30 / H], abs=0.03)
+    assert sizes == {False: (48, 80), True: (224, 373)}
 
 
 @pytest.mark.parametrize("bad", ["missing", "corrupt"])

@@ -108,3 +108,30 @@ def test_shift_without_objcrop_lists_it_skipped(tmp_path):
     # a second run reuses every cached feature set
     res2 = shift.run_shift(params, ckpt, manifest, tmp_path / "cache")
     assert res2["cache"]["misses"] == 0 and res2["accuracy"] == res["accuracy"]
+
+
+def test_shift_reuses_the_lambda_of_linear_json(tmp_path):
+    from oacl.cli import main
+
+    manifest, ckpt = make_bg_dataset(tmp_path)
+    lin_cfg = {"c_grid": {"min": 1e-4, "max": 1e2, "n": 6}, "device": "cpu"}
+    common = ["--checkpoint", str(ckpt), "--manifest", str(manifest), "--cache-dir", str(tmp_path / "cache")]
+    assert main(["evaluate", "linear", "--cfg", json.dumps(lin_cfg), *common, "--out", str(tmp_path / "linear.json")]) == 0
+    lin = json.loads((tmp_path / "linear.json").read_text())
+
+    def run(cfg, name, linear_json=True):
+        extra = ["--linear-json", str(tmp_path / "linear.json")] if linear_json else []
+        assert main(["evaluate", "shift", "--cfg", json.dumps(cfg), *common, *extra, "--out", str(tmp_path / name)]) == 0
+        return json.loads((tmp_path / name).read_text())
+
+    reused = run({"linear": lin_cfg}, "a.json")
+    fresh = run({"linear": lin_cfg}, "b.json", linear_json=False)
+    assert reused["head"]["selection"] == "reused from linear evaluation"
+    assert fresh["head"]["selection"] == "grid"
+    # the same head either way: same lambda, same accuracy on every variant as linear's test
+    assert reused["head"]["lambda"] == fresh["head"]["lambda"] == lin["lambda"]
+    assert reused["accuracy"] == fresh["accuracy"]
+    assert reused["accuracy"]["original"] == pytest.approx(lin["test_acc"])
+    # a different grid is a different selection problem: linear's lambda is not reused
+    other = run({"linear": {**lin_cfg, "c_grid": {"min": 1e-3, "max": 1e1, "n": 3}}}, "c.json")
+    assert other["head"]["selection"] == "grid" and len(other["head"].get("path", other.get("path"))) == 3

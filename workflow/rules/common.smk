@@ -192,9 +192,24 @@ def pretrain_runtime(w, attempt):
 
 
 # ------------------------------------------------------------- cam rules
+def cam_trains(dataset, model, cam):
+    """Whether some *_cam variant pretrains on these masks/boxes (then train images need them)."""
+    return any(
+        exp.get("cam_model") == model
+        and exp.get("cam") == cam
+        and any(v.endswith("_cam") for v in exp["variants"])
+        for exp in experiments_of(dataset)
+    )
+
+
 def cam_cfg(w):
     cfg = {"batch_size": config["cam"].get("batch_size", 64)}
     cfg.update(config["cam"]["configs"][w.cam])
+    # masks wanted only by the localisation table: just the splits it scores (the
+    # train split would triple the CAM and refine work for nothing)
+    loc_splits = config.get("evaluate", {}).get("localization", {}).get("splits")
+    if "splits" not in cfg and loc_splits and not cam_trains(w.dataset, w.model, w.cam):
+        cfg["splits"] = list(loc_splits)
     return cfg
 
 

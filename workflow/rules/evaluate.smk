@@ -39,6 +39,8 @@ rule evaluate_shift:
     input:
         checkpoint="results/models/{dataset}/{model}/model.pt",
         manifest="results/data/{dataset}/manifest.parquet",
+        # its features are cached and its lambda reused (same head): no double work
+        linear="results/eval/{dataset}/{model}/linear.json",
         code=EVAL_CODE + code("evaluate/shift.py"),
     output:
         json="results/eval/{dataset}/{model}/shift.json",
@@ -59,7 +61,7 @@ rule evaluate_shift:
         device=config.get("device", "auto"),
     shell:
         "oacl evaluate shift --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
-        " --manifest {input.manifest:q} --cache-dir {params.cache:q}"
+        " --manifest {input.manifest:q} --linear-json {input.linear:q} --cache-dir {params.cache:q}"
         " --device {params.device} --out {output.json:q} > {log:q} 2>&1"
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
+import json
 import logging
 import time
+from pathlib import Path
 
 from ..io import write_json
 from ..params import merge_params
+from . import localization
 
 log = logging.getLogger(__name__)
 
@@ -26,22 +28,19 @@ def register(subparsers) -> None:
         q.add_argument("--cache-dir", required=True, help="feature cache folder")
         q.add_argument("--out", required=True, help="output JSON")
         q.add_argument("--device", default=None, help="auto | cpu | cuda[:i]; overrides the cfg's device")
+        if name == "shift":
+            q.add_argument("--linear-json", default=None,
+                           help="linear.json of this checkpoint: reuse its lambda if selected alike")
         q.set_defaults(func=func)
-    try:  # written by another module owner; absent until it exists
-        loc = importlib.import_module("oacl.evaluate.localization")
-    except ModuleNotFoundError as exc:
-        if exc.name != "oacl.evaluate.localization":
-            raise
-    else:
-        loc.register(sub)
+    localization.register(sub)
 
 
-def _run(args, defaults: dict, compute, where: str) -> int:
+def _run(args, defaults: dict, compute, where: str, **kw) -> int:
     params = merge_params(defaults, args.cfg, where=where)
     if args.device:
         (params["linear"] if "linear" in params else params)["device"] = args.device
     t0 = time.perf_counter()
-    result = compute(params, args.checkpoint, args.manifest, args.cache_dir)
+    result = compute(params, args.checkpoint, args.manifest, args.cache_dir, **kw)
     result["timing"]["wall_s"] = time.perf_counter() - t0
     write_json(args.out, result)
     log.info("%s: wrote %s", where, args.out)
@@ -57,4 +56,10 @@ def _linear(args) -> int:
 def _shift(args) -> int:
     from . import shift
 
-    return _run(args, shift.DEFAULTS, shift.run_shift, "evaluate shift --cfg")
+    linear_result = None
+    if args.linear_json:
+        try:
+            linear_result = json.loads(Path(args.linear_json).read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--linear-json {args.linear_json}: cannot read it ({exc})") from exc
+    return _run(args, shift.DEFAULTS, shift.run_shift, "evaluate shift --cfg", linear_result=linear_result)

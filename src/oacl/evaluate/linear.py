@@ -210,8 +210,32 @@ def _labelled(d: dict) -> dict:
     return {k: v[keep] for k, v in d.items()}
 
 
-def fit_with_selection(cache, p: dict, train_split: str, val_split: str, variant: str = "original"):
-    """Select lam on validation data and fit the final head. Returns (head, info dict)."""
+# linear parameters that do not change the fitted head (see reusable_selection)
+_NOT_HEAD = ("device", "batch_size", "test_split")
+
+
+def reusable_selection(linear_result: dict, p: dict, checkpoint, manifest) -> dict | None:
+    """The lam selection of a linear.json if it was made for the same head, else None.
+
+    Shift evaluation fits the same head as linear evaluation (same checkpoint,
+    manifest, splits and grid); reusing the chosen lam skips a second 45-value path.
+    """
+    if str(linear_result.get("checkpoint")) != str(checkpoint) or str(linear_result.get("manifest")) != str(manifest):
+        return None
+    theirs = {k: v for k, v in linear_result.get("params", {}).items() if k not in _NOT_HEAD}
+    ours = {k: v for k, v in p.items() if k not in _NOT_HEAD}
+    if theirs != ours or "lambda" not in linear_result or "path" not in linear_result:
+        return None
+    return {k: linear_result[k] for k in ("lambda", "val_acc", "val_source", "path")}
+
+
+def fit_with_selection(cache, p: dict, train_split: str, val_split: str, variant: str = "original",
+                       selected: dict | None = None):
+    """Select lam on validation data and fit the final head. Returns (head, info dict).
+
+    ``selected`` (from ``reusable_selection``) gives a lam already chosen on exactly
+    this problem: the grid walk is skipped and its record copied.
+    """
     dev = cache.device
     tr = _labelled(cache.get(train_split, variant))
     if len(tr["labels"]) == 0:
@@ -226,10 +250,12 @@ def fit_with_selection(cache, p: dict, train_split: str, val_split: str, variant
         fit_tr = {k: v[i_tr] for k, v in tr.items()}
         va = {k: v[i_va] for k, v in tr.items()}
         val_source = f"hold-out {p['val_fraction']} of {train_split!r} (seed {p['seed']})"
-    grid = reg_grid(p["c_grid"])
     t0 = time.perf_counter()
-    lam, path = select_lambda(fit_tr["features"], fit_tr["labels"], va["features"], va["labels"],
-                              grid, p["max_iter"], p["tol"], p["standardize"], dev)
+    if selected is not None:
+        lam, path = float(selected["lambda"]), selected["path"]
+    else:
+        lam, path = select_lambda(fit_tr["features"], fit_tr["labels"], va["features"], va["labels"],
+                                  reg_grid(p["c_grid"]), p["max_iter"], p["tol"], p["standardize"], dev)
     t_select = time.perf_counter() - t0
     if p["refit_on_train_val"]:
         X = np.concatenate([fit_tr["features"], va["features"]])
@@ -246,6 +272,7 @@ def fit_with_selection(cache, p: dict, train_split: str, val_split: str, variant
         "n_classes": int(len(head.classes)),
         "feature_dim": int(X.shape[1]),
         "path": path,
+        "selection": "reused from linear evaluation" if selected is not None else "grid",
         "timing": {"select_s": t_select, "refit_s": time.perf_counter() - t0 - t_select},
     }
     return head, info

@@ -43,8 +43,12 @@ def bg_gap(acc: dict) -> float | None:
     return acc["mixed_same"] - acc["mixed_rand"]
 
 
-def run_shift(params: dict, checkpoint, manifest, cache_dir) -> dict:
-    """The `oacl evaluate shift` computation: result dict for shift.json."""
+def run_shift(params: dict, checkpoint, manifest, cache_dir, linear_result: dict | None = None) -> dict:
+    """The `oacl evaluate shift` computation: result dict for shift.json.
+
+    ``linear_result`` (the linear.json of the same checkpoint) lets the original head
+    reuse its lam when it was selected with the same parameters.
+    """
     from .features import FeatureCache
 
     t0 = time.perf_counter()
@@ -55,7 +59,9 @@ def run_shift(params: dict, checkpoint, manifest, cache_dir) -> dict:
     test_split = lp["test_split"]
     present = set(df.loc[df["split"] == test_split, "variant"])
 
-    head, info = linear.fit_with_selection(cache, lp, lp["train_split"], lp["val_split"], "original")
+    selected = linear.reusable_selection(linear_result, lp, checkpoint, manifest) if linear_result else None
+    head, info = linear.fit_with_selection(cache, lp, lp["train_split"], lp["val_split"], "original",
+                                           selected=selected)
     acc, n, skipped = {}, {}, []
     for variant in params["bg_variants"] + params["shift_variants"]:
         if variant not in present:

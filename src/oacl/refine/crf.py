@@ -5,11 +5,12 @@ authors used: 2 labels, unary -log p, Gaussian pairwise (sxy 3, compat 3), bilat
 pairwise (sxy 80, srgb 13, compat 10), 5 mean-field iterations.
 
 ``sxy`` is measured in pixels, so the CRF's behaviour depends on the resolution it
-runs at. We therefore always run it at a fixed working resolution: the image and the
-mask are resized so that the SHORTER side equals ``work_size`` (aspect ratio kept, so
-the spatial kernels stay isotropic). The default 224 is the resolution the authors
-used for real data; the 64 px synthetic scenes are upscaled to 224 as well, so the CRF
-smooths the same fraction of the image on every dataset.
+runs at. The parameters are those of a working image whose SHORTER side is
+``work_size`` (224, the resolution the authors used for real data): larger images are
+shrunk to it (aspect ratio kept, so the kernels stay isotropic). A smaller image (the
+64 px scenes) either is upscaled to it (``upsample``) or, by default, stays at its own
+size with both ``sxy`` scaled by ``side / work_size`` (``scaled_params``): the kernels
+then cover the same fraction of the image at 1/12 of the pixels.
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ def work_shape(height: int, width: int, work_size: int) -> tuple[int, int]:
         raise ValueError(f"invalid image size {height}x{width}")
     scale = work_size / min(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def scaled_params(params: dict | None, scale: float) -> dict:
+    """CRF parameters for a working image ``scale`` times the reference size: the
+    spatial standard deviations (pixels) scale with it; colour and compat do not."""
+    p = dict(CRF_DEFAULTS, **(params or {}))
+    p["gaussian_sxy"] = p["gaussian_sxy"] * scale
+    p["bilateral_sxy"] = p["bilateral_sxy"] * scale
+    return p
 
 
 def resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The refine stage: ContraCAM soft masks -> CRF masks, object boxes, background patch.
 
 For every row of a mask shard: read the image, decode the soft mask, bring both to
-the CRF working resolution (shorter side ``work_size``), then
+the CRF working resolution (shorter side ``work_size``; smaller images stay at their
+size with the CRF kernels scaled unless ``upsample``, see crf.py), then
 
 1. background rectangle: largest rectangle of zeros of the soft mask binarised at
    ``bg_threshold`` (0.2, paper Sec. 3 / background mixup);
@@ -30,13 +31,14 @@ from ..io import ImageError, decode_png, encode_png, read_rgb
 from ..params import merge_params, params_json
 from .background import background_rect
 from .boxes import binarize, clean_components, mask_to_boxes
-from .crf import CRF_DEFAULTS, dense_crf, resize, work_shape
+from .crf import CRF_DEFAULTS, dense_crf, resize, scaled_params, work_shape
 
 log = logging.getLogger(__name__)
 
 DEFAULTS = {
     "crf": True,  # dense CRF before box extraction (paper: yes)
     "work_size": 224,  # shorter side (px) of the CRF / mask working resolution
+    "upsample": False,  # smaller images: False = own size, CRF sxy scaled; True = upscale
     "crf_params": dict(CRF_DEFAULTS),  # pydensecrf defaults as the authors used
     "box_threshold": 0.5,  # on the CRF foreground marginal, or on the soft mask if crf is off
     "min_box_area": 0.01,  # boxes under 1% of the image are dropped
@@ -59,14 +61,19 @@ def soft_mask_from_row(row: dict) -> np.ndarray:
 def refine_one(image: np.ndarray, soft: np.ndarray, params: dict) -> dict:
     """Refine one image. Returns boxes (normalised), binary mask (uint8 0/1 at the
     working resolution), bg_rect (normalised), empty, full."""
-    shape = work_shape(image.shape[0], image.shape[1], int(params["work_size"]))
+    work_size, crf_params = int(params["work_size"]), params["crf_params"]
+    side = min(image.shape[0], image.shape[1])
+    if side < work_size and not params["upsample"]:
+        crf_params = scaled_params(crf_params, side / work_size)
+        work_size = side
+    shape = work_shape(image.shape[0], image.shape[1], work_size)
     img = resize(image, shape)
     prob = np.clip(resize(soft.astype(np.float32), shape), 0.0, 1.0)
     rect, empty, full = background_rect(prob, params["bg_threshold"])
     if empty:
         return {"boxes": [], "mask": np.zeros(shape, np.uint8), "bg_rect": rect, "empty": True, "full": False}
     if params["crf"]:
-        binary = dense_crf(img, prob, params["crf_params"], threshold=params["box_threshold"])
+        binary = dense_crf(img, prob, crf_params, threshold=params["box_threshold"])
     else:
         binary = binarize(prob, params["box_threshold"])
     binary = clean_components(binary, params["min_component"])
