@@ -71,3 +71,25 @@ def test_no_job_runs_on_invalid_config(workflow_copy, tmp_path):
                          _write(tmp_path, {"pretrain": {"epochs": 0}}), check=False)
     assert proc.returncode != 0
     assert not (workflow_copy / "results").exists()
+
+
+def test_localisation_only_cam_masks_only_the_scored_splits(workflow_copy, tmp_path):
+    """iter1 trains nothing on scenes_multi (only the localisation table reads it), so
+    its CAM jobs there mask the test split; on scenes_single BG-Mixup trains on it."""
+    import json
+    import re
+
+    proc = run_snakemake(workflow_copy, "-n", "-p")
+    cfgs = {}
+    for m in re.finditer(r"oacl cam --cfg '(\{[^']*\})' --checkpoint results/models/(\w+)/[^/]+/model\.pt"
+                         r".*?--out results/cam/\w+/[^/]+/(\w+)/masks_0", proc.stdout):
+        cfgs[(m[2], m[3])] = json.loads(m[1])
+    assert "splits" not in cfgs[("scenes_single", "iter1")]  # cam DEFAULTS: train and test
+    assert "splits" not in cfgs[("scenes_multi", "iter10")]  # OA-Crop trains on these boxes
+    assert cfgs[("scenes_multi", "iter1")]["splits"] == ["test"]
+    assert cfgs[("scenes_multi", "iter10_nonsr")]["splits"] == ["test"]
+    # a *_cam variant that trains on iter1 of scenes_multi brings its train masks back
+    override = _write(tmp_path, {"experiments": {"contextual": {"cam": "iter1"}}})
+    proc = run_snakemake(workflow_copy, "-n", "-p", "--configfile", override)
+    assert re.search(r"oacl cam --cfg '\{(?![^']*splits)[^']*\}' --checkpoint results/models/scenes_multi/"
+                     r"[^\n]*iter1/masks_0", proc.stdout)
