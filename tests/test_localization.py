@@ -74,6 +74,10 @@ def _dataset(tmp_path):
     (tmp_path / "m").mkdir()
     for image_id, (g, cam, boxes) in cases.items():
         Image.fromarray(g).save(tmp_path / "m" / f"{image_id}.png")
+        # the photo: a red object (where the GT is) on a grey frame
+        rgb = np.full((H, W, 3), 128, np.uint8)
+        rgb[g > 0] = (220, 30, 30)
+        Image.fromarray(rgb).save(tmp_path / f"{image_id}.jpg", quality=95)
         rows.append(
             {
                 "image_id": image_id,
@@ -141,6 +145,18 @@ def test_evaluate_end_to_end_known_values(tmp_path):
     assert c["maxboxacc"]["50"] == pytest.approx(0.5)
     assert "gaussian" in res["metrics"] and "mask_miou" in res["metrics"]["gaussian"]
     assert "| mask mIoU @0.5 |" in res["table_md"]
+    # map-level scores: perfect map AUC 1; the shifted map scores half the object (200
+    # of 400 px) and 200 of 2000 background px: AUC = .5*.9 + .5*.5*.1 + .5*.5*.9 = 0.7;
+    # the empty image has no AUC
+    assert c["pixel_auc"] == pytest.approx((1 + 0.7) / 2, abs=0.02)
+    assert c["pointing"] == pytest.approx(1.0)  # both maxima (first max pixel) fall inside
+    assert c["gt_area"] == pytest.approx((400 / 2400 * 2) / 3)
+    # the colour reference finds the red object exactly, also after the CRF, and
+    # ContraCAM (one image off by half) is reported below it
+    col = res["metrics"]["colour"]
+    assert col["mask_miou"] == pytest.approx(1.0) and col["crf_mask_miou"] > 0.9
+    assert res["trivial_best"]["mask_miou"]["reference"] == "colour"
+    assert "mask_miou" in res["below_trivial"] and "crf_mask_miou" in res["below_trivial"]
 
 
 def test_register_cli(tmp_path, capsys):

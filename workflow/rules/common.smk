@@ -59,6 +59,14 @@ for _ds, _loc in config.get("localization", {}).items():
     for _cam in _loc["cams"]:
         if _cam not in config["cam"]["configs"]:
             _fail(f"localization.{_ds}.cams: unknown CAM configuration {_cam!r}")
+        if (
+            config["cam"]["configs"][_cam].get("method") == "classifier"
+            and "classifier_model" not in _loc
+        ):
+            _fail(
+                f"localization.{_ds}.cams: {_cam!r} is a classifier CAM; "
+                f"set localization.{_ds}.classifier_model (a supervised-* model)"
+            )
 
 
 def cfg_json(d):
@@ -136,9 +144,18 @@ def all_targets():
                 targets.append(f"results/eval/{ds}/{model}/transfer_{tds}.json")
     for ds, loc in config.get("localization", {}).items():
         for cam in loc["cams"]:
-            targets.append(f"results/eval/{ds}/{loc['model']}/localization_{cam}.json")
+            model = localization_model(loc, cam)
+            targets.append(f"results/eval/{ds}/{model}/localization_{cam}.json")
     targets.append("results/report.html")
     return targets
+
+
+def localization_model(loc, cam):
+    """The model a localisation CAM configuration runs on: the supervised classifier
+    for Grad-CAM (method: classifier), else the SSL model of the table."""
+    if config["cam"]["configs"][cam].get("method") == "classifier":
+        return loc["classifier_model"]
+    return loc["model"]
 
 
 # ------------------------------------------------------------- resources

@@ -70,7 +70,12 @@ rule evaluate_localization:
         manifest="results/data/{dataset}/manifest.parquet",
         masks=lambda w: cam_shards("masks", w.dataset, w.model, w.cam),
         boxes=lambda w: cam_shards("boxes", w.dataset, w.model, w.cam),
-        code=code(*SHARED_CODE, "evaluate/localization.py"),
+        code=code(
+            *SHARED_CODE,
+            "evaluate/localization.py",
+            "evaluate/references.py",
+            "refine/*.py",
+        ),
     output:
         json="results/eval/{dataset}/{model}/localization_{cam}.json",
     log:
@@ -85,7 +90,13 @@ rule evaluate_localization:
         runtime=lambda w, attempt: res("evaluate", "runtime", 30) * attempt,
         cpus_per_task=1,
     params:
-        cfg=cfg_json(config.get("evaluate", {}).get("localization", {})),
+        # the references get the same refinement (CRF) as the CAM masks
+        cfg=cfg_json(
+            {
+                **config.get("evaluate", {}).get("localization", {}),
+                "refine": config["refine"],
+            }
+        ),
     shell:
         "oacl evaluate localization --cfg {params.cfg:q} --manifest {input.manifest:q}"
         " --masks {input.masks:q} --boxes {input.boxes:q} --out {output.json:q} > {log:q} 2>&1"

@@ -24,7 +24,7 @@ from ..params import merge_params, params_json
 log = logging.getLogger(__name__)
 
 DEFAULTS = {
-    "method": "contracam",  # contracam | classifier (Grad-CAM of a supervised model)
+    "method": "contracam",  # contracam | classifier (Grad-CAM of a supervised model) | ncut (reference, cam/ncut.py)
     "iters": 1,  # Iterative ContraCAM iterations (paper: 10 multi-object, 1 single)
     "expand_res": 1,  # 1 | 2 (layer4 stride 1) | 4 (also layer3), inference only
     "nsr": True,  # negative-signal removal (ReLU on the CAM weights)
@@ -48,8 +48,8 @@ def _check(p: dict) -> None:
     def bad(key, want):
         raise ValueError(f"cam: {key} must be {want}, got {p[key]!r}")
 
-    if p["method"] not in ("contracam", "classifier"):
-        bad("method", "'contracam' or 'classifier'")
+    if p["method"] not in ("contracam", "classifier", "ncut"):
+        bad("method", "'contracam', 'classifier' or 'ncut'")
     if not isinstance(p["iters"], int) or p["iters"] < 1:
         bad("iters", "an integer >= 1")
     if p["expand_res"] not in (1, 2, 4):
@@ -117,6 +117,7 @@ def run_cam(cfg, checkpoint, manifest, shard: int, n_shards: int, out, device=No
 
     from ..models import load_checkpoint
     from .contracam import CamEngine
+    from .ncut import ncut_masks
 
     params = merge_params(DEFAULTS, cfg, "cam")
     if device is not None:
@@ -175,6 +176,8 @@ def run_cam(cfg, checkpoint, manifest, shard: int, n_shards: int, out, device=No
             if params["method"] == "contracam":
                 masks = engine.contracam(x, params["iters"], params["nsr"], params["pos_mode"],
                                          params["mask_color"])
+            elif params["method"] == "ncut":
+                masks = ncut_masks(engine.features(x).detach(), x.shape[-1])
             else:
                 labels = None
                 if params["classifier_labels"] == "manifest":

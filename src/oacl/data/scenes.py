@@ -87,6 +87,7 @@ DEFAULTS = {
     "object_scale": [0.4, 0.7],  # single: object diameter / image side
     "multi_object_scale": [0.25, 0.45],  # multi: object diameter / image side
     "max_overlap": 0.1,  # multi: max IoU between object boxes
+    "bg_variation": 1.0,  # 0..1: spread of a background's look around its class's (sample_bg_style)
     "crop_size": 64,  # multi: object crops are resized to this side
     "crop_margin": 0.2,  # multi: margin around the box, fraction of box side
     "variants": list(VARIANTS),  # single: test-time variants to render
@@ -113,7 +114,7 @@ def check_params(p: dict) -> dict:
         raise ValueError(
             f"scenes: n_bg_classes must be in [2, {len(BACKGROUNDS)}], got {p['n_bg_classes']}"
         )
-    for key in ("bg_bias", "pair_bias", "max_overlap", "crop_margin"):
+    for key in ("bg_bias", "pair_bias", "max_overlap", "crop_margin", "bg_variation"):
         if not 0.0 <= float(p[key]) <= 1.0:
             raise ValueError(f"scenes: {key} must be in [0, 1], got {p[key]}")
     lo, hi = p["objects_per_image"]
@@ -178,107 +179,135 @@ def _smooth_noise(rng, s: int, cells: tuple[int, int]) -> np.ndarray:
     return np.clip(cv2.resize(coarse, (s, s), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
 
 
-# Per-instance tint of a background, as a fraction of the class tint's amounts. A tint
-# shared by every crop of an image is an instance cue over most of its pixels; kept
-# small so backgrounds stay less instance-distinctive than objects (DESIGN.md).
-BG_TINT = 0.25
-# Backgrounds are desaturated toward their grey level (1 = class colours as drawn):
-# colour is the cheapest cue a small network learns first, and it should point to
-# the objects, while the class-typical textures keep the background bias learnable.
-BG_SATURATION = 0.35
-
-
-def _jitter_colour(rng, rgb, amount: float) -> np.ndarray:
-    amount = BG_TINT * amount
-    return np.clip(np.asarray(rgb, np.float32) * (1.0 + rng.uniform(-amount, amount)), 0, 1)
-
-
-def render_background(bg: int, rng, s: int) -> np.ndarray:
-    """Background class ``bg`` as uint8 RGB (s, s, 3): low-contrast, class-typical texture."""
-    x, y = _grid(s)
-    name = BACKGROUNDS[bg]
-    if name == "grass":  # vertical blades: noise stretched along y
-        base = _jitter_colour(rng, (0.28, 0.48, 0.16), 0.08)
-        n = cv2.resize(
-            rng.random((4, s // 2)).astype(np.float32), (s, s), interpolation=cv2.INTER_LINEAR
-        )
-        shade = 0.16 * (n - 0.5) + 0.05 * (_smooth_noise(rng, s, (3, 3)) - 0.5)
-    elif name == "water":  # horizontal waves
-        base = _jitter_colour(rng, (0.16, 0.36, 0.62), 0.08)
-        f = rng.uniform(5.0, 6.5) / s
-        phase = rng.uniform(0, 2 * np.pi, 2)
-        shade = 0.07 * np.sin(
-            2 * np.pi * f * y + 1.2 * np.sin(2 * np.pi * x / s * 1.5 + phase[0]) + phase[1]
-        )
-        shade = shade + 0.03 * (_smooth_noise(rng, s, (6, 6)) - 0.5)
-    elif name == "sand":  # fine grain
-        base = _jitter_colour(rng, (0.78, 0.68, 0.47), 0.06)
-        shade = 0.07 * (rng.random((s, s), dtype=np.float32) - 0.5)
-        shade = shade + 0.05 * (_smooth_noise(rng, s, (5, 5)) - 0.5)
-    elif name == "brick":  # staggered rows of bricks with light mortar
-        base = _jitter_colour(rng, (0.58, 0.28, 0.2), 0.06)
-        bh = max(4, s // 8)
-        bw = 2 * bh
-        off = rng.integers(0, bw)
-        row = (y // bh).astype(np.int32)
-        xx = x + off + (row % 2) * (bw // 2)
-        col = (xx // bw).astype(np.int32)
-        tone = rng.uniform(-0.04, 0.04, (row.max() + 2, col.max() + 2)).astype(np.float32)
-        shade = tone[row, col]
-        mortar = ((y % bh) < 1) | ((xx % bw) < 1)
-        shade = np.where(mortar, 0.18, shade)
-    elif name == "sky":  # vertical gradient with soft clouds
-        top = _jitter_colour(rng, (0.45, 0.64, 0.92), 0.05)
-        bottom = _jitter_colour(rng, (0.78, 0.87, 0.98), 0.03)
-        t = (y / (s - 1))[..., None]
-        img = top * (1 - t) + bottom * t
-        clouds = np.clip(_smooth_noise(rng, s, (4, 6)) - 0.55, 0, 1)[..., None] * 0.5
-        return _to_uint8(_desaturate(img + clouds))
-    elif name == "snow":
-        base = _jitter_colour(rng, (0.92, 0.93, 0.96), 0.03)
-        shade = 0.06 * (_smooth_noise(rng, s, (5, 5)) - 0.5) - 0.05 * (rng.random((s, s)) > 0.97)
-    elif name == "wood":  # distorted vertical rings
-        base = _jitter_colour(rng, (0.52, 0.34, 0.19), 0.06)
-        period = s / rng.uniform(5.0, 6.5)
-        warp = 3.0 * _smooth_noise(rng, s, (3, 3))
-        shade = 0.07 * np.sin(2 * np.pi * (x / period + warp))
-    elif name == "asphalt":
-        base = _jitter_colour(rng, (0.27, 0.27, 0.29), 0.08)
-        shade = 0.08 * (rng.random((s, s), dtype=np.float32) - 0.5)
-    else:  # pragma: no cover - BACKGROUNDS and this function change together
-        raise ValueError(f"unknown background {name}")
-    return _to_uint8(_desaturate(base[None, None, :] + np.asarray(shade, np.float32)[..., None]))
-
-
-def _desaturate(img: np.ndarray) -> np.ndarray:
-    grey = img.mean(axis=-1, keepdims=True)
-    return grey + BG_SATURATION * (img - grey)
-
-
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+# Appearance (issue: ContraCAM must find the objects). As in natural photographs,
+# the object is the instance-distinctive part of a scene: each object instance gets
+# its own high-contrast luminance texture (pattern x smooth blotches), which survives
+# colour jitter and grayscale. Backgrounds vary strongly within a class — random
+# hue pair, saturation, brightness, texture scale and orientation per instance — so
+# the class is carried by the texture's structure only, and they are busy enough
+# that an object is not "the pixels whose colour differs from the frame": object
+# colours are the background's own two colours.
+BG_SCALE = (0.6, 1.6)  # texture scale factor per background instance
+BG_CONTRAST = (0.7, 1.0)  # share of the two-colour range the class structure spans
+BG_SHARPNESS = (1.0, 4.0)  # gain of the structure before clipping: > 1 pushes pixels to the two colours
 
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), np.float32)
 
 
-def class_hue(label: int, n_classes: int) -> float:
-    return label / n_classes
+def sample_bg_style(rng, bg: int = 0, variation: float = 1.0) -> dict:
+    """Per-instance look of a background: two colours, contrast, scale, orientation.
 
-
-def sample_look(label: int, n_classes: int, rng) -> dict:
-    """Instance appearance: hue near the class hue, random texture pattern and colours."""
-    h = class_hue(label, n_classes) + rng.uniform(-0.35, 0.35) / n_classes
-    c1 = _hsv(h, rng.uniform(0.6, 1.0), rng.uniform(0.7, 1.0))
-    c2 = _hsv(h + rng.uniform(-0.05, 0.05), rng.uniform(0.5, 1.0), rng.uniform(0.3, 0.55))
+    ``variation`` (0..1) scales every draw's spread around the class's typical look
+    (hue bg/len(BACKGROUNDS), mid saturation and brightness, scale 1, upright): 1 gives
+    hues over the whole wheel, 0 one look per class. The same numbers are drawn either way.
+    """
+    d = variation
+    h = bg / len(BACKGROUNDS) + d * (rng.uniform(0, 1) - 0.5)
+    h2 = h + rng.choice([-1, 1]) * rng.uniform(0.08, 0.35)
+    s1, s2 = 0.425 + d * (rng.uniform(0.2, 0.65, 2) - 0.425)
+    v1 = 0.6 + d * (rng.uniform(0.35, 0.85) - 0.6)
+    v2 = np.clip(v1 + rng.choice([-1, 1]) * rng.uniform(0.15, 0.35), 0.1, 0.95)
     return {
-        "pattern": ["solid", "stripes", "dots", "checker", "gradient"][rng.integers(5)],
-        "c1": c1,
-        "c2": c2,
+        "c1": _hsv(h, s1, v1),
+        "c2": _hsv(h2, s2, v2),
+        "contrast": rng.uniform(*BG_CONTRAST),
+        "sharpness": rng.uniform(*BG_SHARPNESS),
+        "scale": float(np.exp(d * np.log(rng.uniform(*BG_SCALE)))),
+        "angle": d * rng.uniform(-np.pi / 4, np.pi / 4),
+    }
+
+
+def _bg_structure(name: str, rng, s: int, u, v) -> np.ndarray:
+    """Class-typical structure in [0, 1] on rotated/scaled coordinates u, v (pixels)."""
+    if name == "grass":  # vertical blades
+        t = _sample_grid(rng.random((4, 24)).astype(np.float32), u / s * 24, v / s * 4)
+        return np.clip(0.75 * t + 0.25 * _smooth_noise(rng, s, (3, 3)), 0, 1)
+    if name == "water":  # horizontal waves
+        f, ph = rng.uniform(5.0, 6.5) / s, rng.uniform(0, 2 * np.pi, 2)
+        return 0.5 + 0.5 * np.sin(2 * np.pi * f * v + 1.2 * np.sin(2 * np.pi * u / s * 1.5 + ph[0]) + ph[1])
+    if name == "sand":  # fine grain
+        return np.clip(0.6 * rng.random((s, s), dtype=np.float32) + 0.4 * _smooth_noise(rng, s, (5, 5)), 0, 1)
+    if name == "brick":  # staggered bricks, mortar lines
+        bh = max(4.0, s / 8)
+        bw = 2 * bh
+        row = np.floor(v / bh)
+        uu = u + rng.uniform(0, bw) + (row % 2) * (bw / 2)
+        tone = rng.uniform(0.2, 0.6, (64, 64)).astype(np.float32)
+        t = tone[row.astype(np.int64) % 64, np.floor(uu / bw).astype(np.int64) % 64]
+        return np.where(((v % bh) < 1) | ((uu % bw) < 1), 1.0, t)
+    if name == "sky":  # gradient with soft clouds
+        return np.clip(v / s * 0.6 + np.clip(_smooth_noise(rng, s, (4, 6)) - 0.4, 0, 1), 0, 1)
+    if name == "snow":  # smooth drifts, sparse sparkles
+        return np.clip(0.6 * _smooth_noise(rng, s, (5, 5)) + (rng.random((s, s)) > 0.96), 0, 1)
+    if name == "wood":  # distorted rings
+        period = s / rng.uniform(5.0, 6.5)
+        return 0.5 + 0.5 * np.sin(2 * np.pi * (u / period + 3.0 * _smooth_noise(rng, s, (3, 3))))
+    if name == "asphalt":  # coarse grain with cracks
+        t = 0.7 * rng.random((s, s), dtype=np.float32)
+        return np.where(np.abs(np.sin(u / s * 9 + 3 * _smooth_noise(rng, s, (3, 3)))) < 0.04, 1.0, t)
+    raise ValueError(f"unknown background {name}")  # pragma: no cover
+
+
+def _sample_grid(grid: np.ndarray, gx, gy) -> np.ndarray:
+    """Bilinear lookup of a periodic coarse grid at fractional cell coordinates."""
+    rows, cols = grid.shape
+    x0, y0 = np.floor(gx), np.floor(gy)
+    fx, fy = gx - x0, gy - y0
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    g = lambda yy, xx: grid[yy % rows, xx % cols]  # noqa: E731
+    top = g(y0, x0) * (1 - fx) + g(y0, x0 + 1) * fx
+    bot = g(y0 + 1, x0) * (1 - fx) + g(y0 + 1, x0 + 1) * fx
+    return (top * (1 - fy) + bot * fy).astype(np.float32)
+
+
+def render_background(bg: int, rng, s: int, variation: float = 1.0) -> np.ndarray:
+    """Background class ``bg`` as uint8 RGB (s, s, 3): class structure, instance look."""
+    st = sample_bg_style(rng, bg, variation)
+    x, y = _grid(s)
+    c, sn = math.cos(st["angle"]), math.sin(st["angle"])
+    u = ((x - s / 2) * c + (y - s / 2) * sn) / st["scale"] + s / 2
+    v = (-(x - s / 2) * sn + (y - s / 2) * c) / st["scale"] + s / 2
+    t = np.asarray(_bg_structure(BACKGROUNDS[bg], rng, s, u, v), np.float32)
+    t = 0.5 + st["contrast"] * np.clip(st["sharpness"] * (t - 0.5), -0.5, 0.5)
+    return _to_uint8(st["c1"] * (1 - t[..., None]) + st["c2"] * t[..., None])
+
+
+def background_palette(bg: int, rng, variation: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The two colours render_background(bg, rng, s, variation) uses (same stream, first draws)."""
+    st = sample_bg_style(rng, bg, variation)
+    return st["c1"], st["c2"]
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def sample_look(label: int, n_classes: int, rng, palette=None) -> dict:
+    """Instance appearance of an object: its own texture, in the scene's own colours.
+
+    The class is the shape alone. The texture (pattern, period, angle, blotches) is
+    drawn per instance, in full contrast between two colours taken from the
+    background's ``palette`` (slightly perturbed), so neither a colour nor a
+    brightness marks the object: its structure does. Without a palette (a stylized
+    variant's texture) the two colours are drawn like a background's.
+    """
+    if palette is None:
+        st = sample_bg_style(rng)
+        palette = (st["c1"], st["c2"])
+    c1, c2 = (np.clip(np.asarray(c, np.float32) + rng.normal(0, 0.04, 3), 0, 1) for c in palette)
+    if rng.random() < 0.5:
+        c1, c2 = c2, c1
+    return {
+        "pattern": ["stripes", "dots", "checker", "waves", "blotches"][rng.integers(5)],
+        "c1": c1.astype(np.float32),
+        "c2": c2.astype(np.float32),
         "angle": rng.uniform(0, np.pi),
-        "period": rng.uniform(0.12, 0.25),  # fraction of the image side
+        "period": rng.uniform(0.08, 0.2),  # fraction of the image side
         "phase": rng.uniform(0, 1, 2),
+        "blotch": rng.random((4, 4)).astype(np.float32),
+        "blotch_amount": rng.uniform(0.2, 0.5),
     }
 
 
@@ -289,16 +318,18 @@ def render_texture(look: dict, s: int) -> np.ndarray:
     u = (x * math.cos(look["angle"]) + y * math.sin(look["angle"])) / per + look["phase"][0]
     v = (-x * math.sin(look["angle"]) + y * math.cos(look["angle"])) / per + look["phase"][1]
     pat = look["pattern"]
-    if pat == "solid":
-        t = np.zeros_like(x)
-    elif pat == "stripes":
-        t = ((u % 1.0) < 0.4).astype(np.float32)
+    if pat == "stripes":
+        t = ((u % 1.0) < 0.45).astype(np.float32)
     elif pat == "dots":
         t = (((u % 1.0) - 0.5) ** 2 + ((v % 1.0) - 0.5) ** 2 < 0.09).astype(np.float32)
     elif pat == "checker":
         t = ((np.floor(u) + np.floor(v)) % 2).astype(np.float32)
-    else:  # gradient
-        t = np.clip((u - u.min()) / max(float(np.ptp(u)), 1e-6), 0, 1)
+    elif pat == "waves":
+        t = (0.5 + 0.5 * np.sin(2 * np.pi * (u + 0.3 * np.sin(2 * np.pi * v)))).astype(np.float32)
+    else:  # blotches: thresholded smooth noise at the texture period
+        t = (_sample_grid(look["blotch"], u * 0.7, v * 0.7) > 0.5).astype(np.float32)
+    blotch = cv2.resize(look["blotch"], (s, s), interpolation=cv2.INTER_CUBIC)
+    t = np.clip(t * (1 - look["blotch_amount"]) + look["blotch_amount"] * (blotch > 0.5), 0, 1)
     t = t[..., None]
     return _to_uint8(look["c1"] * (1 - t) + look["c2"] * t)
 
@@ -477,9 +508,10 @@ def _plan_variants(p: dict, scenes: list[dict]) -> None:
 def _render_scene(p: dict, sc: dict) -> dict:
     """Pixels of one scene: background, object layers, composite and masks."""
     s = p["image_size"]
-    bg = render_background(sc["bg"], _rng(p, sc["split"], sc["index"], _BG), s)
+    bg = render_background(sc["bg"], _rng(p, sc["split"], sc["index"], _BG), s, p["bg_variation"])
     geom = _rng(p, sc["split"], sc["index"], _GEOM)
     look_rng = _rng(p, sc["split"], sc["index"], _LOOK)
+    palette = background_palette(sc["bg"], _rng(p, sc["split"], sc["index"], _BG), p["bg_variation"])
     scale = p["object_scale"] if p["kind"] == "single" else p["multi_object_scale"]
     image = bg.copy()
     union = np.zeros((s, s), bool)
@@ -487,7 +519,7 @@ def _render_scene(p: dict, sc: dict) -> dict:
     for label in sc["labels"]:
         obj = _place(p, geom, label, s, scale, objs)
         obj["mask"] = object_mask(obj, s)
-        obj["look"] = sample_look(label, p["n_classes"], look_rng)
+        obj["look"] = sample_look(label, p["n_classes"], look_rng, palette)
         tex = render_texture(obj["look"], s)
         image[obj["mask"]] = tex[obj["mask"]]
         for prev in objs:  # later objects occlude earlier ones
@@ -530,11 +562,11 @@ def _render_variant(p: dict, sc: dict, scene: dict, name: str, split_scenes) -> 
         j = vp[name]
         if j >= 0:
             other = split_scenes[j]
-            bg = render_background(other["bg"], _rng(p, other["split"], j, _BG), s)
+            bg = render_background(other["bg"], _rng(p, other["split"], j, _BG), s, p["bg_variation"])
             bg_label, source, detail = other["bg"], other["scene_id"], ""
         else:
             bg_label = vp["fresh_bg"][name]
-            bg = render_background(bg_label, _rng(p, sc["split"], sc["index"], 100 + _BG), s)
+            bg = render_background(bg_label, _rng(p, sc["split"], sc["index"], 100 + _BG), s, p["bg_variation"])
             source, detail = -1, "fresh_background"
         return np.where(mask[..., None], scene["image"], bg), bg_label, source, detail, True
     x0, y0, x1, y1 = mask_box(mask)

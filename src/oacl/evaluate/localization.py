@@ -17,12 +17,26 @@ box_miou             per image: for every GT box the best IoU with any predicted
                      boxes of the binarised soft mask (same box rules, no CRF).
 box_union_iou        IoU of the union-of-predicted-boxes region with the
                      union-of-GT-boxes region (a set-level alternative).
+pixel_auc            per image, ROC AUC of the soft map's values against the GT mask
+                     pixels, averaged (oacl.evaluate.references.pixel_auc).
+pointing             pointing game: share of images whose map maximum is a GT pixel.
+mass_inside          mean share of the map's mass inside the GT mask.
+pred_area, gt_area   mean share of the image above ``threshold`` / inside the GT mask.
 maxboxacc_v2         Choe et al. 2020 (wsolevaluation): soft mask min-max normalised,
                      for every CAM threshold in [0, 1) step ``maxbox_cam_step`` the
                      boxes of ALL contours are compared with all GT boxes and the best
                      IoU is kept; BoxAcc(delta) = share of images with best IoU >= delta
                      at the best threshold for that delta; averaged over delta = 30, 50,
                      70 %.
+
+Every metric is computed for the ContraCAM maps and, through the same code on the
+same images, for reference maps that know nothing about objects
+(oacl.evaluate.references): ``gaussian`` (centred prior) and ``colour`` (colour
+distance to the border). ``crf_mask_miou`` is given for each: ContraCAM's from the
+refine stage's box shards, the references' by running the same refinement
+(oacl.refine.refine.refine_one with the ``refine`` parameters) on their maps, so the
+CRF is credited to no one. ``trivial_best`` names the best reference per metric, and
+``below_trivial`` lists the metrics where ContraCAM does not beat it.
 """
 
 from __future__ import annotations
@@ -35,9 +49,13 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import artifacts
-from ..io import decode_png, read_mask, write_json
+from ..io import decode_png, read_mask, read_rgb, write_json
 from ..params import merge_params, params_json
+from ..refine import refine as refine_stage
 from ..refine.boxes import clean_components, mask_to_boxes
+from .references import centred_gaussian, colour_saliency, mask_iou, mass_inside, pixel_auc, pointing_hit
+
+REFERENCES = ("gaussian", "colour")  # trivial reference maps scored beside every CAM
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +70,12 @@ DEFAULTS = {
     "min_box_area": 0.01,  # box rules for box_miou_nocrf (as in refine)
     "margin": 0.2,
     "min_component": 0.001,
+    "references": list(REFERENCES),  # reference maps to score beside the CAM
+    "refine": {},  # refine-stage parameters for the references' CRF masks (the workflow passes its own)
 }
 
 
 # --------------------------------------------------------------------------- primitives
-
-
-def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    """IoU of two boolean masks; both empty -> 1.0."""
-    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
-    union = np.logical_or(pred, gt).sum()
-    return 1.0 if union == 0 else float(np.logical_and(pred, gt).sum() / union)
 
 
 def box_iou_matrix(a, b) -> np.ndarray:
@@ -99,13 +112,6 @@ def box_union_iou(gt_boxes, pred_boxes, height: int, width: int) -> float | None
     if len(gt_boxes) == 0:
         return None
     return mask_iou(boxes_region(pred_boxes, height, width), boxes_region(gt_boxes, height, width))
-
-
-def centred_gaussian(height: int, width: int, sigma: float) -> np.ndarray:
-    """Baseline soft mask: a centred Gaussian with std sigma*width (x), sigma*height (y), peak 1."""
-    y = ((np.arange(height) + 0.5) / height - 0.5) / sigma
-    x = ((np.arange(width) + 0.5) / width - 0.5) / sigma
-    return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)).astype(np.float32)
 
 
 def all_contour_boxes(cam: np.ndarray, threshold: float) -> np.ndarray:
@@ -154,9 +160,22 @@ def _resize(a: np.ndarray, h: int, w: int, nearest: bool = False) -> np.ndarray:
 class _Acc:
     """Per-method accumulator of per-image scores."""
 
-    def __init__(self, grid, n_cam_thr):
+    def __init__(self, grid):
         self.grid_ious, self.box, self.box_union, self.maxbox = [], [], [], []
-        self.grid, self.n_cam_thr = grid, n_cam_thr
+        self.auc, self.pointing, self.mass, self.pred_area, self.gt_area, self.crf = [], [], [], [], [], []
+        self.grid = grid
+
+    def add_map(self, cam, gt_mask, threshold) -> None:
+        self.grid_ious.append([mask_iou(cam >= t, gt_mask) for t in self.grid])
+        self.pred_area.append(float((cam >= threshold).mean()))
+        self.gt_area.append(float(gt_mask.mean()))
+        if gt_mask.any():  # pointing and mass need an object in the image
+            self.pointing.append(pointing_hit(cam, gt_mask))
+            m = mass_inside(cam, gt_mask)
+            self.mass.append(0.0 if m is None else m)
+        a = pixel_auc(cam, gt_mask)
+        if a is not None:
+            self.auc.append(a)
 
     def summary(self, threshold_index, cam_thresholds, deltas) -> dict:
         out = {"n_mask_images": len(self.grid_ious), "n_box_images": len(self.box)}
@@ -167,6 +186,12 @@ class _Acc:
             k = int(means[:-1].argmax())  # last column is the fixed threshold
             out["best_threshold"] = float(self.grid[k])
             out["best_threshold_miou"] = float(means[k])
+            out["pred_area"] = float(np.mean(self.pred_area))
+            out["gt_area"] = float(np.mean(self.gt_area))
+        for key, vals in (("pixel_auc", self.auc), ("pointing", self.pointing), ("mass_inside", self.mass),
+                          ("crf_mask_miou", self.crf)):
+            if vals:
+                out[key] = float(np.mean(vals))
         if self.box:
             out["box_miou_nocrf"] = float(np.mean(self.box))
             out["box_union_iou_nocrf"] = float(np.mean(self.box_union))
@@ -174,9 +199,32 @@ class _Acc:
         return out
 
 
+# metrics where higher is better, compared against the best trivial reference
+COMPARED = ("mask_miou", "best_threshold_miou", "crf_mask_miou", "pixel_auc", "pointing", "mass_inside",
+            "maxboxacc_v2")
+
+
+def compare_to_references(metrics: dict, name: str = "contracam") -> tuple[dict, list]:
+    """Best reference value per metric and the metrics where ``name`` does not beat it."""
+    best, below = {}, []
+    for key in COMPARED:
+        vals = [(metrics[r][key], r) for r in REFERENCES if r in metrics and key in metrics[r]]
+        if not vals or key not in metrics.get(name, {}):
+            continue
+        value, ref = max(vals)
+        best[key] = {"reference": ref, "value": value}
+        if metrics[name][key] <= value:
+            below.append(key)
+    return best, below
+
+
 def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=()) -> dict:
     """Compute every metric over the images of the mask shards; returns the result dict."""
     params = merge_params(DEFAULTS, params, "localization cfg")
+    bad = [r for r in params["references"] if r not in REFERENCES]
+    if bad:
+        raise ValueError(f"localization cfg: unknown references {bad} (known: {list(REFERENCES)})")
+    refine_params = merge_params(refine_stage.DEFAULTS, params["refine"], "localization cfg refine")
     manifest = artifacts.read_manifest(manifest_path).set_index("image_id", drop=False)
     masks = artifacts.read_masks(list(mask_paths))
     boxes = artifacts.read_boxes(list(box_paths)) if box_paths else {}
@@ -185,8 +233,9 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
     deltas = list(params["maxbox_iou_thresholds"])
     box_rules = {k: params[k] for k in ("min_box_area", "margin")}
 
-    accs = {"contracam": _Acc(grid, len(cam_thr)), "gaussian": _Acc(grid, len(cam_thr))}
-    crf_ious, refined_box, refined_union = [], [], []
+    names = ["contracam", *params["references"]]
+    accs = {name: _Acc(grid) for name in names}
+    refined_box, refined_union = [], []
     ids = sorted(masks)
     missing = [i for i in ids if i not in manifest.index]
     if missing:
@@ -205,14 +254,23 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
             H, W = gt_mask.shape
         gt_boxes = [list(b) for b in m["boxes"]] if m["boxes"] is not None else []
         soft = decode_png(masks[image_id]["mask_png"]).astype(np.float32) / 255.0
-        candidates = {
-            "contracam": _resize(soft, H, W),
-            "gaussian": centred_gaussian(H, W, params["gaussian_sigma"]),
-        }
+        candidates = {"contracam": _resize(soft, H, W)}
+        image = None
+        if params["references"]:
+            image = read_rgb(m["abspath"])
+            if image.shape[:2] != (H, W):
+                image = cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA)
+        if "gaussian" in params["references"]:
+            candidates["gaussian"] = centred_gaussian(H, W, params["gaussian_sigma"])
+        if "colour" in params["references"]:
+            candidates["colour"] = colour_saliency(image)
         for name, cam in candidates.items():
             acc = accs[name]
             if gt_mask is not None:
-                acc.grid_ious.append([mask_iou(cam >= t, gt_mask) for t in grid])
+                acc.add_map(cam, gt_mask, params["threshold"])
+                if name != "contracam":  # the same refinement the CAM got in the refine stage
+                    crf = refine_stage.refine_one(image, cam, refine_params)["mask"]
+                    acc.crf.append(mask_iou(_resize(crf, H, W, nearest=True) > 0, gt_mask))
             if gt_boxes:
                 binary = clean_components(
                     (cam >= params["threshold"]).astype(np.uint8), params["min_component"]
@@ -228,7 +286,9 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
                 continue
             if gt_mask is not None:
                 crf = decode_png(row["mask_png"]) > 0
-                crf_ious.append(mask_iou(_resize(crf.astype(np.uint8), H, W, nearest=True), gt_mask))
+                accs["contracam"].crf.append(
+                    mask_iou(_resize(crf.astype(np.uint8), H, W, nearest=True), gt_mask)
+                )
             if gt_boxes:
                 pred = [list(b) for b in row["boxes"]]
                 refined_box.append(box_miou(gt_boxes, pred))
@@ -242,15 +302,22 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
         log.warning("%d image(s) of the mask shards have no row in the box shards", n_no_box_row)
     tidx = len(grid) - 1
     metrics = {name: acc.summary(tidx, cam_thr, deltas) for name, acc in accs.items()}
-    if crf_ious:
-        metrics["contracam"]["crf_mask_miou"] = float(np.mean(crf_ious))
     if refined_box:
         metrics["contracam"]["box_miou"] = float(np.mean(refined_box))
         metrics["contracam"]["box_union_iou"] = float(np.mean(refined_union))
+    best, below = compare_to_references(metrics)
+    first = next(iter(masks.values()))
+    try:
+        cam_method = json.loads(first.get("params") or "{}").get("method", "contracam")
+    except (json.JSONDecodeError, AttributeError):
+        cam_method = "contracam"
     result = {
+        "cam_method": cam_method,
         "n_images": len(ids),
         "n_missing_box_rows": n_no_box_row,
         "metrics": metrics,
+        "trivial_best": best,
+        "below_trivial": below,
         "params": json.loads(params_json(params)),
         "inputs": {
             "manifest": str(manifest_path),
@@ -264,6 +331,11 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
 
 METRIC_ROWS = [
     ("mask_miou", "mask mIoU @0.5"),
+    ("pixel_auc", "pixel AUC"),
+    ("pointing", "pointing game"),
+    ("mass_inside", "map mass inside GT"),
+    ("pred_area", "area above 0.5"),
+    ("gt_area", "GT area"),
     ("best_threshold_miou", "mask mIoU @best threshold"),
     ("best_threshold", "best threshold"),
     ("crf_mask_miou", "CRF mask mIoU"),

@@ -263,25 +263,85 @@ def _num(x: float) -> str:
     return "–" if x is None or math.isnan(x) else f"{x:.1f}"
 
 
-LOC_METRICS = [("mask_miou", "mask mIoU"), ("best_threshold_miou", "mIoU @best thr"), ("crf_mask_miou", "CRF mask mIoU"),
-               ("box_miou", "box mIoU"), ("maxboxacc_v2", "MaxBoxAccV2")]
+LOC_METRICS = [("mask_miou", "mask mIoU @0.5"), ("best_threshold_miou", "mIoU @best thr"), ("pixel_auc", "pixel AUC"),
+               ("pointing", "pointing"), ("mass_inside", "mass in GT"), ("pred_area", "area >0.5"),
+               ("maxboxacc_v2", "MaxBoxAccV2"), ("crf_mask_miou", "CRF mask mIoU"), ("box_miou", "box mIoU")]
+# compared with the best trivial reference in the summary (raw, after the same CRF, ranking)
+LOC_CHECKED = [("mask_miou", "raw mask mIoU"), ("crf_mask_miou", "CRF mask mIoU"), ("pixel_auc", "pixel AUC")]
+REFERENCE_NAMES = {"gaussian": "centred Gaussian (reference)", "colour": "colour distance to border (reference)"}
 
 
 def section_localization(evals: dict) -> str:
-    recs = evals["localization"]
+    recs = sorted(evals["localization"], key=lambda r: (r["dataset"], r["model"], r["cam"]))
     if not recs:
         body = not_run("no localization_*.json under results/eval/")
     else:
-        rows = []
-        for r in sorted(recs, key=lambda r: (r["dataset"], r["model"], r["cam"])):
+        rows, alerts, refs_done = [], [], set()
+        for r in recs:
             m = r["data"].get("metrics", {})
-            cc, ga = m.get("contracam", {}), m.get("gaussian", {})
-            rows.append([r["dataset"], r["model"], r["cam"]] + [_loc(cc.get(k)) for k, _ in LOC_METRICS]
-                        + [_loc(ga.get("mask_miou")), r["data"].get("n_images", "")])
-        body = table(["dataset", "model", "CAM config"] + [n for _, n in LOC_METRICS] + ["Gaussian mask mIoU", "images"], rows)
-        body += '<p class="muted">*_nonsr configurations switch negative-signal removal off (the "w/o" row of Table 1).</p>'
+            cc = m.get("contracam", {})
+            method = r["data"].get("cam_method", "contracam")
+            rows.append([r["dataset"], r["model"], f'{r["cam"]} ({method})']
+                        + [_loc(cc.get(k)) for k, _ in LOC_METRICS] + [_loc(cc.get("gt_area")), r["data"].get("n_images", "")])
+            if r["dataset"] not in refs_done:  # same test images for every configuration
+                refs_done.add(r["dataset"])
+                for ref, label in REFERENCE_NAMES.items():
+                    if ref in m:
+                        rows.append([r["dataset"], "–", label] + [_loc(m[ref].get(k)) for k, _ in LOC_METRICS]
+                                    + [_loc(m[ref].get("gt_area")), r["data"].get("n_images", "")])
+            for key, label in LOC_CHECKED:
+                best = [(m[ref][key], ref) for ref in REFERENCE_NAMES if key in m.get(ref, {})]
+                if key in cc and best and cc[key] <= max(best)[0]:
+                    value, ref = max(best)
+                    alerts.append(f'{esc(r["dataset"])} · {esc(r["model"])} · {esc(r["cam"])}: {label} '
+                                  f'{cc[key]:.3f} ≤ {esc(ref)} {value:.3f}')
+        body = table(["dataset", "model", "map"] + [n for _, n in LOC_METRICS] + ["GT area", "images"], rows)
+        if alerts:
+            body = ('<p class="neg"><b>Below the best trivial reference (a map that knows nothing about '
+                    'objects):</b><br>' + "<br>".join(alerts) + "</p>" + body)
+        else:
+            body = '<p class="pos">Every configuration beats the trivial references on raw mIoU, CRF mIoU and AUC.</p>' + body
+        body += ('<p class="muted">References are scored on the same images by the same code; "CRF mask mIoU" of a '
+                 'reference is its map refined by the same dense CRF as the CAM masks. *_nonsr configurations '
+                 'switch negative-signal removal off (the "w/o" row of Table 1); method ncut is the normalised-cut '
+                 'localiser on the same backbone (oacl/cam/ncut.py), classifier the Grad-CAM of a supervised model '
+                 '(Table 2).</p>')
     return (f'<section id="localization"><h2>Object localisation (ContraCAM)</h2>'
             f'<div class="row"><div>{body}</div>{paper_box("Table 1")}</div></section>')
+
+
+def section_health(metrics: dict) -> str:
+    """Has each model left chance, and does it rely on the object (oacl.train.health)?"""
+    rows, alerts = [], []
+    for dataset, models in sorted(metrics.items()):
+        for model, recs in sorted(models.items()):
+            last = recs[-1]
+            loss, chance = last.get("loss"), last.get("chance_loss")
+            rel = last.get("object_reliance") or {}
+            knn = next((r["knn_acc"] for r in reversed(recs) if r.get("knn_acc") is not None), None)
+            ratio = loss / chance if loss is not None and chance else None
+            rows.append([dataset, model, _loc(loss), _loc(chance), _loc(ratio), _loc(knn),
+                         _loc(rel.get("cos_only_fg")), _loc(rel.get("cos_only_bg_t"))])
+            if ratio is not None and ratio > HEALTH_CHANCE_RATIO:
+                alerts.append(f"{esc(dataset)} · {esc(model)}: loss {loss:.3f} is within "
+                              f"{100 * (1 - HEALTH_CHANCE_RATIO):.0f}% of chance ({chance:.3f})")
+            if rel and rel["cos_only_bg_t"] >= rel["cos_only_fg"]:
+                alerts.append(f"{esc(dataset)} · {esc(model)}: relies on the background "
+                              f"(cos to only_bg_t {rel['cos_only_bg_t']:.3f} ≥ to only_fg {rel['cos_only_fg']:.3f})")
+    if not rows:
+        return f'<section id="health"><h2>Training health</h2>{not_run("no metrics.jsonl under results/models/")}</section>'
+    body = table(["dataset", "model", "final loss", "chance loss", "loss / chance", "kNN acc",
+                  "cos(orig, only_fg)", "cos(orig, only_bg_t)"], rows)
+    if alerts:
+        body = ('<p class="neg"><b>Warnings</b> (a model that feeds ContraCAM must have left chance and look at the '
+                'object):<br>' + "<br>".join(alerts) + "</p>" + body)
+    body += ('<p class="muted">Chance loss: ln(1 + queue) for MoCo, ln(classes) for supervised. The cosines compare the '
+             "encoder's features of a test image with its object removed (only_bg_t) and its background removed "
+             "(only_fg).</p>")
+    return f'<section id="health"><h2>Training health</h2>{body}</section>'
+
+
+HEALTH_CHANCE_RATIO = 0.95  # final loss above this share of chance: "has not left chance"
 
 
 def _loc(x) -> str:
@@ -503,6 +563,7 @@ def render_report(cfg: dict, results) -> str:
         ("localization", "Localisation", lambda: section_localization(evals)),
         ("linear", "Linear", lambda: section_linear(evals)),
         ("shift", "Shift", lambda: section_shift(evals)),
+        ("health", "Training health", lambda: section_health(read_metrics(results))),
         ("curves", "Training curves", lambda: section_curves(results)),
         ("gallery", "Gallery", lambda: section_gallery(results, opts["gallery"])),
     ]

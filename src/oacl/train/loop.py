@@ -39,7 +39,7 @@ from ..artifacts import read_boxes, read_manifest, read_masks
 from ..io import torch_save, write_text
 from ..params import merge_params, params_json
 from ..models import IMAGENET_MEAN, IMAGENET_STD, feat_dim, save_checkpoint
-from . import augment, data, dist, knn
+from . import augment, data, dist, health, knn
 from .methods import build_method
 
 log = logging.getLogger(__name__)
@@ -308,7 +308,8 @@ def _pretrain(params, manifest_path, out_path, state_path, metrics_path, boxes, 
         dt = time.time() - t_epoch
         loss_mean = dist.all_reduce_mean(loss_sum / max(1, n_seen), dev)
         rec = {"epoch": epoch + 1, "step": step, "loss": loss_mean, "lr": lr_at(step, total_steps, params),
-               "img_per_s": n_seen * B / max(dt, 1e-9), "time_s": dt, "knn_acc": None}
+               "img_per_s": n_seen * B / max(dt, 1e-9), "time_s": dt, "knn_acc": None,
+               "chance_loss": health.chance_loss(params, num_classes)}
         last = epoch + 1 == params["epochs"]
         if rank == 0 and knn_loaders and (last or (params["knn_every"] and (epoch + 1) % params["knn_every"] == 0)):
             t0 = time.time()
@@ -316,6 +317,9 @@ def _pretrain(params, manifest_path, out_path, state_path, metrics_path, boxes, 
                 rec["knn_acc"] = knn.knn_accuracy(method.encoder, *knn_loaders, params["image_size"], dev,
                                                   k=params["knn_k"], channels_last=True)
             rec["knn_time_s"] = time.time() - t0
+        if rank == 0 and last:
+            with torch.random.fork_rng(devices=[]):
+                rec["object_reliance"] = health.object_reliance(method.encoder, df, params, dev, workers)
         if rank == 0:
             log.info("epoch %d/%d: %s", epoch + 1, params["epochs"],
                      ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()))
