@@ -141,25 +141,44 @@ def make_coco(root: Path) -> dict:
 
 
 def make_in9(root: Path) -> dict:
+    """The training archive original.tar.gz unpacked under ``root`` (original/train plus
+    its uncleaned original/val) and the release's test archive as ``root/bg_challenge``
+    (<variant>/val and fg_mask/val). Mixed files are named like the release:
+    ``fg_<wnid>_<num>_bg_<bgwnid>_<bgnum>``, with identical names in mixed_rand and
+    mixed_next (the ``_bg_`` ids are mixed_next's)."""
     root = Path(root)
+    test_root = root / "bg_challenge"
     train = {"00_dog": ["n02085620_1.JPEG", "n02085620_2.JPEG"], "01_bird": ["n01530575_1.JPEG"]}
     val = {"00_dog": ["n02085620_10.JPEG"], "01_bird": ["n01530575_20.JPEG"]}
+    # mixed_*: the foreground of each val image pasted on another class's background
+    bg_of = {"n02085620_10": "n01530575_20", "n01530575_20": "n02085620_10"}
     seed = 0
     for cls, names in train.items():
         for n in names:
             seed += 1
             _image(root / "original/train" / cls / n, 24, 20, seed, fmt="JPEG")
-    variants = ["original", "mixed_rand", "only_bg_t"]
+    # the training archive's own (uncleaned) val: must not become the test set
+    _image(root / "original/val/00_dog/n02085620_99.JPEG", 24, 20, 99, fmt="JPEG")
+    variants = ["original", "mixed_rand", "mixed_next", "only_bg_t"]
     for v in variants:
         for cls, names in val.items():
             for n in names:
                 seed += 1
-                _image(root / v / "val" / cls / n, 24, 20, seed, fmt="JPEG")
+                stem = n[: -len(".JPEG")]
+                name = f"fg_{stem}_bg_{bg_of[stem]}.JPEG" if v.startswith("mixed") else n
+                _image(test_root / v / "val" / cls / name, 24, 20, seed, fmt="JPEG")
     mask = np.zeros((20, 24), bool)
     mask[5:15, 6:18] = True
-    (root / "fg_mask/val/00_dog").mkdir(parents=True)
-    np.save(root / "fg_mask/val/00_dog/n02085620_10.npy", mask)
-    return {"train": train, "val": val, "variants": variants, "mask": mask}
+    (test_root / "fg_mask/val/00_dog").mkdir(parents=True)
+    np.save(test_root / "fg_mask/val/00_dog/n02085620_10.npy", mask)
+    return {
+        "train": train,
+        "val": val,
+        "variants": variants,
+        "mask": mask,
+        "test_root": test_root,
+        "cfg": {"test_root": str(test_root)},  # preset keys besides root
+    }
 
 
 # --------------------------------------------------------------------------- CUB-200-2011

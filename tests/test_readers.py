@@ -136,9 +136,10 @@ def test_coco_errors(tmp_path, coco):
 
 
 def test_in9_variants_scenes_masks(tmp_path):
-    root = tmp_path / "bg_challenge"
+    root = tmp_path / "in9"
     facts = fx.make_in9(root)
-    df, out = run(tmp_path, {"type": "in9", "root": str(root), "val_fraction": 0.0})
+    cfg = {"type": "in9", "root": str(root), "val_fraction": 0.0, **facts["cfg"]}
+    df, out = run(tmp_path, cfg)
     train = df[df.split == "train"]
     assert len(train) == sum(len(v) for v in facts["train"].values())
     assert (train.variant == "original").all()
@@ -146,22 +147,59 @@ def test_in9_variants_scenes_masks(tmp_path):
     test = df[df.split == "test"]
     assert sorted(test.variant.unique()) == sorted(facts["variants"])
     assert len(test) == len(facts["variants"]) * sum(len(v) for v in facts["val"].values())
-    for _, group in test.groupby("scene_id"):  # one scene = same file in every variant
-        assert len(group) == len(facts["variants"])
-        assert group.abspath.map(lambda p: Path(p).name).nunique() == 1 and group.label.nunique() == 1
-    dog = test[test.abspath.str.endswith("n02085620_10.JPEG")].set_index("variant")
+    # the test set comes from test_root, never from the training archive's uncleaned val
+    assert test.abspath.map(lambda p: Path(p).is_relative_to(facts["test_root"].resolve())).all()
+    assert not df.abspath.str.endswith("n02085620_99.JPEG").any()
+    # one scene = one source image in every variant, mixed files (fg_<stem>_bg_...) included
+    assert test.scene_id.nunique() == sum(len(v) for v in facts["val"].values())
+    for _, group in test.groupby("scene_id"):
+        assert sorted(group.variant) == sorted(facts["variants"]) and group.label.nunique() == 1
+    scene_of = dict(zip(test.image_id, test.scene_id))
+    dog = test[test.scene_id == scene_of["original/val/00_dog/n02085620_10.JPEG"]].set_index("variant")
+    assert dog.loc["mixed_rand"].image_id.endswith("fg_n02085620_10_bg_n01530575_20.JPEG")
     assert dog.loc["original"].mask_path == dog.loc["mixed_rand"].mask_path != ""
+    assert dog.loc["mixed_next"].mask_path == dog.loc["original"].mask_path
     assert dog.loc["only_bg_t"].mask_path == ""  # no foreground in background-only images
     np.testing.assert_array_equal(read_mask(dog.loc["original"].mask_abspath) > 0, facts["mask"])
-    bird = test[test.abspath.str.endswith("n01530575_20.JPEG")]
-    assert (bird.mask_path == "").all()  # no fg_mask file for it
+    bird = test[test.scene_id == scene_of["original/val/01_bird/n01530575_20.JPEG"]]
+    assert len(bird) == len(facts["variants"]) and (bird.mask_path == "").all()  # no fg_mask file
+
+
+def test_in9_scene_stem():
+    from oacl.data.readers.in9 import scene_stem
+
+    assert scene_stem("fg_n02085620_10_bg_n01530575_20.JPEG") == "n02085620_10"
+    assert scene_stem("n02085620_10.JPEG") == "n02085620_10"
+    assert scene_stem("fg_mask.JPEG") == "fg_mask"  # not the release pattern: kept whole
+
+
+def test_in9_test_root_and_count_warnings(tmp_path, caplog):
+    root = tmp_path / "in9"
+    facts = fx.make_in9(root)
+    # without test_root the variants are read from root (here only the uncleaned original/val): warned
+    with caplog.at_level("WARNING"):
+        df, _ = run(tmp_path, {"type": "in9", "root": str(root)}, "legacy")
+    assert "test_root not set" in caplog.text
+    assert set(df.loc[df.split == "test", "variant"]) == {"original"}
+    # a variant missing images of a class is named with the counts
+    (facts["test_root"] / "mixed_rand/val/01_bird/fg_n01530575_20_bg_n02085620_10.JPEG").unlink()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        run(tmp_path, {"type": "in9", "root": str(root), **facts["cfg"]}, "short")
+    assert "variant mixed_rand: per-class image counts differ" in caplog.text
+    assert "'01_bird': (1, 0)" in caplog.text and "variant mixed_next" not in caplog.text
 
 
 def test_in9_errors(tmp_path):
     root = tmp_path / "bg"
-    fx.make_in9(root)
-    with pytest.raises(FileNotFoundError, match="expected folder only_fg/val"):
-        prepare({"type": "in9", "root": str(root), "variants": ["original", "only_fg"]}, tmp_path / "o")
+    facts = fx.make_in9(root)
+    with pytest.raises(FileNotFoundError, match="ImageNet-9 test root .*: expected folder only_fg/val"):
+        prepare(
+            {"type": "in9", "root": str(root), "variants": ["original", "only_fg"], **facts["cfg"]},
+            tmp_path / "o",
+        )
+    with pytest.raises(FileNotFoundError, match="ImageNet-9 test root .* folder not found"):
+        prepare({"type": "in9", "root": str(root), "test_root": str(tmp_path / "nope")}, tmp_path / "o")
     (root / "original/train/dogs").mkdir()
     with pytest.raises(ValueError, match="class folder 'dogs' is not named NN_class"):
         prepare({"type": "in9", "root": str(root)}, tmp_path / "o")
@@ -172,11 +210,12 @@ def test_in9_errors(tmp_path):
 
 def test_in9_with_shift_sets(tmp_path):
     root = tmp_path / "bg"
-    fx.make_in9(root)
+    facts = fx.make_in9(root)
     sk = fx.make_imagenet_shift(tmp_path / "sketch", "sketch")
     cfg = {
         "type": "in9",
         "root": str(root),
+        **facts["cfg"],
         "shift": [{"root": str(tmp_path / "sketch"), "variant": "sketch", "mapping": str(sk["mapping"])}],
     }
     df, _ = run(tmp_path, cfg)
