@@ -211,7 +211,9 @@ def make_cub(root: Path) -> dict:
         _image(root / "images" / rel, W, H, iid, fmt="JPEG")
         seg = np.zeros((H, W), np.uint8)
         seg[int(y) : int(y + h), int(x) : int(x + w)] = 255
-        seg[0, 0] = 51  # a pixel only one of five annotators marked (soft mask)
+        seg[0, 0] = 51  # soft mask: a pixel one of five annotators marked,
+        seg[0, 1] = 102  # two of five (background at the paper's > 0.5),
+        seg[0, 2] = 153  # three of five (foreground)
         (root / "segmentations" / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(seg).save((root / "segmentations" / rel).with_suffix(".png"))
         lines["images"].append(f"{iid} {rel}")
@@ -221,7 +223,18 @@ def make_cub(root: Path) -> dict:
     for k, v in lines.items():
         (root / f"{k}.txt").write_text("\n".join(v) + "\n")
     (root / "classes.txt").write_text("1 001.Black_footed_Albatross\n2 002.Laysan_Albatross\n")
-    return {"items": items}
+    # ReDO's split file (as in the authors' data/splits/cub.txt): <id> <0 train|1 val|2 test>,
+    # kept outside the CUB folder like a separate download
+    redo = {1: 0, 2: 0, 3: 2, 4: 1}
+    split_file = root.parent / "splits" / "cub.txt"
+    split_file.parent.mkdir(parents=True, exist_ok=True)
+    split_file.write_text("".join(f"{i} {v}\n" for i, v in redo.items()))
+    return {
+        "items": items,
+        "redo": redo,
+        "split_file": split_file,
+        "cfg": {"split_file": str(split_file)},  # preset keys besides root
+    }
 
 
 # --------------------------------------------------------------------------- Flowers-102

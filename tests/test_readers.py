@@ -306,6 +306,30 @@ def test_cub(tmp_path):
     assert m[0, 0] == 0 and m[3:11, 2:12].min() == 255 and set(np.unique(m)) == {0, 255}
 
 
+def test_cub_paper_protocol_redo_split(tmp_path):
+    """The paper's localisation data: ReDO's split file and masks binarised at > 0.5."""
+    root = tmp_path / "CUB_200_2011"
+    facts = fx.make_cub(root)
+    cfg = {"type": "cub", "root": str(root), "split_file": str(facts["split_file"]), "protocol": "paper"}
+    df, out = run(tmp_path, cfg)
+    rows = df.set_index("image_id")
+    names = {0: "train", 1: "val", 2: "test"}
+    assert {i: rows.loc[str(i)].split for i in facts["redo"]} == {i: names[v] for i, v in facts["redo"].items()}
+    m = read_mask(rows.loc["1"].mask_abspath)
+    assert Path(rows.loc["1"].mask_abspath).is_relative_to(out)
+    # 1 or 2 of 5 annotators: background; 3 of 5: foreground (the soft PNG has all three > 0)
+    assert (m[0, 0], m[0, 1], m[0, 2]) == (0, 0, 255) and m[3:11, 2:12].min() == 255
+    # a relative split_file is read from root; a bad value is named
+    (root / "redo.txt").write_text(facts["split_file"].read_text().replace("4 1", "4 3"))
+    with pytest.raises(ValueError, match=r"redo.txt has split value\(s\) \['3'\]"):
+        prepare({**cfg, "split_file": "redo.txt"}, tmp_path / "o2")
+    (root / "redo.txt").write_text("1 0\n2 0\n3 1\n")
+    with pytest.raises(ValueError, match="redo.txt has no entry for image id 4"):
+        prepare({**cfg, "split_file": "redo.txt"}, tmp_path / "o3")
+    with pytest.raises(ValueError, match="mask_threshold applies to protocol 'oacl'"):
+        prepare({**cfg, "mask_threshold": 0.4}, tmp_path / "o4")
+
+
 def test_cub_errors(tmp_path):
     root = tmp_path / "CUB"
     fx.make_cub(root)
