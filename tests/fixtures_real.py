@@ -252,6 +252,7 @@ def make_flowers(root: Path) -> dict:
         seg[..., 2] = 254  # the blue background of segmim
         y0, x0 = n, 2 * n
         seg[y0 : y0 + 8, x0 : x0 + 10] = (200, 60, 40)  # the flower
+        seg[y0 : y0 + 4, x0 : x0 + 4] = (0, 160, 40)  # a part with R == 0: ReDO's rule calls it background
         (root / "segmim").mkdir(parents=True, exist_ok=True)
         Image.fromarray(seg).save(root / "segmim" / f"segmim_{n:05d}.jpg", quality=90)
         fg_boxes[n] = (x0, y0, x0 + 10, y0 + 8)

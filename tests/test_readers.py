@@ -360,6 +360,31 @@ def test_flowers(tmp_path):
         )  # JPEG chroma bleed: +-2 px
 
 
+def test_flowers_paper_protocol(tmp_path):
+    """ReDO's split (train = tstid, test = trnid) and its exact background rule."""
+    from PIL import Image
+
+    root = tmp_path / "flowers"
+    facts = fx.make_flowers(root)
+    df, _ = run(tmp_path, {"type": "flowers", "root": str(root), "protocol": "paper"})
+    rows = df.set_index("image_id")
+    swap = {"train": "test", "test": "train", "val": "val"}
+    changed = 0
+    for n in range(1, len(facts["labels"]) + 1):
+        r = rows.loc[f"image_{n:05d}"]
+        assert r.split == swap[facts["split"][n]]
+        seg = np.asarray(Image.open(root / "segmim" / f"segmim_{n:05d}.jpg"))
+        # the literal rule: 1 - ((R == 0) + (G == 0) + (B == 254)) on the decoded file
+        expected = 1 - ((seg[:, :, 0] == 0) + (seg[:, :, 1] == 0) + (seg[:, :, 2] == 254))
+        m = read_mask(r.mask_abspath) > 0
+        np.testing.assert_array_equal(m, expected.astype(bool))
+        x0, y0, x1, y1 = facts["fg_boxes"][n]
+        changed += int(m[y0:y1, x0:x1].sum() < (y1 - y0) * (x1 - x0))  # the R == 0 petal part
+    assert changed >= 1  # the paper's rule differs from the tolerance rule (JPEG keeps R == 0 in some)
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        prepare({"type": "flowers", "root": str(root), "protocol": "redo"}, tmp_path / "o")
+
+
 def test_flowers_errors(tmp_path):
     import scipy.io
 
