@@ -118,6 +118,17 @@ def make_coco(root: Path) -> dict:
             "area": 900,
             "segmentation": [[5, 5, 35, 5, 35, 35, 5, 35]],
         },
+        # a thin diagonal strip: its box covers 16% of the image, its mask 0.6% -- kept by
+        # a box-area filter, dropped by the authors' mask-area filter
+        {
+            "id": 32,
+            "image_id": 3,
+            "category_id": 3,
+            "iscrowd": 0,
+            "bbox": [20, 2, 16, 16],
+            "area": 10,
+            "segmentation": [[20, 2, 21, 2, 36, 17, 36, 18, 35, 18, 20, 3]],
+        },
     ]
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     for src, anns in (("train2017", train_anns), ("val2017", val_anns)):

@@ -110,6 +110,63 @@ def test_coco_crop(tmp_path, coco):
         assert r.labels[0] == r.label
 
 
+def test_coco_paper_protocol_gt_boxes_and_crops(tmp_path, coco):
+    """GT crop boxes and COCO-Crop as the authors build them: mask area >= 1% of the image,
+    crowds kept, 20% margin, crops resized to a shorter side of 256."""
+    from PIL import Image
+
+    root, facts = coco
+    cfg = {"type": "coco", "root": str(root), "protocol": "paper", "crops": True, "val_fraction": 0.0}
+    df, out = run(tmp_path, cfg)
+    sizes = facts["sizes"]
+
+    def paper_kept(a):  # the literal rule: skip when area < 1% of the image
+        w, h, _ = sizes[a["image_id"]]
+        return not a["area"] < w * h * 0.01
+
+    kept = {i for i, a in facts["anns"].items() if paper_kept(a)}
+    assert kept == {11, 13, 21, 31}  # the crowd (13) is in, the tiny person and thin strip are out
+    rows = df[~df.split.str.startswith("objcrop")].set_index("image_id")
+    for iid, (w, h, _) in sizes.items():
+        expected = []
+        for a in (facts["anns"][i] for i in sorted(kept) if facts["anns"][i]["image_id"] == iid):
+            x, y, bw, bh = a["bbox"]
+            expected.append(
+                [max(0, x - 0.2 * bw) / w, max(0, y - 0.2 * bh) / h, min(w, x + 1.2 * bw) / w, min(h, y + 1.2 * bh) / h]
+            )
+        got = [list(b) for b in rows.loc[str(iid)].gt_crop_boxes]
+        np.testing.assert_allclose(np.array(got).reshape(-1, 4), np.array(expected).reshape(-1, 4), atol=1e-6)
+    # the raw GT boxes for localisation are unchanged (non-crowd)
+    assert len(rows.loc["1"].boxes) == 2 and len(rows.loc["3"].boxes) == 2
+    # COCO-Crop: one crop per kept annotation, the crop box rounded, shorter side 256
+    crops = df[df.split.str.startswith("objcrop")].set_index("image_id")
+    assert set(crops.index) == {f"crop{i}" for i in kept}
+    for cid, r in crops.iterrows():
+        a = facts["anns"][int(cid[4:])]
+        w, h, _ = sizes[a["image_id"]]
+        x, y, bw, bh = a["bbox"]
+        left, top = max(0, x - bw * 0.2), max(0, y - bh * 0.2)
+        right, bottom = min(w, x + bw + bw * 0.2), min(h, y + bh + bh * 0.2)
+        cw, ch = round(right) - round(left), round(bottom) - round(top)
+        short, long = sorted((cw, ch))
+        want = (256, int(256 * long / short)) if cw <= ch else (int(256 * long / short), 256)
+        assert (r.width, r.height) == want and min(r.width, r.height) == 256
+        with Image.open(r.abspath) as im:
+            assert im.size == want
+        assert r.label == index_of(out, a["category_id"]) and r.scene_id == a["image_id"]
+    assert crops.loc["crop13"].split == "objcrop_train"
+    # the oacl rule differs on both: box-area filter keeps the strip, crowds are dropped
+    base = run(tmp_path, {"type": "coco", "root": str(root), "val_fraction": 0.0}, "oacl")[0].set_index("image_id")
+    assert len(base.loc["3"].gt_crop_boxes) == 2 and len(base.loc["1"].gt_crop_boxes) == 1
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        prepare({"type": "coco", "root": str(root), "protocol": "authors"}, tmp_path / "o")
+
+
+def index_of(out, coco_id):
+    cats = json.loads((out / "coco_categories.json").read_text())
+    return {c["coco_id"]: c["index"] for c in cats}[coco_id]
+
+
 def test_coco_errors(tmp_path, coco):
     root, _ = coco
     with pytest.raises(FileNotFoundError, match="COCO root .* folder not found"):
