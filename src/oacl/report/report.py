@@ -277,9 +277,14 @@ def section_localization(evals: dict) -> str:
             m = r["data"].get("metrics", {})
             cc, ga = m.get("contracam", {}), m.get("gaussian", {})
             rows.append([r["dataset"], r["model"], r["cam"]] + [_loc(cc.get(k)) for k, _ in LOC_METRICS]
-                        + [_loc(ga.get("mask_miou")), r["data"].get("n_images", "")])
-        body = table(["dataset", "model", "CAM config"] + [n for _, n in LOC_METRICS] + ["Gaussian mask mIoU", "images"], rows)
+                        + [_loc(ga.get("mask_miou")), r["data"].get("n_images", ""),
+                           r["data"].get("protocol", "oacl")])
+        body = table(["dataset", "model", "CAM config"] + [n for _, n in LOC_METRICS]
+                     + ["Gaussian mask mIoU", "images", "mask protocol"], rows)
         body += '<p class="muted">*_nonsr configurations switch negative-signal removal off (the "w/o" row of Table 1).</p>'
+        body += ('<p class="muted">Mask protocol: "paper" = the authors\' scoring (per image at 224x224, '
+                 'every predicted pixel above zero after dropping components under 0.1 %; comparable with '
+                 'Table 1), "oacl" = masks at the original size binarised at 0.5 (docs/datasets.md).</p>')
     return (f'<section id="localization"><h2>Object localisation (ContraCAM)</h2>'
             f'<div class="row"><div>{body}</div>{paper_box("Table 1")}</div></section>')
 
