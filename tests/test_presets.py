@@ -76,7 +76,9 @@ def test_preset_datasets_prepare_on_fixture_roots(preset, tmp_path):
     cfg = yaml.safe_load((REPO / "workflow" / "configs" / f"{preset}.yaml").read_text())
     roots = fixture_roots(cfg, tmp_path)
     for name, paths in roots.items():
-        df = read_manifest(prepare({**cfg["datasets"][name], **paths}, tmp_path / "out" / name, progress=False))
+        df = read_manifest(
+            prepare({**cfg["datasets"][name], **paths}, tmp_path / "out" / name, progress=False)
+        )
         assert len(df) and set(df.split) >= {"train", "test"}, name
     # the paper protocols the presets name
     protocols = {n: ds.get("protocol", "oacl") for n, ds in cfg["datasets"].items() if ds}

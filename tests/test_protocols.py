@@ -172,7 +172,9 @@ def test_paper_protocol_matches_the_literal_procedure(tmp_path):
 
 def test_paper_steps():
     # 8-bit truncation: 1/255 survives, anything under it does not
-    assert protocols.quantise(np.array([[0.0039, 1 / 255, 0.5, 1.0]], np.float32)).tolist() == [[0, 1, 127, 255]]
+    assert protocols.quantise(np.array([[0.0039, 1 / 255, 0.5, 1.0]], np.float32)).tolist() == [
+        [0, 1, 127, 255]
+    ]
     # component filter: > 0.1 % of the image, 4-connectivity (diagonal pixels are apart)
     m = np.zeros((100, 100), np.float32)  # 0.1 % = 10 px
     m[0:2, 0:5] = 0.2  # 10 px: dropped

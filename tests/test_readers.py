@@ -132,7 +132,12 @@ def test_coco_paper_protocol_gt_boxes_and_crops(tmp_path, coco):
         for a in (facts["anns"][i] for i in sorted(kept) if facts["anns"][i]["image_id"] == iid):
             x, y, bw, bh = a["bbox"]
             expected.append(
-                [max(0, x - 0.2 * bw) / w, max(0, y - 0.2 * bh) / h, min(w, x + 1.2 * bw) / w, min(h, y + 1.2 * bh) / h]
+                [
+                    max(0, x - 0.2 * bw) / w,
+                    max(0, y - 0.2 * bh) / h,
+                    min(w, x + 1.2 * bw) / w,
+                    min(h, y + 1.2 * bh) / h,
+                ]
             )
         got = [list(b) for b in rows.loc[str(iid)].gt_crop_boxes]
         np.testing.assert_allclose(np.array(got).reshape(-1, 4), np.array(expected).reshape(-1, 4), atol=1e-6)
@@ -156,7 +161,9 @@ def test_coco_paper_protocol_gt_boxes_and_crops(tmp_path, coco):
         assert r.label == index_of(out, a["category_id"]) and r.scene_id == a["image_id"]
     assert crops.loc["crop13"].split == "objcrop_train"
     # the oacl rule differs on both: box-area filter keeps the strip, crowds are dropped
-    base = run(tmp_path, {"type": "coco", "root": str(root), "val_fraction": 0.0}, "oacl")[0].set_index("image_id")
+    base = run(tmp_path, {"type": "coco", "root": str(root), "val_fraction": 0.0}, "oacl")[0].set_index(
+        "image_id"
+    )
     assert len(base.loc["3"].gt_crop_boxes) == 2 and len(base.loc["1"].gt_crop_boxes) == 1
     with pytest.raises(ValueError, match="protocol must be one of"):
         prepare({"type": "coco", "root": str(root), "protocol": "authors"}, tmp_path / "o")
@@ -371,7 +378,9 @@ def test_cub_paper_protocol_redo_split(tmp_path):
     df, out = run(tmp_path, cfg)
     rows = df.set_index("image_id")
     names = {0: "train", 1: "val", 2: "test"}
-    assert {i: rows.loc[str(i)].split for i in facts["redo"]} == {i: names[v] for i, v in facts["redo"].items()}
+    assert {i: rows.loc[str(i)].split for i in facts["redo"]} == {
+        i: names[v] for i, v in facts["redo"].items()
+    }
     m = read_mask(rows.loc["1"].mask_abspath)
     assert Path(rows.loc["1"].mask_abspath).is_relative_to(out)
     # 1 or 2 of 5 annotators: background; 3 of 5: foreground (the soft PNG has all three > 0)

@@ -183,7 +183,9 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
     """Compute every metric over the images of the mask shards; returns the result dict."""
     params = merge_params(DEFAULTS, params, "localization cfg")
     if params["protocol"] not in protocols.PROTOCOLS:
-        raise ValueError(f"localization cfg: protocol must be one of {protocols.PROTOCOLS}, got {params['protocol']!r}")
+        raise ValueError(
+            f"localization cfg: protocol must be one of {protocols.PROTOCOLS}, got {params['protocol']!r}"
+        )
     manifest = artifacts.read_manifest(manifest_path).set_index("image_id", drop=False)
     masks = artifacts.read_masks(list(mask_paths))
     boxes = artifacts.read_boxes(list(box_paths)) if box_paths else {}
@@ -256,7 +258,9 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
         metrics["contracam"]["box_union_iou"] = float(np.mean(refined_union))
     if params["protocol"] == "paper":
         sigma = params["gaussian_sigma"]
-        protocols.rescore_paper(metrics, manifest, ids, masks, boxes, lambda h, w: centred_gaussian(h, w, sigma))
+        protocols.rescore_paper(
+            metrics, manifest, ids, masks, boxes, lambda h, w: centred_gaussian(h, w, sigma)
+        )
     result = {
         "protocol": params["protocol"],
         "n_images": len(ids),

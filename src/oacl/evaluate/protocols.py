@@ -130,7 +130,6 @@ def label_table(protocol: str, table_md: str) -> str:
     """localization.py's metric table with the mask rows renamed for a non-default protocol."""
     if protocol == "oacl":
         return table_md
-    return (
-        table_md.replace("| mask mIoU @0.5 |", f"| mask mIoU ({protocol} protocol) |")
-        .replace("| CRF mask mIoU |", f"| CRF mask mIoU ({protocol} protocol) |")
+    return table_md.replace("| mask mIoU @0.5 |", f"| mask mIoU ({protocol} protocol) |").replace(
+        "| CRF mask mIoU |", f"| CRF mask mIoU ({protocol} protocol) |"
     )

@@ -64,7 +64,9 @@ def build(params: dict, out_dir: Path):
     if protocol not in PROTOCOLS:
         raise ValueError(f"CUB: protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if protocol == "paper" and params["mask_threshold"] is not None:
-        raise ValueError("CUB: mask_threshold applies to protocol 'oacl'; protocol 'paper' binarises at > 0.5")
+        raise ValueError(
+            "CUB: mask_threshold applies to protocol 'oacl'; protocol 'paper' binarises at > 0.5"
+        )
     split_name = params["split_file"]
     tables = ["images", "image_class_labels", "bounding_boxes"] + ([] if split_name else ["train_test_split"])
     files = {k: require(root, f"{k}.txt", "CUB") for k in tables}
@@ -80,7 +82,9 @@ def build(params: dict, out_dir: Path):
         split_table = read_table(split_path, 1)
         bad = {v[0] for v in split_table.values()} - set(_REDO_SPLITS)
         if bad:
-            raise ValueError(f"CUB: split_file {split_path} has split value(s) {sorted(bad)}; expected 0, 1 or 2")
+            raise ValueError(
+                f"CUB: split_file {split_path} has split value(s) {sorted(bad)}; expected 0, 1 or 2"
+            )
         split_of = {i: _REDO_SPLITS[v[0]] for i, v in split_table.items()}
         checks = [(split_path.name, split_table)]
     else:

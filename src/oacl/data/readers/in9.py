@@ -80,6 +80,7 @@ def scene_stem(name: str) -> str:
     m = _MIXED_NAME.match(stem)
     return m.group(1) if m else stem
 
+
 DEFAULTS = {
     "type": "in9",
     "root": "",
@@ -209,7 +210,9 @@ def _check_counts(counts: dict[str, dict[str, int]]) -> None:
     if ref is None:
         return
     for v, c in counts.items():
-        diff = {k: (ref.get(k, 0), c.get(k, 0)) for k in sorted(set(ref) | set(c)) if ref.get(k, 0) != c.get(k, 0)}
+        diff = {
+            k: (ref.get(k, 0), c.get(k, 0)) for k in sorted(set(ref) | set(c)) if ref.get(k, 0) != c.get(k, 0)
+        }
         if diff:
             log.warning(
                 "ImageNet-9 variant %s: per-class image counts differ from original's "
