@@ -118,6 +118,17 @@ def make_coco(root: Path) -> dict:
             "area": 900,
             "segmentation": [[5, 5, 35, 5, 35, 35, 5, 35]],
         },
+        # a thin diagonal strip: its box covers 16% of the image, its mask 0.6% -- kept by
+        # a box-area filter, dropped by the authors' mask-area filter
+        {
+            "id": 32,
+            "image_id": 3,
+            "category_id": 3,
+            "iscrowd": 0,
+            "bbox": [20, 2, 16, 16],
+            "area": 10,
+            "segmentation": [[20, 2, 21, 2, 36, 17, 36, 18, 35, 18, 20, 3]],
+        },
     ]
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     for src, anns in (("train2017", train_anns), ("val2017", val_anns)):
@@ -141,25 +152,44 @@ def make_coco(root: Path) -> dict:
 
 
 def make_in9(root: Path) -> dict:
+    """The training archive original.tar.gz unpacked under ``root`` (original/train plus
+    its uncleaned original/val) and the release's test archive as ``root/bg_challenge``
+    (<variant>/val and fg_mask/val). Mixed files are named like the release:
+    ``fg_<wnid>_<num>_bg_<bgwnid>_<bgnum>``, with identical names in mixed_rand and
+    mixed_next (the ``_bg_`` ids are mixed_next's)."""
     root = Path(root)
+    test_root = root / "bg_challenge"
     train = {"00_dog": ["n02085620_1.JPEG", "n02085620_2.JPEG"], "01_bird": ["n01530575_1.JPEG"]}
     val = {"00_dog": ["n02085620_10.JPEG"], "01_bird": ["n01530575_20.JPEG"]}
+    # mixed_*: the foreground of each val image pasted on another class's background
+    bg_of = {"n02085620_10": "n01530575_20", "n01530575_20": "n02085620_10"}
     seed = 0
     for cls, names in train.items():
         for n in names:
             seed += 1
             _image(root / "original/train" / cls / n, 24, 20, seed, fmt="JPEG")
-    variants = ["original", "mixed_rand", "only_bg_t"]
+    # the training archive's own (uncleaned) val: must not become the test set
+    _image(root / "original/val/00_dog/n02085620_99.JPEG", 24, 20, 99, fmt="JPEG")
+    variants = ["original", "mixed_rand", "mixed_next", "only_bg_t"]
     for v in variants:
         for cls, names in val.items():
             for n in names:
                 seed += 1
-                _image(root / v / "val" / cls / n, 24, 20, seed, fmt="JPEG")
+                stem = n[: -len(".JPEG")]
+                name = f"fg_{stem}_bg_{bg_of[stem]}.JPEG" if v.startswith("mixed") else n
+                _image(test_root / v / "val" / cls / name, 24, 20, seed, fmt="JPEG")
     mask = np.zeros((20, 24), bool)
     mask[5:15, 6:18] = True
-    (root / "fg_mask/val/00_dog").mkdir(parents=True)
-    np.save(root / "fg_mask/val/00_dog/n02085620_10.npy", mask)
-    return {"train": train, "val": val, "variants": variants, "mask": mask}
+    (test_root / "fg_mask/val/00_dog").mkdir(parents=True)
+    np.save(test_root / "fg_mask/val/00_dog/n02085620_10.npy", mask)
+    return {
+        "train": train,
+        "val": val,
+        "variants": variants,
+        "mask": mask,
+        "test_root": test_root,
+        "cfg": {"test_root": str(test_root)},  # preset keys besides root
+    }
 
 
 # --------------------------------------------------------------------------- CUB-200-2011
@@ -192,7 +222,9 @@ def make_cub(root: Path) -> dict:
         _image(root / "images" / rel, W, H, iid, fmt="JPEG")
         seg = np.zeros((H, W), np.uint8)
         seg[int(y) : int(y + h), int(x) : int(x + w)] = 255
-        seg[0, 0] = 51  # a pixel only one of five annotators marked (soft mask)
+        seg[0, 0] = 51  # soft mask: a pixel one of five annotators marked,
+        seg[0, 1] = 102  # two of five (background at the paper's > 0.5),
+        seg[0, 2] = 153  # three of five (foreground)
         (root / "segmentations" / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(seg).save((root / "segmentations" / rel).with_suffix(".png"))
         lines["images"].append(f"{iid} {rel}")
@@ -202,7 +234,18 @@ def make_cub(root: Path) -> dict:
     for k, v in lines.items():
         (root / f"{k}.txt").write_text("\n".join(v) + "\n")
     (root / "classes.txt").write_text("1 001.Black_footed_Albatross\n2 002.Laysan_Albatross\n")
-    return {"items": items}
+    # ReDO's split file (as in the authors' data/splits/cub.txt): <id> <0 train|1 val|2 test>,
+    # kept outside the CUB folder like a separate download
+    redo = {1: 0, 2: 0, 3: 2, 4: 1}
+    split_file = root.parent / "splits" / "cub.txt"
+    split_file.parent.mkdir(parents=True, exist_ok=True)
+    split_file.write_text("".join(f"{i} {v}\n" for i, v in redo.items()))
+    return {
+        "items": items,
+        "redo": redo,
+        "split_file": split_file,
+        "cfg": {"split_file": str(split_file)},  # preset keys besides root
+    }
 
 
 # --------------------------------------------------------------------------- Flowers-102
@@ -220,6 +263,7 @@ def make_flowers(root: Path) -> dict:
         seg[..., 2] = 254  # the blue background of segmim
         y0, x0 = n, 2 * n
         seg[y0 : y0 + 8, x0 : x0 + 10] = (200, 60, 40)  # the flower
+        seg[y0 : y0 + 4, x0 : x0 + 4] = (0, 160, 40)  # a part with R == 0: ReDO's rule calls it background
         (root / "segmim").mkdir(parents=True, exist_ok=True)
         Image.fromarray(seg).save(root / "segmim" / f"segmim_{n:05d}.jpg", quality=90)
         fg_boxes[n] = (x0, y0, x0 + 10, y0 + 8)

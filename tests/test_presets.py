@@ -21,18 +21,21 @@ MAKERS = {
 
 
 def fixture_roots(preset_cfg, base):
-    """{dataset: root} with a small fixture in the real on-disk layout for each dataset."""
+    """{dataset: {"root": ..., other path keys}}: a small fixture in the real on-disk layout
+    for each dataset, with the preset's other paths (IN-9 test_root, CUB split_file)
+    pointed at the fixture's."""
     roots = {}
     for name, ds in preset_cfg["datasets"].items():
         if ds is None:
             continue
-        root = base / name
-        root.mkdir()
+        root = base / name / "data"  # a folder of its own: fixtures may write beside root
+        root.mkdir(parents=True)
         if ds["type"] == "cifar":
-            fx.make_cifar(root, which=ds.get("which", "cifar10"))
+            facts = fx.make_cifar(root, which=ds.get("which", "cifar10"))
         else:
-            MAKERS[ds["type"]](root)
-        roots[name] = str(root)
+            facts = MAKERS[ds["type"]](root)
+        extra = facts.get("cfg", {})
+        roots[name] = {"root": str(root), **{k: v for k, v in extra.items() if k in ds}}
     return roots
 
 
@@ -42,7 +45,7 @@ def test_preset_dry_run_on_fixture_roots(preset, workflow_copy, tmp_path):
     cfg = yaml.safe_load(path.read_text())
     roots = fixture_roots(cfg, tmp_path)
     override = tmp_path / "roots.yaml"
-    override.write_text(yaml.safe_dump({"datasets": {k: {"root": v} for k, v in roots.items()}}))
+    override.write_text(yaml.safe_dump({"datasets": roots}))
     proc = run_snakemake(workflow_copy, "-n", "--configfile", str(path), str(override))
     out = proc.stdout + proc.stderr
     # the full DAG: data, training, every evaluation, and the report
@@ -61,3 +64,28 @@ def test_preset_dry_run_on_fixture_roots(preset, workflow_copy, tmp_path):
             assert "gpu=" not in block, block
     # the embedded scenes are not part of a preset's run
     assert "scenes_" not in out
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_datasets_prepare_on_fixture_roots(preset, tmp_path):
+    """Every dataset section of a preset (its keys and protocol) prepares on the fixture
+    in the real layout: a dry run alone would not catch an unknown reader key."""
+    from oacl.artifacts import read_manifest
+    from oacl.data.prepare import prepare
+
+    cfg = yaml.safe_load((REPO / "workflow" / "configs" / f"{preset}.yaml").read_text())
+    roots = fixture_roots(cfg, tmp_path)
+    for name, paths in roots.items():
+        df = read_manifest(
+            prepare({**cfg["datasets"][name], **paths}, tmp_path / "out" / name, progress=False)
+        )
+        assert len(df) and set(df.split) >= {"train", "test"}, name
+    # the paper protocols the presets name
+    protocols = {n: ds.get("protocol", "oacl") for n, ds in cfg["datasets"].items() if ds}
+    if preset in ("cub-r18", "flowers-r18", "coco-r18", "coco-r50"):
+        assert protocols[preset.split("-")[0]] == "paper"
+        assert cfg["evaluate"]["localization"]["protocol"] == "paper"
+    if preset == "cub-r18":
+        assert cfg["datasets"]["cub"]["split_file"]
+    if preset == "in9-r18":
+        assert cfg["datasets"]["in9"]["test_root"]

@@ -110,6 +110,70 @@ def test_coco_crop(tmp_path, coco):
         assert r.labels[0] == r.label
 
 
+def test_coco_paper_protocol_gt_boxes_and_crops(tmp_path, coco):
+    """GT crop boxes and COCO-Crop as the authors build them: mask area >= 1% of the image,
+    crowds kept, 20% margin, crops resized to a shorter side of 256."""
+    from PIL import Image
+
+    root, facts = coco
+    cfg = {"type": "coco", "root": str(root), "protocol": "paper", "crops": True, "val_fraction": 0.0}
+    df, out = run(tmp_path, cfg)
+    sizes = facts["sizes"]
+
+    def paper_kept(a):  # the literal rule: skip when area < 1% of the image
+        w, h, _ = sizes[a["image_id"]]
+        return not a["area"] < w * h * 0.01
+
+    kept = {i for i, a in facts["anns"].items() if paper_kept(a)}
+    assert kept == {11, 13, 21, 31}  # the crowd (13) is in, the tiny person and thin strip are out
+    rows = df[~df.split.str.startswith("objcrop")].set_index("image_id")
+    for iid, (w, h, _) in sizes.items():
+        expected = []
+        for a in (facts["anns"][i] for i in sorted(kept) if facts["anns"][i]["image_id"] == iid):
+            x, y, bw, bh = a["bbox"]
+            expected.append(
+                [
+                    max(0, x - 0.2 * bw) / w,
+                    max(0, y - 0.2 * bh) / h,
+                    min(w, x + 1.2 * bw) / w,
+                    min(h, y + 1.2 * bh) / h,
+                ]
+            )
+        got = [list(b) for b in rows.loc[str(iid)].gt_crop_boxes]
+        np.testing.assert_allclose(np.array(got).reshape(-1, 4), np.array(expected).reshape(-1, 4), atol=1e-6)
+    # the raw GT boxes for localisation are unchanged (non-crowd)
+    assert len(rows.loc["1"].boxes) == 2 and len(rows.loc["3"].boxes) == 2
+    # COCO-Crop: one crop per kept annotation, the crop box rounded, shorter side 256
+    crops = df[df.split.str.startswith("objcrop")].set_index("image_id")
+    assert set(crops.index) == {f"crop{i}" for i in kept}
+    for cid, r in crops.iterrows():
+        a = facts["anns"][int(cid[4:])]
+        w, h, _ = sizes[a["image_id"]]
+        x, y, bw, bh = a["bbox"]
+        left, top = max(0, x - bw * 0.2), max(0, y - bh * 0.2)
+        right, bottom = min(w, x + bw + bw * 0.2), min(h, y + bh + bh * 0.2)
+        cw, ch = round(right) - round(left), round(bottom) - round(top)
+        short, long = sorted((cw, ch))
+        want = (256, int(256 * long / short)) if cw <= ch else (int(256 * long / short), 256)
+        assert (r.width, r.height) == want and min(r.width, r.height) == 256
+        with Image.open(r.abspath) as im:
+            assert im.size == want
+        assert r.label == index_of(out, a["category_id"]) and r.scene_id == a["image_id"]
+    assert crops.loc["crop13"].split == "objcrop_train"
+    # the oacl rule differs on both: box-area filter keeps the strip, crowds are dropped
+    base = run(tmp_path, {"type": "coco", "root": str(root), "val_fraction": 0.0}, "oacl")[0].set_index(
+        "image_id"
+    )
+    assert len(base.loc["3"].gt_crop_boxes) == 2 and len(base.loc["1"].gt_crop_boxes) == 1
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        prepare({"type": "coco", "root": str(root), "protocol": "authors"}, tmp_path / "o")
+
+
+def index_of(out, coco_id):
+    cats = json.loads((out / "coco_categories.json").read_text())
+    return {c["coco_id"]: c["index"] for c in cats}[coco_id]
+
+
 def test_coco_errors(tmp_path, coco):
     root, _ = coco
     with pytest.raises(FileNotFoundError, match="COCO root .* folder not found"):
@@ -136,9 +200,10 @@ def test_coco_errors(tmp_path, coco):
 
 
 def test_in9_variants_scenes_masks(tmp_path):
-    root = tmp_path / "bg_challenge"
+    root = tmp_path / "in9"
     facts = fx.make_in9(root)
-    df, out = run(tmp_path, {"type": "in9", "root": str(root), "val_fraction": 0.0})
+    cfg = {"type": "in9", "root": str(root), "val_fraction": 0.0, **facts["cfg"]}
+    df, out = run(tmp_path, cfg)
     train = df[df.split == "train"]
     assert len(train) == sum(len(v) for v in facts["train"].values())
     assert (train.variant == "original").all()
@@ -146,22 +211,59 @@ def test_in9_variants_scenes_masks(tmp_path):
     test = df[df.split == "test"]
     assert sorted(test.variant.unique()) == sorted(facts["variants"])
     assert len(test) == len(facts["variants"]) * sum(len(v) for v in facts["val"].values())
-    for _, group in test.groupby("scene_id"):  # one scene = same file in every variant
-        assert len(group) == len(facts["variants"])
-        assert group.abspath.map(lambda p: Path(p).name).nunique() == 1 and group.label.nunique() == 1
-    dog = test[test.abspath.str.endswith("n02085620_10.JPEG")].set_index("variant")
+    # the test set comes from test_root, never from the training archive's uncleaned val
+    assert test.abspath.map(lambda p: Path(p).is_relative_to(facts["test_root"].resolve())).all()
+    assert not df.abspath.str.endswith("n02085620_99.JPEG").any()
+    # one scene = one source image in every variant, mixed files (fg_<stem>_bg_...) included
+    assert test.scene_id.nunique() == sum(len(v) for v in facts["val"].values())
+    for _, group in test.groupby("scene_id"):
+        assert sorted(group.variant) == sorted(facts["variants"]) and group.label.nunique() == 1
+    scene_of = dict(zip(test.image_id, test.scene_id))
+    dog = test[test.scene_id == scene_of["original/val/00_dog/n02085620_10.JPEG"]].set_index("variant")
+    assert dog.loc["mixed_rand"].image_id.endswith("fg_n02085620_10_bg_n01530575_20.JPEG")
     assert dog.loc["original"].mask_path == dog.loc["mixed_rand"].mask_path != ""
+    assert dog.loc["mixed_next"].mask_path == dog.loc["original"].mask_path
     assert dog.loc["only_bg_t"].mask_path == ""  # no foreground in background-only images
     np.testing.assert_array_equal(read_mask(dog.loc["original"].mask_abspath) > 0, facts["mask"])
-    bird = test[test.abspath.str.endswith("n01530575_20.JPEG")]
-    assert (bird.mask_path == "").all()  # no fg_mask file for it
+    bird = test[test.scene_id == scene_of["original/val/01_bird/n01530575_20.JPEG"]]
+    assert len(bird) == len(facts["variants"]) and (bird.mask_path == "").all()  # no fg_mask file
+
+
+def test_in9_scene_stem():
+    from oacl.data.readers.in9 import scene_stem
+
+    assert scene_stem("fg_n02085620_10_bg_n01530575_20.JPEG") == "n02085620_10"
+    assert scene_stem("n02085620_10.JPEG") == "n02085620_10"
+    assert scene_stem("fg_mask.JPEG") == "fg_mask"  # not the release pattern: kept whole
+
+
+def test_in9_test_root_and_count_warnings(tmp_path, caplog):
+    root = tmp_path / "in9"
+    facts = fx.make_in9(root)
+    # without test_root the variants are read from root (here only the uncleaned original/val): warned
+    with caplog.at_level("WARNING"):
+        df, _ = run(tmp_path, {"type": "in9", "root": str(root)}, "legacy")
+    assert "test_root not set" in caplog.text
+    assert set(df.loc[df.split == "test", "variant"]) == {"original"}
+    # a variant missing images of a class is named with the counts
+    (facts["test_root"] / "mixed_rand/val/01_bird/fg_n01530575_20_bg_n02085620_10.JPEG").unlink()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        run(tmp_path, {"type": "in9", "root": str(root), **facts["cfg"]}, "short")
+    assert "variant mixed_rand: per-class image counts differ" in caplog.text
+    assert "'01_bird': (1, 0)" in caplog.text and "variant mixed_next" not in caplog.text
 
 
 def test_in9_errors(tmp_path):
     root = tmp_path / "bg"
-    fx.make_in9(root)
-    with pytest.raises(FileNotFoundError, match="expected folder only_fg/val"):
-        prepare({"type": "in9", "root": str(root), "variants": ["original", "only_fg"]}, tmp_path / "o")
+    facts = fx.make_in9(root)
+    with pytest.raises(FileNotFoundError, match="ImageNet-9 test root .*: expected folder only_fg/val"):
+        prepare(
+            {"type": "in9", "root": str(root), "variants": ["original", "only_fg"], **facts["cfg"]},
+            tmp_path / "o",
+        )
+    with pytest.raises(FileNotFoundError, match="ImageNet-9 test root .* folder not found"):
+        prepare({"type": "in9", "root": str(root), "test_root": str(tmp_path / "nope")}, tmp_path / "o")
     (root / "original/train/dogs").mkdir()
     with pytest.raises(ValueError, match="class folder 'dogs' is not named NN_class"):
         prepare({"type": "in9", "root": str(root)}, tmp_path / "o")
@@ -172,11 +274,12 @@ def test_in9_errors(tmp_path):
 
 def test_in9_with_shift_sets(tmp_path):
     root = tmp_path / "bg"
-    fx.make_in9(root)
+    facts = fx.make_in9(root)
     sk = fx.make_imagenet_shift(tmp_path / "sketch", "sketch")
     cfg = {
         "type": "in9",
         "root": str(root),
+        **facts["cfg"],
         "shift": [{"root": str(tmp_path / "sketch"), "variant": "sketch", "mapping": str(sk["mapping"])}],
     }
     df, _ = run(tmp_path, cfg)
@@ -267,6 +370,32 @@ def test_cub(tmp_path):
     assert m[0, 0] == 0 and m[3:11, 2:12].min() == 255 and set(np.unique(m)) == {0, 255}
 
 
+def test_cub_paper_protocol_redo_split(tmp_path):
+    """The paper's localisation data: ReDO's split file and masks binarised at > 0.5."""
+    root = tmp_path / "CUB_200_2011"
+    facts = fx.make_cub(root)
+    cfg = {"type": "cub", "root": str(root), "split_file": str(facts["split_file"]), "protocol": "paper"}
+    df, out = run(tmp_path, cfg)
+    rows = df.set_index("image_id")
+    names = {0: "train", 1: "val", 2: "test"}
+    assert {i: rows.loc[str(i)].split for i in facts["redo"]} == {
+        i: names[v] for i, v in facts["redo"].items()
+    }
+    m = read_mask(rows.loc["1"].mask_abspath)
+    assert Path(rows.loc["1"].mask_abspath).is_relative_to(out)
+    # 1 or 2 of 5 annotators: background; 3 of 5: foreground (the soft PNG has all three > 0)
+    assert (m[0, 0], m[0, 1], m[0, 2]) == (0, 0, 255) and m[3:11, 2:12].min() == 255
+    # a relative split_file is read from root; a bad value is named
+    (root / "redo.txt").write_text(facts["split_file"].read_text().replace("4 1", "4 3"))
+    with pytest.raises(ValueError, match=r"redo.txt has split value\(s\) \['3'\]"):
+        prepare({**cfg, "split_file": "redo.txt"}, tmp_path / "o2")
+    (root / "redo.txt").write_text("1 0\n2 0\n3 1\n")
+    with pytest.raises(ValueError, match="redo.txt has no entry for image id 4"):
+        prepare({**cfg, "split_file": "redo.txt"}, tmp_path / "o3")
+    with pytest.raises(ValueError, match="mask_threshold applies to protocol 'oacl'"):
+        prepare({**cfg, "mask_threshold": 0.4}, tmp_path / "o4")
+
+
 def test_cub_errors(tmp_path):
     root = tmp_path / "CUB"
     fx.make_cub(root)
@@ -295,6 +424,31 @@ def test_flowers(tmp_path):
         np.testing.assert_allclose(
             r.boxes[0], [x0 / 32, y0 / 24, x1 / 32, y1 / 24], atol=2.01 / 24
         )  # JPEG chroma bleed: +-2 px
+
+
+def test_flowers_paper_protocol(tmp_path):
+    """ReDO's split (train = tstid, test = trnid) and its exact background rule."""
+    from PIL import Image
+
+    root = tmp_path / "flowers"
+    facts = fx.make_flowers(root)
+    df, _ = run(tmp_path, {"type": "flowers", "root": str(root), "protocol": "paper"})
+    rows = df.set_index("image_id")
+    swap = {"train": "test", "test": "train", "val": "val"}
+    changed = 0
+    for n in range(1, len(facts["labels"]) + 1):
+        r = rows.loc[f"image_{n:05d}"]
+        assert r.split == swap[facts["split"][n]]
+        seg = np.asarray(Image.open(root / "segmim" / f"segmim_{n:05d}.jpg"))
+        # the literal rule: 1 - ((R == 0) + (G == 0) + (B == 254)) on the decoded file
+        expected = 1 - ((seg[:, :, 0] == 0) + (seg[:, :, 1] == 0) + (seg[:, :, 2] == 254))
+        m = read_mask(r.mask_abspath) > 0
+        np.testing.assert_array_equal(m, expected.astype(bool))
+        x0, y0, x1, y1 = facts["fg_boxes"][n]
+        changed += int(m[y0:y1, x0:x1].sum() < (y1 - y0) * (x1 - x0))  # the R == 0 petal part
+    assert changed >= 1  # the paper's rule differs from the tolerance rule (JPEG keeps R == 0 in some)
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        prepare({"type": "flowers", "root": str(root), "protocol": "redo"}, tmp_path / "o")
 
 
 def test_flowers_errors(tmp_path):

@@ -82,6 +82,7 @@ def test_report_from_partial_results(tmp_path):
     assert "absent from the manifest: stylized" in text
     # localisation, timings, curves
     assert "0.457" in text and "0.210" in text and "iter10" in text
+    assert "<td class=t>oacl</td>" in page  # the mask protocol of a result without the key
     assert "pretrain" in text and "123.4" in text and "812" in text
     assert 'alt="training curves scenes_single"' in page
     # paper tables beside ours, labelled as not comparable

@@ -37,6 +37,9 @@ refine stage's box shards, the references' by running the same refinement
 (oacl.refine.refine.refine_one with the ``refine`` parameters) on their maps, so the
 CRF is credited to no one. ``trivial_best`` names the best reference per metric, and
 ``below_trivial`` lists the metrics where ContraCAM does not beat it.
+
+``protocol: paper`` scores mask_miou and crf_mask_miou as the authors' evaluation does
+instead (per image at 224 x 224; see protocols.py); the result's ``protocol`` names it.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from ..io import decode_png, read_mask, read_rgb, write_json
 from ..params import merge_params, params_json
 from ..refine import refine as refine_stage
 from ..refine.boxes import clean_components, mask_to_boxes
+from . import protocols
 from .references import centred_gaussian, colour_saliency, mask_iou, mass_inside, pixel_auc, pointing_hit
 
 REFERENCES = ("gaussian", "colour")  # trivial reference maps scored beside every CAM
@@ -72,6 +76,7 @@ DEFAULTS = {
     "min_component": 0.001,
     "references": list(REFERENCES),  # reference maps to score beside the CAM
     "refine": {},  # refine-stage parameters for the references' CRF masks (the workflow passes its own)
+    "protocol": "oacl",  # mask mIoU protocol: "oacl" (above) or "paper" (protocols.py)
 }
 
 
@@ -221,6 +226,10 @@ def compare_to_references(metrics: dict, name: str = "contracam") -> tuple[dict,
 def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=()) -> dict:
     """Compute every metric over the images of the mask shards; returns the result dict."""
     params = merge_params(DEFAULTS, params, "localization cfg")
+    if params["protocol"] not in protocols.PROTOCOLS:
+        raise ValueError(
+            f"localization cfg: protocol must be one of {protocols.PROTOCOLS}, got {params['protocol']!r}"
+        )
     bad = [r for r in params["references"] if r not in REFERENCES]
     if bad:
         raise ValueError(f"localization cfg: unknown references {bad} (known: {list(REFERENCES)})")
@@ -305,6 +314,15 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
     if refined_box:
         metrics["contracam"]["box_miou"] = float(np.mean(refined_box))
         metrics["contracam"]["box_union_iou"] = float(np.mean(refined_union))
+    if params["protocol"] == "paper":
+        sigma = params["gaussian_sigma"]
+        protocols.rescore_paper(
+            metrics, manifest, ids, masks, boxes, lambda h, w: centred_gaussian(h, w, sigma)
+        )
+        for name in metrics:  # references not rescored: no mixed-protocol comparisons
+            if name not in ("contracam", "gaussian"):
+                for key in ("mask_miou", "best_threshold", "best_threshold_miou", "crf_mask_miou"):
+                    metrics[name].pop(key, None)
     best, below = compare_to_references(metrics)
     first = next(iter(masks.values()))
     try:
@@ -312,6 +330,7 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
     except (json.JSONDecodeError, AttributeError):
         cam_method = "contracam"
     result = {
+        "protocol": params["protocol"],
         "cam_method": cam_method,
         "n_images": len(ids),
         "n_missing_box_rows": n_no_box_row,
@@ -325,7 +344,7 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
             "boxes": [str(p) for p in box_paths],
         },
     }
-    result["table_md"] = markdown_table(metrics)
+    result["table_md"] = protocols.label_table(params["protocol"], markdown_table(metrics))
     return result
 
 

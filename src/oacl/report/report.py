@@ -282,20 +282,22 @@ def section_localization(evals: dict) -> str:
             cc = m.get("contracam", {})
             method = r["data"].get("cam_method", "contracam")
             rows.append([r["dataset"], r["model"], f'{r["cam"]} ({method})']
-                        + [_loc(cc.get(k)) for k, _ in LOC_METRICS] + [_loc(cc.get("gt_area")), r["data"].get("n_images", "")])
+                        + [_loc(cc.get(k)) for k, _ in LOC_METRICS] + [_loc(cc.get("gt_area")), r["data"].get("n_images", ""),
+                           r["data"].get("protocol", "oacl")])
             if r["dataset"] not in refs_done:  # same test images for every configuration
                 refs_done.add(r["dataset"])
                 for ref, label in REFERENCE_NAMES.items():
                     if ref in m:
                         rows.append([r["dataset"], "–", label] + [_loc(m[ref].get(k)) for k, _ in LOC_METRICS]
-                                    + [_loc(m[ref].get("gt_area")), r["data"].get("n_images", "")])
+                                    + [_loc(m[ref].get("gt_area")), r["data"].get("n_images", ""),
+                                       r["data"].get("protocol", "oacl")])
             for key, label in LOC_CHECKED:
                 best = [(m[ref][key], ref) for ref in REFERENCE_NAMES if key in m.get(ref, {})]
                 if key in cc and best and cc[key] <= max(best)[0]:
                     value, ref = max(best)
                     alerts.append(f'{esc(r["dataset"])} · {esc(r["model"])} · {esc(r["cam"])}: {label} '
                                   f'{cc[key]:.3f} ≤ {esc(ref)} {value:.3f}')
-        body = table(["dataset", "model", "map"] + [n for _, n in LOC_METRICS] + ["GT area", "images"], rows)
+        body = table(["dataset", "model", "map"] + [n for _, n in LOC_METRICS] + ["GT area", "images", "mask protocol"], rows)
         if alerts:
             body = ('<p class="neg"><b>Below the best trivial reference (a map that knows nothing about '
                     'objects):</b><br>' + "<br>".join(alerts) + "</p>" + body)
@@ -306,6 +308,9 @@ def section_localization(evals: dict) -> str:
                  'switch negative-signal removal off (the "w/o" row of Table 1); method ncut is the normalised-cut '
                  'localiser on the same backbone (oacl/cam/ncut.py), classifier the Grad-CAM of a supervised model '
                  '(Table 2).</p>')
+        body += ('<p class="muted">Mask protocol: "paper" = the authors\' scoring (per image at 224x224, '
+                 'every predicted pixel above zero after dropping components under 0.1 %; comparable with '
+                 'Table 1), "oacl" = masks at the original size binarised at 0.5 (docs/datasets.md).</p>')
     return (f'<section id="localization"><h2>Object localisation (ContraCAM)</h2>'
             f'<div class="row"><div>{body}</div>{paper_box("Table 1")}</div></section>')
 

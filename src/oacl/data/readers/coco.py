@@ -10,16 +10,27 @@ Per image: ``labels`` (contiguous 0..79, sorted category ids; the mapping is wri
 and ``box_labels``. Crowd annotations (``iscrowd=1``) are excluded from boxes, labels
 and crops, but are foreground in the union masks (a crowd of people is still object).
 
-``gt_crop_boxes`` (extra column) holds the OA-Crop (GT) boxes: non-crowd boxes of at
-least ``gt_min_area`` of the image, grown by ``gt_margin`` (paper App. B.2). The same
+``gt_crop_boxes`` (extra column) holds the OA-Crop (GT) boxes, grown by ``gt_margin``
+(paper App. B.2) and filtered by ``protocol``:
+
+* ``paper``: as the authors build them -- every annotation, crowd included, whose
+  annotated (mask) ``area`` is at least ``gt_min_area`` of the image;
+* ``oacl``: non-crowd annotations whose *box* covers at least ``gt_min_area``.
+
+The same
 boxes are written as a box shard ``gt_boxes.parquet`` (BOX_SCHEMA, empty mask_png,
 bg_rect = full image) so pretraining takes them with ``--boxes`` exactly like CAM boxes;
 ``boxes`` stays the raw ground truth used by localisation evaluation.
 
-COCO-Crop (``crops: true``): every non-crowd object whose box has a shorter side of at
-least ``crop_min_size`` px is cropped with ``crop_margin`` and written as a JPEG under
-``crops/<source>/``; its row has the object's class as ``label`` and ``scene_id`` = the
-COCO image id. Image folders map to splits through ``splits``; images of a source mapped
+COCO-Crop (``crops: true``), written as JPEGs under ``crops/<source>/``; each row has the
+object's class as ``label`` and ``scene_id`` = the COCO image id:
+
+* ``paper``: every annotation (crowd included) with mask ``area`` >= ``gt_min_area`` of
+  the image; the box grown by ``crop_margin`` (fractional, clipped), cropped with the
+  corners rounded to pixels, then resized so the shorter side is ``crop_size`` (256);
+* ``oacl``: every non-crowd object whose box has a shorter side of at least
+  ``crop_min_size`` px, cropped with ``crop_margin`` (corners floored/ceiled), not resized.
+ Image folders map to splits through ``splits``; images of a source mapped
 to ``train`` are split again: a seeded ``val_fraction`` of them becomes ``val``.
 """
 
@@ -58,6 +69,7 @@ DEFAULTS = {
     "val_fraction": 0.05,  # of the images mapped to "train", held out as "val"
     "seed": 0,
     "check_files": True,  # every image listed in the json exists in its folder
+    "protocol": "oacl",  # "paper": GT crop boxes and COCO-Crop as the authors build them
     "masks": False,  # write per-image union foreground PNGs under masks/
     "gt_min_area": 0.01,  # OA-Crop (GT): drop boxes under 1% of the image
     "gt_margin": 0.2,  # OA-Crop (GT): 20% margin
@@ -65,13 +77,19 @@ DEFAULTS = {
     "crops": False,  # COCO-Crop: materialise object crops under crops/
     "crop_splits": {"train2017": "objcrop_train", "val2017": "objcrop_val"},
     "crop_margin": 0.2,
-    "crop_min_size": 32,  # shorter side of the object box, pixels
+    "crop_min_size": 32,  # protocol oacl: shorter side of the object box, pixels
+    "crop_size": 256,  # protocol paper: shorter side of the saved crop, pixels
     "reuse_files": False,  # keep mask/crop files already written (resume a killed run)
 }
 
 
+PROTOCOLS = ("oacl", "paper")
+
+
 def build(params: dict, out_dir: Path):
     root = require_root(params["root"], "COCO")
+    if params["protocol"] not in PROTOCOLS:
+        raise ValueError(f"COCO: protocol must be one of {PROTOCOLS}, got {params['protocol']!r}")
     out_dir = Path(out_dir)
     sources = {s: sp for s, sp in params["splits"].items() if sp}
     if not sources:
@@ -147,6 +165,7 @@ def _read_source(root, src, split, data, cat_index, params, out_dir, rows, box_r
     box_params = params_json(
         {
             "source": f"COCO ground truth ({src})",
+            "protocol": params["protocol"],
             "min_area": params["gt_min_area"],
             "margin": params["gt_margin"],
         }
@@ -158,11 +177,11 @@ def _read_source(root, src, split, data, cat_index, params, out_dir, rows, box_r
         objects = [a for a in anns if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0]
         boxes = [normalised_box(*a["bbox"], w, h) for a in objects]
         box_labels = [cat_index[a["category_id"]] for a in objects]
-        gt_crop = [
-            expand_box(b, params["gt_margin"])
-            for b in boxes
-            if (b[2] - b[0]) * (b[3] - b[1]) >= params["gt_min_area"]
-        ]
+        if params["protocol"] == "paper":
+            gt_src = [normalised_box(*a["bbox"], w, h) for a in crop_objects(anns, w, h, params)]
+        else:
+            gt_src = [b for b in boxes if (b[2] - b[0]) * (b[3] - b[1]) >= params["gt_min_area"]]
+        gt_crop = [expand_box(b, params["gt_margin"]) for b in gt_src]
         mask_path = ""
         if params["masks"]:
             mask_path = f"masks/{src}/{Path(im['file_name']).stem}.png"
@@ -200,7 +219,7 @@ def _read_source(root, src, split, data, cat_index, params, out_dir, rows, box_r
                 img_dir / im["file_name"],
                 (w, h),
                 iid,
-                objects,
+                anns,
                 cat_index,
                 crop_split,
                 src,
@@ -233,8 +252,36 @@ def union_mask(anns: list[dict], height: int, width: int) -> np.ndarray:
     return out
 
 
+def crop_objects(anns: list[dict], width: int, height: int, params: dict) -> list[dict]:
+    """Protocol paper: the annotations that give GT crop boxes and COCO-Crop crops --
+    every one, crowd included, whose annotated mask ``area`` is >= ``gt_min_area`` of the
+    image (the authors skip an object when its area is below 1 % of the image)."""
+    min_area = params["gt_min_area"] * width * height
+    return [a for a in anns if a.get("area", 0) >= min_area]
+
+
+def paper_crop_box(bbox, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
+    """Pixel crop (x1, y1, x2, y2) of the authors' COCO-Crop: the box grown by ``margin``
+    of its size on each side, clipped to the image, corners rounded to pixels."""
+    x, y, bw, bh = bbox
+    x1, y1 = max(0.0, x - bw * margin), max(0.0, y - bh * margin)
+    x2, y2 = min(float(width), x + bw + bw * margin), min(float(height), y + bh + bh * margin)
+    return tuple(int(round(v)) for v in (x1, y1, x2, y2))
+
+
+def shorter_side_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(w, h) with the shorter side ``size`` and the longer one scaled, truncated."""
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
 def _add_crops(image_path, size, iid, objects, cat_index, split, src, params, out_dir, rows):
     """COCO-Crop rows for one image; the image is decoded only if an object qualifies."""
+    if params["protocol"] == "paper":
+        _add_paper_crops(image_path, size, iid, objects, cat_index, split, src, params, out_dir, rows)
+        return
+    objects = [a for a in objects if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0]
     keep = [a for a in objects if min(a["bbox"][2], a["bbox"][3]) >= params["crop_min_size"]]
     if not keep:
         return
@@ -264,6 +311,47 @@ def _add_crops(image_path, size, iid, objects, cat_index, split, src, params, ou
             split,
             cw,
             ch,
+            scene_id=iid,
+            label=label,
+            labels=[label],
+            boxes=[inner],
+            box_labels=[label],
+        )
+
+
+def _add_paper_crops(image_path, size, iid, anns, cat_index, split, src, params, out_dir, rows):
+    """COCO-Crop as the authors build it (protocol paper; see the module doc)."""
+    W, H = size
+    keep = [a for a in crop_objects(anns, W, H, params) if a["bbox"][2] > 0 and a["bbox"][3] > 0]
+    if not keep:
+        return
+    from PIL import Image
+
+    reuse = params["reuse_files"]
+    rel = {a["id"]: f"crops/{src}/{a['id']}.jpg" for a in keep}
+    rgb = None
+    if not (reuse and all((out_dir / r).exists() for r in rel.values())):
+        rgb = read_rgb(image_path)
+        if rgb.shape[:2] != (H, W):
+            raise ValueError(
+                f"{image_path}: size {rgb.shape[1]}x{rgb.shape[0]} differs from the annotation's {W}x{H}"
+            )
+    for a in keep:
+        x1, y1, x2, y2 = paper_crop_box(a["bbox"], W, H, params["crop_margin"])
+        cw, ch = max(x2 - x1, 1), max(y2 - y1, 1)
+        out_w, out_h = shorter_side_size(cw, ch, params["crop_size"])
+        if rgb is not None:
+            crop = Image.fromarray(rgb[y1 : y1 + ch, x1 : x1 + cw]).resize((out_w, out_h), Image.BILINEAR)
+            write_jpeg(out_dir / rel[a["id"]], np.asarray(crop), reuse=reuse)
+        label = cat_index[a["category_id"]]
+        x, y, bw, bh = a["bbox"]
+        inner = normalised_box(x - x1, y - y1, bw, bh, cw, ch)  # the object inside its crop
+        rows.add(
+            f"crop{a['id']}",
+            rel[a["id"]],
+            split,
+            out_w,
+            out_h,
             scene_id=iid,
             label=label,
             labels=[label],

@@ -5,11 +5,18 @@ Layout (``root``)::
     jpg/image_00001.jpg ...        imagelabels.mat  (labels: 1 x 8189, classes 1..102)
     segmim/segmim_00001.jpg ...    setid.mat        (trnid, valid, tstid: 1-based image numbers)
 
-Splits follow setid.mat (trnid -> train, valid -> val, tstid -> test); labels are 0..101.
-In ``segmim`` the background is painted pure blue (0, 0, 254); since the files are JPEG,
-a pixel is background when R and G are within ``blue_tol`` of 0 and B within
-``blue_tol`` of 255. Binary masks (foreground 255) are written under ``masks/`` and the
-row's box is the bounding box of the whole foreground.
+Labels are 0..101. In ``segmim`` the background is painted blue (0, 0, 254). Two
+protocols:
+
+* ``oacl`` (default): splits as setid.mat names them (trnid -> train, valid -> val,
+  tstid -> test); since the files are JPEG, a pixel is background when R and G are within
+  ``blue_tol`` of 0 and B within ``blue_tol`` of 255.
+* ``paper``: the authors' (ReDO's) localisation data: train = tstid (6,149 images),
+  val = valid, test = trnid (1,020); background = R == 0 or G == 0 or B == 254 on the
+  decoded JPEG (ReDO's rule).
+
+Binary masks (foreground 255) are written under ``masks/`` and the row's box is the
+bounding box of the whole foreground.
 """
 
 from __future__ import annotations
@@ -28,7 +35,13 @@ DEFAULTS = {
     "type": "flowers",
     "root": "",
     "masks": True,
-    "blue_tol": 40,  # JPEG tolerance of the blue-background test
+    "blue_tol": 40,  # protocol oacl: JPEG tolerance of the blue-background test
+    "protocol": "oacl",  # "paper": ReDO's split (train = tstid, test = trnid) and mask rule
+}
+PROTOCOLS = ("oacl", "paper")
+SPLITS = {  # setid.mat variable -> split
+    "oacl": (("trnid", "train"), ("valid", "val"), ("tstid", "test")),
+    "paper": (("tstid", "train"), ("valid", "val"), ("trnid", "test")),
 }
 
 
@@ -53,14 +66,24 @@ def foreground(segmim: np.ndarray, tol: int) -> np.ndarray:
     return (~blue).astype(np.uint8)
 
 
+def foreground_paper(segmim: np.ndarray) -> np.ndarray:
+    """0/1 mask by ReDO's rule (the authors' evaluation): background wherever R == 0,
+    G == 0 or B == 254, exactly, on the decoded JPEG."""
+    bg = (segmim[..., 0] == 0) | (segmim[..., 1] == 0) | (segmim[..., 2] == 254)
+    return (~bg).astype(np.uint8)
+
+
 def build(params: dict, out_dir: Path):
     root = require_root(params["root"], "Flowers-102")
+    protocol = params["protocol"]
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Flowers-102: protocol must be one of {PROTOCOLS}, got {protocol!r}")
     out_dir = Path(out_dir)
     require(root, "jpg", "Flowers-102", kind="folder")
     labels = _loadmat(require(root, "imagelabels.mat", "Flowers-102"), "labels")
     setid = require(root, "setid.mat", "Flowers-102")
     split_of = {}
-    for key, split in (("trnid", "train"), ("valid", "val"), ("tstid", "test")):
+    for key, split in SPLITS[protocol]:
         for n in _loadmat(setid, key):
             split_of[int(n)] = split
     bad = [n for n in split_of if not 1 <= n <= len(labels)]
@@ -82,7 +105,8 @@ def build(params: dict, out_dir: Path):
         seg = seg_dir / f"segmim_{n:05d}.jpg"
         if params["masks"] and seg.is_file():
             mask_path = f"masks/{name}.png"
-            fg = foreground(read_rgb(seg), params["blue_tol"])
+            rgb = read_rgb(seg)
+            fg = foreground_paper(rgb) if protocol == "paper" else foreground(rgb, params["blue_tol"])
             write_png(out_dir / mask_path, fg * np.uint8(255))
             box = mask_box(fg)
             boxes = [box] if box else []

@@ -1,18 +1,30 @@
 """ImageNet-9 / Background Challenge release -> manifest.
 
-Layout (``root``; each variant is a separate tarball of the release)::
+Two roots, because the release has two kinds of archive:
 
-    original/{train,val}/00_dog/*.JPEG ... 08_fish/*.JPEG
-    only_fg/val/... mixed_same/val/... mixed_rand/val/... mixed_next/val/...
-    only_bg_b/val/... only_bg_t/val/... no_fg/val/...
-    fg_mask/val/<class>/<stem>.npy|.png        (optional)
+* ``root``: the training archive ``original.tar.gz`` unpacked, ``original/train/00_dog/...``.
+  (Its ``original/val`` -- like every per-variant training archive's ``val`` -- is an
+  uncleaned validation set and is never read as the test set when ``test_root`` is set.)
+* ``test_root``: the test-data archive of the release unpacked, i.e. its ``bg_challenge/``
+  folder: ``<variant>/val/<NN_class>/*.JPEG`` for original, only_fg, mixed_same,
+  mixed_rand, mixed_next, only_bg_b, only_bg_t, no_fg, and ``fg_mask/val/<NN_class>/
+  <stem>.npy`` (foreground masks of the test images). Unset: ``root`` is used (warned).
 
 Training uses ``original/train`` (a seeded ``val_fraction`` of it becomes ``val``);
-every variant's ``val`` folder becomes split ``test`` with the ``variant`` column set.
-The label is the ``NN`` prefix of the class folder. Rows of the same image across
-variants (same class folder and file name) share ``scene_id``. Foreground masks from
-``fg_mask`` are attached to the variants whose foreground pixels come from that image
-(original, only_fg, mixed_*); ``.npy`` masks are written as PNGs under ``masks/``.
+every variant's ``val`` folder under ``test_root`` becomes split ``test`` with the
+``variant`` column set. The label is the ``NN`` prefix of the class folder.
+
+Scenes: original, only_fg, only_bg_b, only_bg_t and no_fg name a file ``<wnid>_<num>``
+after its source image; the released mixed_* files are named
+``fg_<wnid>_<num>_bg_<bgwnid>_<bgnum>``, where the ``fg_`` part is the image whose
+foreground is pasted. The scene key is the class folder plus that source stem, so the
+rows of one image across variants share ``scene_id`` and its mask. The ``_bg_`` part
+is ignored: in the release mixed_rand and mixed_next carry identical names (the
+``_bg_`` ids are mixed_next's), so it does not identify mixed_rand's background.
+Foreground masks are attached to the variants whose foreground pixels come from the
+scene's image (original, only_fg, mixed_*); ``.npy`` masks are written as PNGs under
+``masks/``. A variant whose per-class image counts differ from ``original``'s is warned
+about (a partly unpacked archive would otherwise bias the variant's accuracy).
 
 ``shift`` appends ImageNet-Sketch/-R/-C/Stylized-ImageNet restricted to the 9 classes:
 a list of ``imagenet_shift`` configs (see imagenet_shift.py), so one manifest carries
@@ -58,10 +70,21 @@ TEST_VARIANTS = [
 FG_VARIANTS = {"original", "only_fg", "mixed_same", "mixed_rand", "mixed_next"}  # keep the image's foreground
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 _CLASS_DIR = re.compile(r"^(\d+)_(.+)$")
+_MIXED_NAME = re.compile(r"^fg_(n\d{8}_\d+)_bg_")  # released mixed_* names: fg_<wnid>_<num>_bg_...
+
+
+def scene_stem(name: str) -> str:
+    """The source image's stem of an IN-9 test file: ``fg_<wnid>_<num>_bg_...`` ->
+    ``<wnid>_<num>`` (mixed variants), otherwise the file's stem."""
+    stem = Path(name).stem
+    m = _MIXED_NAME.match(stem)
+    return m.group(1) if m else stem
+
 
 DEFAULTS = {
     "type": "in9",
     "root": "",
+    "test_root": "",  # the release's test archive unpacked (bg_challenge/); "" = root (warned)
     "variants": None,  # test variants to read; null = every one present (original required)
     "eval_split": "val",  # the release folder evaluated as split "test"
     "val_fraction": 0.05,  # of original/train, held out as "val"
@@ -76,17 +99,27 @@ def build(params: dict, out_dir: Path):
     out_dir = Path(out_dir)
     ev = params["eval_split"]
     require(root, "original/train", "ImageNet-9", kind="folder")
+    if params["test_root"]:
+        test_root = require_root(params["test_root"], "ImageNet-9 test")
+    else:
+        test_root = root
+        log.warning(
+            "ImageNet-9: test_root not set, reading the test variants from root %s; the per-variant "
+            "training archives' val folders are not the cleaned test set (set test_root to the "
+            "unpacked bg_challenge/ of the release's test archive)",
+            root,
+        )
     variants = params["variants"]
     if variants is None:
-        variants = [v for v in TEST_VARIANTS if (root / v / ev).is_dir()]
+        variants = [v for v in TEST_VARIANTS if (test_root / v / ev).is_dir()]
         absent = [v for v in TEST_VARIANTS if v not in variants]
         if absent:
-            log.warning("ImageNet-9 root %s: variant folder(s) %s absent, skipped", root, absent)
+            log.warning("ImageNet-9 test root %s: variant folder(s) %s absent, skipped", test_root, absent)
     unknown = [v for v in variants if v not in TEST_VARIANTS]
     if unknown:
         raise ValueError(f"ImageNet-9: unknown variant(s) {unknown}; known: {TEST_VARIANTS}")
     for v in variants:
-        require(root, f"{v}/{ev}", "ImageNet-9", kind="folder")
+        require(test_root, f"{v}/{ev}", "ImageNet-9 test", kind="folder")
 
     rows = ManifestRows()
     classes = {}
@@ -100,20 +133,25 @@ def build(params: dict, out_dir: Path):
 
     scenes: dict[tuple[str, str], int] = {}
     written: set[str] = set()  # masks written in this run (each scene appears in 5 variants)
+    counts: dict[str, dict[str, int]] = {}
     for v in variants:
-        for cdir, name, label in progress(_list(root / v / ev, classes), f"IN-9 {v}/{ev}"):
+        listing = _list(test_root / v / ev, classes)
+        counts[v] = {}
+        for cdir, _, _ in listing:
+            counts[v][cdir] = counts[v].get(cdir, 0) + 1
+        for cdir, name, label in progress(listing, f"IN-9 {v}/{ev}"):
             rel = f"{v}/{ev}/{cdir}/{name}"
-            w, h = image_size(root / rel)
-            key = (cdir, Path(name).stem)
+            w, h = image_size(test_root / rel)
+            key = (cdir, scene_stem(name))
             scene = scenes.setdefault(key, len(scenes))
             mask = (
-                _fg_mask(root, ev, cdir, key[1], out_dir, written)
+                _fg_mask(test_root, ev, cdir, key[1], out_dir, written)
                 if params["masks"] and v in FG_VARIANTS
                 else ""
             )
             rows.add(
                 rel,
-                str(root / rel),
+                str(test_root / rel),
                 "test",
                 w,
                 h,
@@ -124,6 +162,7 @@ def build(params: dict, out_dir: Path):
                 mask_path=mask,
             )
 
+    _check_counts(counts)
     write_json(
         out_dir / "in9_classes.json",
         [{"index": i, "folder": classes.get(i, ""), "name": n} for i, n in enumerate(IN9_CLASSES)],
@@ -163,6 +202,25 @@ def _list(folder: Path, classes: dict) -> list[tuple[str, str, int]]:
         names = sorted(e.name for e in os.scandir(folder / cdir) if Path(e.name).suffix.lower() in IMAGE_EXTS)
         out.extend((cdir, n, label) for n in names)
     return out
+
+
+def _check_counts(counts: dict[str, dict[str, int]]) -> None:
+    """Warn for every variant whose per-class image counts differ from original's."""
+    ref = counts.get("original")
+    if ref is None:
+        return
+    for v, c in counts.items():
+        diff = {
+            k: (ref.get(k, 0), c.get(k, 0)) for k in sorted(set(ref) | set(c)) if ref.get(k, 0) != c.get(k, 0)
+        }
+        if diff:
+            log.warning(
+                "ImageNet-9 variant %s: per-class image counts differ from original's "
+                "(class: original, %s) %s -- a partly unpacked or wrong archive?",
+                v,
+                v,
+                diff,
+            )
 
 
 def _fg_mask(root: Path, split: str, cdir: str, stem: str, out_dir: Path, written: set) -> str:
