@@ -87,7 +87,7 @@ DEFAULTS = {
     "object_scale": [0.4, 0.7],  # single: object diameter / image side
     "multi_object_scale": [0.25, 0.45],  # multi: object diameter / image side
     "max_overlap": 0.1,  # multi: max IoU between object boxes
-    "bg_variation": 1.0,  # 0..1: spread of a background's look around its class's (sample_bg_style)
+    "bg_variation": 0.5,  # 0..1: spread of a background's look around its class's (sample_bg_style); 0.5: hues within +-90 degrees
     "crop_size": 64,  # multi: object crops are resized to this side
     "crop_margin": 0.2,  # multi: margin around the box, fraction of box side
     "variants": list(VARIANTS),  # single: test-time variants to render

@@ -1,6 +1,6 @@
 """Numbers from the paper (Mo et al., NeurIPS 2021), shown beside our results.
 
-Copied from the text of Tables 1, 4, 6, 7 and 8 (see ../shared/paper.txt; values whose
+Copied from the text of Tables 1, 4, 6, 7 and 8 of the paper (values whose
 digits the text extraction garbled were restored from the printed gains, e.g.
 74.30 + 2.07 = 76.37). They come from ResNet-18/50 trained for hundreds of epochs on
 real data (COCO, ImageNet-9, ...); the synthetic default run is not comparable in

@@ -2,7 +2,7 @@
 
 Trains on the manifest's ``train`` split (``variant == original`` rows) with SGD
 (lr = base_lr x batch/256, momentum 0.9, weight decay 1e-4 on all parameters) and a
-per-step cosine schedule from that lr down to ``min_lr x batch/256`` (DESIGN's "cosine
+per-step cosine schedule from that lr down to ``min_lr x batch/256`` (the project's "cosine
 to 1e-3", read as 1e-3 at batch 256 and scaled with the batch like the base lr, so the
 final/initial ratio is 1/30 at any batch size). No warm-up, as in MoCo v2.
 
