@@ -197,8 +197,15 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_section(name: str, ctx_path: Path, res_path: Path, timeout: float, env: dict, log: Path) -> dict:
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _children_cpu()
     res_path.unlink(missing_ok=True)
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", name,
@@ -223,6 +230,7 @@ def run_section(name: str, ctx_path: Path, res_path: Path, timeout: float, env: 
     if not res["status"].startswith("ok"):
         res.setdefault("log_tail", log.read_text(errors="replace")[-3000:])
     res["time_s"] = round(time.perf_counter() - t0, 1)
+    res["cpu_s"] = round(_children_cpu() - cpu0, 1)  # CPU time of the section's processes (waited for)
     return res
 
 
@@ -326,7 +334,9 @@ class Ctx:
         self.res_path = self.work / "results" / f"{name}.json"
         self.res: dict = {}
         self.dir = self.work / name
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.dir.exists():  # a reused --workdir: no stale run to resume from
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
         self.assume_missing = set(d.get("assume_missing", []))
         self.device = d["device"]  # the parent checked CUDA (sections that only launch need no torch)
         self.cuda = self.device == "cuda"
@@ -373,18 +383,24 @@ def oacl_pretrain_cmd(cfg: dict, manifest: Path, out: Path, device: str) -> list
 
 
 def sec_env(c: Ctx) -> None:
-    import importlib
+    from importlib import metadata
 
     import torch
 
     versions = {}
-    for mod in ("torch", "torchvision", "numpy", "pandas", "pyarrow", "cv2", "sklearn", "scipy",
-                "pytest", "snakemake", "pydensecrf", "pycocotools", "jsonschema", "PIL"):
+    for dist in ("torch", "torchvision", "numpy", "pandas", "pyarrow", "opencv-python-headless", "opencv-python",
+                 "scikit-learn", "scipy", "pillow", "pytest", "snakemake", "pydensecrf2", "pycocotools",
+                 "jsonschema", "pyyaml"):
         try:
-            m = importlib.import_module(mod if mod != "pydensecrf" else "pydensecrf.densecrf")
-            versions[mod] = getattr(m, "__version__", "present")
-        except Exception as exc:  # noqa: BLE001 - any import failure is "missing" here
-            versions[mod] = f"missing ({type(exc).__name__})"
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    try:  # the compiled extension, not only its metadata
+        import pydensecrf.densecrf  # noqa: F401
+
+        versions["pydensecrf_import"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - recorded
+        versions["pydensecrf_import"] = f"{type(exc).__name__}: {exc}"
     gpu = None
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
@@ -481,6 +497,8 @@ def sec_train(c: Ctx) -> None:
         decreased = finite and losses[-1] < losses[ref]
         rates = [h["img_per_s"] for h in hist[1:]] or [hist[0]["img_per_s"]]
         r = {"steps": hist[-1]["step"], "loss_by_epoch": [round(v, 4) for v in losses], "finite": finite,
+             # MoCo at chance (positive no closer than the queued keys): ln(queue + 1)
+             **({"chance_loss": round(math.log(S["queue"] + 1), 4)} if method == "moco" else {}),
              "decreased": decreased, "compared_epochs": [ref + 1, len(losses)], "seconds": round(dt, 1),
              "img_per_s": round(sum(rates) / len(rates), 1), "arch": S["arch"], "image_size": S["image"],
              "batch": S["batch"], "bf16_autocast": c.cuda, "channels_last": True}
