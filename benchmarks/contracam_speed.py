@@ -7,6 +7,8 @@ agreement of the masks (mean IoU of the 0.5-binarised masks, max and mean |delta
       --expand 2 --batch 8 --batches 1 --threads 2            # CPU
   python benchmarks/contracam_speed.py --device cuda --batch 64 --batches 8 --repeats 3 --bf16
 
+--json FILE also writes the figures (benchmarks/gpu_check.py reads them).
+
 Weights are random (torchvision ResNet-18 + a 2-layer L2-normalised projector, BN
 statistics randomised so that BN folding is not a no-op) unless --checkpoint names an
 oacl model. Random networks give ill-conditioned CAM weights, so max |delta| of the
@@ -16,15 +18,20 @@ fast path grows with iterations; the IoU is the meaningful agreement figure.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from oacl.cam import CamEngine
-from oacl.cam.reference import reference_contracam
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from oacl.cam import CamEngine  # noqa: E402
+from oacl.cam.reference import reference_contracam  # noqa: E402
 
 
 class _L2(nn.Module):
@@ -85,6 +92,7 @@ def main(argv=None):
     ap.add_argument("--fuse-bn", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--repeats", type=int, default=1, help="alternate runs, keep each best")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -149,6 +157,15 @@ def main(argv=None):
           f"{1 - trunk_images / (n * args.iters):.1%})")
     print(f"  speed-up: {t_ref / t_ours:.2f}x   agreement: mIoU@0.5 {iou:.4f}  "
           f"max|d| {delta.max().item():.2e}  mean|d| {delta.mean().item():.2e}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "device": name, "arch": args.arch, "checkpoint": args.checkpoint, "image_size": args.image_size,
+            "iters": args.iters, "expand": args.expand, "images": n, "bf16": args.bf16,
+            "channels_last": args.channels_last, "fuse_bn": args.fuse_bn, "repeats": args.repeats,
+            "ref_img_s": n / t_ref, "ours_img_s": n / t_ours, "speedup": t_ref / t_ours,
+            "engine_setup_s": t_setup, "trunk_skipped": 1 - trunk_images / (n * args.iters),
+            "miou": iou, "max_abs_diff": delta.max().item(), "mean_abs_diff": delta.mean().item(),
+        }, indent=1))
 
 
 if __name__ == "__main__":
