@@ -71,6 +71,9 @@ def _run(cfg: dict, out: str, quiet: bool) -> int:
     if cfg.get("type") == "folder" and cfg.get("skip_bad") and skipped.exists():
         info = json.loads(skipped.read_text())
         note = f"; skipped {info['n_skipped']} bad image(s) {info['counts']} (see {skipped})"
+    elif cfg.get("type") == "composite" and skipped.exists():
+        info = json.loads(skipped.read_text())
+        note = f"; skipped {info['n_skipped']} cut-out(s) {info['counts']} (see {skipped})"
     print(f"{manifest}: {len(df)} rows ({parts}) in {time.time() - t0:.1f} s{note}")
     return 0
 
