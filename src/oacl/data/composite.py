@@ -10,7 +10,9 @@ background-bias benchmark (and the whole pipeline) runs on real pixels:
     cut-out is composited with its (soft) alpha and its mask is alpha > 0.5. ``classes``
     lists the class folders (relative paths, e.g. ``food/desserts``); empty: every
     top-level folder, sorted. Files without usable alpha (fully opaque, fully
-    transparent, alpha box under ``min_object_size`` px) or that cannot be decoded are
+    transparent, alpha box under ``min_object_size`` px, alpha filling its box or almost
+    none of it, see ``fill_range``) or that cannot be decoded
+    (broken, or over ``max_pixels``: openclipart has two 168-megapixel PNGs) are
     skipped and listed in ``<out>/skipped.json``; a class with fewer than
     ``min_per_class`` usable cut-outs is an error naming it.
 ``backgrounds``
@@ -39,6 +41,7 @@ byte-identical for the same inputs and parameters, whatever ``workers``.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import cv2
@@ -76,7 +79,11 @@ DEFAULTS = {
     "bg_crop_scale": [0.3, 0.7],  # background crop side / shorter side of the photo
     "train_fraction": 0.6,  # of each class's cut-outs for train; the rest for val/test
     "min_object_size": 16,  # px: cut-outs whose alpha > 0.5 box is smaller are skipped
+    # usable alpha > 0.5 fraction of the object's box: below, line art; above, a picture
+    # on an opaque rectangle (neither has an object outline to learn or to localise)
+    "fill_range": [0.1, 0.98],
     "min_per_class": 4,  # fewer usable cut-outs in a class is an error
+    "max_pixels": 40_000_000,  # larger files are skipped, not decoded (0: no limit)
     "variants": list(BC_VARIANTS),  # single: Background-Challenge variants to render
     "variant_splits": ["test"],  # single: splits whose scenes get the variants
     "workers": 2,  # processes; output does not depend on it
@@ -125,12 +132,16 @@ def check_params(p: dict) -> dict:
 # ----------------------------------------------------------------------------- inputs
 
 
-def read_cutout(path, min_size: int) -> tuple[np.ndarray | None, str]:
+def read_cutout(path, min_size: int, max_pixels: int = 0, fill_range=(0.0, 1.0)) -> tuple:
     """(RGBA uint8 cropped to the alpha > 0 box, "") or (None, why it is not usable)."""
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels decides
+            w, h = im.size
+            if max_pixels and w * h > max_pixels:  # checked on the header, before decoding
+                return None, f"too large: {w}x{h} > max_pixels={max_pixels}"
             im.load()
             has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
             if not has_alpha:
@@ -147,6 +158,11 @@ def read_cutout(path, min_size: int) -> tuple[np.ndarray | None, str]:
     x0, y0, x1, y1 = sc_mod.mask_box(solid)
     if min(x1 - x0 + 1, y1 - y0 + 1) < min_size:
         return None, f"too small: alpha box {x1 - x0 + 1}x{y1 - y0 + 1} < {min_size} px"
+    fill = float(solid[y0 : y1 + 1, x0 : x1 + 1].mean())
+    if fill > fill_range[1]:  # a picture on an opaque rectangle: no object outline
+        return None, f"opaque: alpha > 0.5 fills {fill:.0%} of its box"
+    if fill < fill_range[0]:  # line art: an outline with a transparent inside
+        return None, f"sparse: alpha > 0.5 fills {fill:.0%} of its box"
     x0, y0, x1, y1 = sc_mod.mask_box(alpha > 0)  # keep the soft edge
     return a[y0 : y1 + 1, x0 : x1 + 1], ""
 
@@ -192,7 +208,8 @@ def load_cutouts(p: dict, out: Path) -> tuple[list[str], list[list[dict]]]:
     for c in names:
         usable = []
         for f in files[c]:
-            rgba, problem = read_cutout(f, int(p["min_object_size"]))
+            rgba, problem = read_cutout(f, int(p["min_object_size"]), int(p["max_pixels"]),
+                                        p["fill_range"])  # fmt: skip
             rel = f.relative_to(root).as_posix()
             if problem:
                 skipped.append({"path": str(f), "class": c, "reason": problem})
