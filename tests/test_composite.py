@@ -196,3 +196,27 @@ def test_cli_prepare(sources, tmp_path):
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert "test/mixed_rand 4" in out and "skipped 5" in out
     assert isinstance(pd.read_parquet(tmp_path / "manifest.parquet"), pd.DataFrame)
+
+
+def test_preset_fetches_default_roots_only(sources, tmp_path):
+    """composite.yaml plans the fetch of its default roots; own roots fetch nothing."""
+    import re
+
+    import yaml
+    from conftest import REPO, copy_workflow, run_snakemake
+
+    (tmp_path / "wf").mkdir()
+    wf = copy_workflow(tmp_path / "wf")
+    preset = str(REPO / "workflow/configs/composite.yaml")
+    out = run_snakemake(wf, "-n", "--configfile", preset).stdout
+    assert re.search(r"^fetch_source\s+2$", out, re.M)
+    assert "oacl data fetch openclipart results/sources/openclipart" in out
+    for rule in ("prepare_data", "pretrain", "contracam", "evaluate_shift", "evaluate_localization"):
+        assert re.search(rf"^{rule}\s+\d+$", out, re.M), rule
+    assert "moco-oa_crop_gt-s0" in out and "moco-bg_hardmix_gt-s0" in out and "scenes_" not in out
+    own = tmp_path / "own.yaml"
+    roots = {"foregrounds": str(sources / "fg"), "backgrounds": str(sources / "bg"),
+             "classes": [], "bg_classes": []}  # fmt: skip
+    own.write_text(yaml.safe_dump({"datasets": {"composite_single": roots, "composite_multi": roots}}))
+    out = run_snakemake(wf, "-n", "--configfile", preset, str(own)).stdout
+    assert "fetch_source" not in out and re.search(r"^prepare_data\s+2$", out, re.M)
