@@ -88,7 +88,11 @@ def test_skips_counted_and_listed(single):
     assert info["n_files"] == 3 * 5 + 5 and info["n_usable"] == 15
     assert info["counts"] == {"opaque": 2, "transparent": 1, "too_small": 1, "undecodable": 1}
     assert {Path(s["path"]).name for s in info["skipped"]} == {
-        "opaque_rgb.png", "opaque.png", "empty.png", "tiny.png", "broken.png"
+        "opaque_rgb.png",
+        "opaque.png",
+        "empty.png",
+        "tiny.png",
+        "broken.png",
     }
 
 
@@ -123,7 +127,10 @@ def test_instance_split_is_disjoint(single):
         assert not set(parts["train"]) & set(parts["eval"])
     df = read_manifest(single / "manifest.parquet")
     orig = df[df["variant"] == "original"]
-    used = {s: set(";".join(orig.loc[orig["split"] == s, "detail"]).split(";")) for s in ("train", "test")}
+    used = {
+        s: set(";".join(orig.loc[orig["split"] == s, "detail"]).split(";"))
+        for s in ("train", "test")
+    }
     train_pool = {p for parts in meta["instances"].values() for p in parts["train"]}
     assert used["train"] <= train_pool and not used["test"] & train_pool
 
@@ -211,12 +218,20 @@ def test_preset_fetches_default_roots_only(sources, tmp_path):
     out = run_snakemake(wf, "-n", "--configfile", preset).stdout
     assert re.search(r"^fetch_source\s+2$", out, re.M)
     assert "oacl data fetch openclipart results/sources/openclipart" in out
-    for rule in ("prepare_data", "pretrain", "contracam", "evaluate_shift", "evaluate_localization"):
+    for rule in (
+        "prepare_data",
+        "pretrain",
+        "contracam",
+        "evaluate_shift",
+        "evaluate_localization",
+    ):
         assert re.search(rf"^{rule}\s+\d+$", out, re.M), rule
     assert "moco-oa_crop_gt-s0" in out and "moco-bg_hardmix_gt-s0" in out and "scenes_" not in out
     own = tmp_path / "own.yaml"
     roots = {"foregrounds": str(sources / "fg"), "backgrounds": str(sources / "bg"),
              "classes": [], "bg_classes": []}  # fmt: skip
-    own.write_text(yaml.safe_dump({"datasets": {"composite_single": roots, "composite_multi": roots}}))
+    own.write_text(
+        yaml.safe_dump({"datasets": {"composite_single": roots, "composite_multi": roots}})
+    )
     out = run_snakemake(wf, "-n", "--configfile", preset, str(own)).stdout
     assert "fetch_source" not in out and re.search(r"^prepare_data\s+2$", out, re.M)

@@ -67,7 +67,9 @@ def test_no_apt_points_at_bring_your_own(monkeypatch, tmp_path):
         fetch_mod.fetch("wallpapers", tmp_path / "wp")
     msg = str(err.value)
     assert "no apt-get" in msg and "Bring your own folders" in msg and "docs/datasets.md" in msg
-    assert "## Bring your own folders" in (Path(__file__).parents[1] / "docs/datasets.md").read_text()
+    assert (
+        "## Bring your own folders" in (Path(__file__).parents[1] / "docs/datasets.md").read_text()
+    )
 
 
 def test_cli_without_apt_exits_with_the_message(tmp_path):

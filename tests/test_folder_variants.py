@@ -36,10 +36,16 @@ def bench(tmp_path):
 
 def test_variants_mapping_gives_test_variants(bench, tmp_path):
     root, bc = bench
-    cfg = {"type": "folder", "root": str(root), "workers": 1,
-           "variants": {"original": {"images": str(bc / "original"), "masks": str(bc / "masks")},
-                        "only_fg": {"images": str(bc / "only_fg"), "masks": str(bc / "masks")},
-                        "mixed_rand": "../bc/mixed_rand"}}  # fmt: skip  (relative: under root)
+    cfg = {
+        "type": "folder",
+        "root": str(root),
+        "workers": 1,
+        "variants": {
+            "original": {"images": str(bc / "original"), "masks": str(bc / "masks")},
+            "only_fg": {"images": str(bc / "only_fg"), "masks": str(bc / "masks")},
+            "mixed_rand": "../bc/mixed_rand",
+        },
+    }  # fmt: skip  (relative: under root)
     df = read_manifest(prepare(cfg, tmp_path / "out", progress=False))
     test = df[df["split"] == "test"]
     assert sorted(test["variant"].unique()) == ["mixed_rand", "only_fg", "original"]
@@ -55,10 +61,17 @@ def test_variants_mapping_gives_test_variants(bench, tmp_path):
 
 def test_variant_split_clash_is_an_error(bench, tmp_path):
     root, bc = bench
-    cfg = {"type": "folder", "root": str(root), "variant_split": "val",
-           "variants": {"only_fg": str(bc / "only_fg")}}
+    cfg = {
+        "type": "folder",
+        "root": str(root),
+        "variant_split": "val",
+        "variants": {"only_fg": str(bc / "only_fg")},
+    }
     with pytest.raises(ValueError, match="split folder 'val' and variants"):
         prepare(cfg, tmp_path / "out", progress=False)
     with pytest.raises(FileNotFoundError, match="variants.nope"):
-        prepare({**cfg, "variant_split": "test", "variants": {"nope": str(bc / "nope")}},
-                tmp_path / "out", progress=False)
+        prepare(
+            {**cfg, "variant_split": "test", "variants": {"nope": str(bc / "nope")}},
+            tmp_path / "out",
+            progress=False,
+        )

@@ -109,7 +109,9 @@ def check_params(p: dict) -> dict:
         raise ValueError(f"composite: train_fraction must be in (0, 1), got {p['train_fraction']}")
     lo, hi = p["objects_per_image"]
     if not 1 <= lo <= hi <= 4:
-        raise ValueError(f"composite: objects_per_image must satisfy 1 <= lo <= hi <= 4, got {[lo, hi]}")
+        raise ValueError(
+            f"composite: objects_per_image must satisfy 1 <= lo <= hi <= 4, got {[lo, hi]}"
+        )
     for key in ("object_scale", "multi_object_scale", "bg_crop_scale"):
         a, b = p[key]
         if not 0.05 <= a <= b <= 1.0:
@@ -117,7 +119,9 @@ def check_params(p: dict) -> dict:
     if p["image_size"] < 16 or p["crop_size"] < 8:
         raise ValueError("composite: image_size must be >= 16 and crop_size >= 8")
     if int(p["min_per_class"]) < 2:
-        raise ValueError("composite: min_per_class must be >= 2 (the instance split needs both sides)")
+        raise ValueError(
+            "composite: min_per_class must be >= 2 (the instance split needs both sides)"
+        )
     bad = [v for v in p["variants"] if v not in BC_VARIANTS]
     if bad:
         raise ValueError(f"composite: unknown variant(s) {bad} (known: {BC_VARIANTS})")
@@ -186,7 +190,9 @@ def _premultiplied(rgba: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]
 
 def _class_files(root: Path, classes: list[str]) -> dict[str, list[Path]]:
     if not classes:
-        classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        classes = sorted(
+            d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+        )
     missing = [c for c in classes if not (root / c).is_dir()]
     if missing:
         raise FileNotFoundError(f"composite: class folder(s) {missing} not found under {root}")
@@ -285,7 +291,9 @@ def instance_split(p: dict, n_per_class: list[int]) -> list[dict[str, list[int]]
     for c, n in enumerate(n_per_class):
         perm = np.random.default_rng([p["seed"], _SPLIT_STREAM, c]).permutation(n)
         k = min(n - 1, max(1, round(p["train_fraction"] * n)))
-        out.append({"train": sorted(int(i) for i in perm[:k]), "eval": sorted(int(i) for i in perm[k:])})
+        out.append(
+            {"train": sorted(int(i) for i in perm[:k]), "eval": sorted(int(i) for i in perm[k:])}
+        )
     return out
 
 
@@ -321,7 +329,11 @@ def _place(p, rng, cut: dict, s: int, scale, placed: list) -> dict:
         f = rng.uniform(*scale) * s / max(h0, w0)
         w, h = min(s, max(1, round(w0 * f))), min(s, max(1, round(h0 * f)))
         x, y = int(rng.integers(s - w + 1)), int(rng.integers(s - h + 1))
-        obj = {"box": [x, y, x + w - 1, y + h - 1], "size": (w, h), "flip": bool(rng.random() < 0.5)}
+        obj = {
+            "box": [x, y, x + w - 1, y + h - 1],
+            "size": (w, h),
+            "flip": bool(rng.random() < 0.5),
+        }
         worst = max([sc_mod._iou(obj["box"], q["box"]) for q in placed], default=0.0)
         if worst <= p["max_overlap"]:
             return obj
@@ -411,7 +423,10 @@ def generate(params: dict, out_dir, progress: bool = True) -> Path:
             "class_map": {c: bg_names[sc_mod.paired_bg(k, nb)] for k, c in enumerate(classes)},
             "partner": [sc_mod.partner(c, len(classes)) for c in range(len(classes))],
             "instances": {
-                c: {part: [cutouts[k][i]["path"] for i in pools[k][part]] for part in ("train", "eval")}
+                c: {
+                    part: [cutouts[k][i]["path"] for i in pools[k][part]]
+                    for part in ("train", "eval")
+                }
                 for k, c in enumerate(classes)
             },
             "params": {k: v for k, v in p.items() if k != "workers"},

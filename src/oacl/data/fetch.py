@@ -59,7 +59,8 @@ def candidate(package: str) -> dict:
             fields[key] = val.strip()
     if proc.returncode != 0 or "SHA256" not in fields or "Version" not in fields:
         raise _byo(
-            f"apt knows no package {package!r} ({proc.stderr.strip() or 'no SHA256 in apt-cache show'}); "
+            f"apt knows no package {package!r} "
+            f"({proc.stderr.strip() or 'no SHA256 in apt-cache show'}); "
             "on Debian/Ubuntu run `apt-get update` once (as root) to fetch the package lists."
         )
     return fields
@@ -87,7 +88,9 @@ def _download(package: str, info: dict, cache: Path) -> Path:
             raise FetchError(f"apt-get download {package} failed:\n{proc.stdout}{proc.stderr}")
         got = sha256(debs[0])
         if got != info["SHA256"]:
-            raise FetchError(f"{package}: downloaded .deb has SHA-256 {got}, index says {info['SHA256']}")
+            raise FetchError(
+                f"{package}: downloaded .deb has SHA-256 {got}, index says {info['SHA256']}"
+            )
         os.replace(debs[0], deb)
     return deb
 
@@ -108,7 +111,9 @@ def fetch(source: str, dest, cache=None) -> dict:
         if stamp.get("package") == spec["package"] and stamp.get("sha256") == info["SHA256"]:
             return {**stamp, "cached": True}
     elif dest.exists() and any(dest.iterdir()):
-        raise FetchError(f"{dest} exists and was not made by `oacl data fetch`; choose an empty folder")
+        raise FetchError(
+            f"{dest} exists and was not made by `oacl data fetch`; choose an empty folder"
+        )
     cache = Path(cache).expanduser() if cache else dest.parent / ".debs"
     deb = _download(spec["package"], info, cache)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -73,14 +73,17 @@ def _variant_items(root: Path, params: dict) -> list[tuple[str, str, Path, str, 
         spec = spec if isinstance(spec, dict) else {"images": spec}
         unknown = set(spec) - {"images", "masks"}
         if unknown or "images" not in spec:
-            raise ValueError(f"folder variants.{variant}: give a folder or {{images, masks}}, got {spec}")
+            raise ValueError(
+                f"folder variants.{variant}: give a folder or {{images, masks}}, got {spec}"
+            )
         folder = (root / Path(spec["images"]).expanduser()).resolve()
         masks = (root / Path(spec["masks"]).expanduser()).resolve() if spec.get("masks") else None
         if not folder.is_dir():
             raise FileNotFoundError(f"folder variants.{variant}: {folder} is not a directory")
         for _, cls, f in _list_images(folder.parent, [folder.name], params["extensions"]):
             m = masks / cls / (f.stem + ".png") if masks else None
-            found.append((params["variant_split"], cls, f, variant, str(m) if m and m.exists() else ""))
+            mask = str(m) if m and m.exists() else ""
+            found.append((params["variant_split"], cls, f, variant, mask))
     return found
 
 
