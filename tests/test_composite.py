@@ -235,3 +235,26 @@ def test_preset_fetches_default_roots_only(sources, tmp_path):
     )
     out = run_snakemake(wf, "-n", "--configfile", preset, str(own)).stdout
     assert "fetch_source" not in out and re.search(r"^prepare_data\s+2$", out, re.M)
+
+
+@pytest.mark.slow
+def test_preset_runs_end_to_end_on_own_folders(sources, tmp_path):
+    """composite.yaml + composite-smoke.yaml with own roots ("Bring your own folders"):
+    every stage runs, the report has both experiments."""
+    import yaml
+    from conftest import REPO, copy_workflow, run_snakemake
+
+    (tmp_path / "wf").mkdir()
+    wf = copy_workflow(tmp_path / "wf")
+    roots = {"foregrounds": str(sources / "fg"), "backgrounds": str(sources / "bg"),
+             "classes": [], "bg_classes": [], "min_object_size": 8, "min_per_class": 3}  # fmt: skip
+    own = tmp_path / "mine.yaml"
+    own.write_text(yaml.safe_dump({"datasets": {"composite_single": roots, "composite_multi": roots}}))
+    configs = [str(REPO / "workflow/configs" / f) for f in ("composite.yaml", "composite-smoke.yaml")]
+    run_snakemake(wf, "--cores", "2", "--configfile", *configs, str(own))
+    res = wf / "results"
+    shift = json.loads((res / "eval/composite_single/moco-bg_hardmix_gt-s0/shift.json").read_text())
+    assert "mixed_rand" in json.dumps(shift)
+    assert (res / "eval/composite_multi/moco-oa_crop_gt-s0/linear.json").exists()
+    assert (res / "eval/composite_single/moco-baseline-s0/localization_iter1.json").exists()
+    assert "composite_single" in (res / "report.html").read_text()
