@@ -99,8 +99,9 @@ def check_params(p: dict) -> dict:
     for key in ("foregrounds", "backgrounds"):
         if not p[key] or not Path(p[key]).expanduser().is_dir():
             raise FileNotFoundError(
-                f"composite: {key} {p[key]!r} is not a directory (docs/datasets.md, "
-                f"'Composite'; `oacl data fetch` gets the preset's sources)"
+                f"composite: {key} {p[key]!r} is not a directory: `oacl data fetch "
+                f"openclipart|wallpapers DEST` gets the preset's sources, or see 'Bring your "
+                f"own folders' in docs/datasets.md"
             )
     for key in ("bg_bias", "pair_bias", "max_overlap", "crop_margin"):
         if not 0.0 <= float(p[key]) <= 1.0:
