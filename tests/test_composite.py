@@ -258,3 +258,8 @@ def test_preset_runs_end_to_end_on_own_folders(sources, tmp_path):
     assert (res / "eval/composite_multi/moco-oa_crop_gt-s0/linear.json").exists()
     assert (res / "eval/composite_single/moco-baseline-s0/localization_iter1.json").exists()
     assert "composite_single" in (res / "report.html").read_text()
+
+
+def test_missing_root_points_at_fetch_and_own_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"oacl data fetch.*Bring your own folders"):
+        prepare({"type": "composite", "backgrounds": str(tmp_path)}, tmp_path / "o", progress=False)
