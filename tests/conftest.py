@@ -8,6 +8,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# commands such as `oacl` resolve to this interpreter's environment even when it is not
+# activated (the README runs `.venv/bin/python -m pytest`), as the workflow does
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 
 def copy_workflow(dst: Path) -> Path:

@@ -171,10 +171,31 @@ def res(stage, key, default):
 # ------------------------------------------------------------- data rules
 def data_code(wildcards):
     kind = config["datasets"][wildcards.dataset]["type"]
-    own = {"scenes": "data/scenes.py", "folder": "data/folder.py"}.get(
-        kind, f"data/readers/{kind}.py"
-    )
-    return code(*SHARED_CODE, "data/prepare.py", "data/cli.py", own)
+    own = {
+        "scenes": ["data/scenes.py"],
+        "folder": ["data/folder.py"],
+        "composite": ["data/composite.py", "data/scenes.py"],
+    }.get(kind, [f"data/readers/{kind}.py"])
+    return code(*SHARED_CODE, "data/prepare.py", "data/cli.py", *own)
+
+
+# composite datasets whose roots are left at these defaults get them from
+# `oacl data fetch` (rule fetch_source), so a fresh clone runs the preset unaided
+FETCHED_ROOTS = {
+    "foregrounds": "results/sources/openclipart",
+    "backgrounds": "results/sources/wallpapers",
+}
+
+
+def data_sources(wildcards):
+    ds = config["datasets"][wildcards.dataset]
+    if ds["type"] != "composite":
+        return []
+    return [
+        root
+        for key, root in FETCHED_ROOTS.items()
+        if str(ds.get(key, root)).rstrip("/") == root
+    ]
 
 
 # ------------------------------------------------------------- pretrain rules

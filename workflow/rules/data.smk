@@ -1,6 +1,7 @@
 rule prepare_data:
     input:
         code=data_code,
+        sources=data_sources,
     output:
         manifest="results/data/{dataset}/manifest.parquet",
     log:
@@ -19,3 +20,21 @@ rule prepare_data:
         out=lambda w: f"results/data/{w.dataset}",
     shell:
         "oacl data prepare --cfg {params.cfg:q} --out {params.out:q} > {log:q} 2>&1"
+
+
+# Cut-outs / photos for composite datasets, from Debian packages (apt-get download +
+# dpkg -x; no root). The .deb stays in results/sources/.debs, keyed by its SHA-256.
+rule fetch_source:
+    output:
+        directory("results/sources/{source}"),
+    wildcard_constraints:
+        source="openclipart|wallpapers",
+    log:
+        "results/logs/fetch_source/{source}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+        cpus_per_task=1,
+    shell:
+        "oacl data fetch {wildcards.source} {output:q} --cache results/sources/.debs > {log:q} 2>&1"

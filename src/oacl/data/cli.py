@@ -1,8 +1,9 @@
-"""`oacl data prepare|synth|index`: build a dataset's manifest.parquet."""
+"""`oacl data prepare|synth|index|fetch`: build a dataset's manifest.parquet, fetch sources."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +42,17 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_index)
 
+    p = sub.add_parser(
+        "fetch",
+        help="get cut-outs (openclipart) or photos (wallpapers) from Debian packages",
+        description="apt-get download + dpkg -x of a Debian package into DEST "
+        "(no root; nothing installed); cached by the package's SHA-256.",
+    )
+    p.add_argument("source", choices=["openclipart", "wallpapers"])
+    p.add_argument("dest", help="folder to fill (the dataset root)")
+    p.add_argument("--cache", default=None, help="folder for the .deb (default DEST/../.debs)")
+    p.set_defaults(func=_fetch)
+
 
 def _load_cfg(text: str) -> dict:
     """--cfg is inline JSON, or the path of a JSON file."""
@@ -71,6 +83,9 @@ def _run(cfg: dict, out: str, quiet: bool) -> int:
     if cfg.get("type") == "folder" and cfg.get("skip_bad") and skipped.exists():
         info = json.loads(skipped.read_text())
         note = f"; skipped {info['n_skipped']} bad image(s) {info['counts']} (see {skipped})"
+    elif cfg.get("type") == "composite" and skipped.exists():
+        info = json.loads(skipped.read_text())
+        note = f"; skipped {info['n_skipped']} cut-out(s) {info['counts']} (see {skipped})"
     print(f"{manifest}: {len(df)} rows ({parts}) in {time.time() - t0:.1f} s{note}")
     return 0
 
@@ -100,3 +115,18 @@ def _index(args) -> int:
     if args.workers is not None:
         cfg["workers"] = args.workers
     return _run(cfg, args.out, args.quiet)
+
+
+def _fetch(args) -> int:
+    from .fetch import FetchError, fetch
+
+    t0 = time.time()
+    try:
+        st = fetch(args.source, args.dest, args.cache)
+    except FetchError as exc:
+        print(f"oacl data fetch {args.source}: {exc}", file=sys.stderr)
+        return 2
+    how = "already there (same SHA-256)" if st["cached"] else f"unpacked in {time.time() - t0:.1f} s"
+    print(f"{args.dest}: {st['package']} {st['version']} (sha256 {st['sha256'][:12]}), "
+          f"{st['n_files']} files, {how}")  # fmt: skip
+    return 0

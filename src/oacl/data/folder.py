@@ -8,6 +8,14 @@ Optional ground truth:
   image with ``{"boxes": [...], "box_labels": [...]}``. Boxes are taken as normalised
   when every coordinate of the image's boxes is <= 1, else as pixels (then normalised).
 
+Background-Challenge variants (``variants:``): a mapping variant -> folder of
+``<class>/<image>``, or variant -> ``{images: folder, masks: folder}`` with masks
+``<masks>/<class>/<image stem>.png``; relative folders are taken under ``root``. Their
+images become rows of split ``variant_split`` (default ``test``) with ``variant`` set
+(``original`` for the unaltered test images), ``image_id`` ``<split>/<variant>/<class>/<file>``,
+and one ``scene_id`` per (class, file stem) shared across variants, so no symlinks into
+the ImageNet-9 layout are needed. ``root`` then holds the training splits only.
+
 Images stay where they are: ``path`` is absolute (or relative to the manifest folder with
 ``relative_paths: true``). Every image is decoded once with ``oacl.io.read_rgb`` so that
 grayscale / RGBA / CMYK / 16-bit files are accepted (conversion happens again at read
@@ -53,7 +61,30 @@ DEFAULTS = {
     "splits": [],  # only these split folders (empty: every folder except masks/)
     "extensions": IMAGE_EXTENSIONS,
     "workers": 2,  # processes used to decode images
+    "variants": {},  # variant -> folder | {images, masks}: test-time variants (see above)
+    "variant_split": "test",  # split of the variant rows
 }
+
+
+def _variant_items(root: Path, params: dict) -> list[tuple[str, str, Path, str, str]]:
+    """(split, class, path, variant, mask path or "") of every image of ``variants``."""
+    found = []
+    for variant, spec in sorted(params["variants"].items()):
+        spec = spec if isinstance(spec, dict) else {"images": spec}
+        unknown = set(spec) - {"images", "masks"}
+        if unknown or "images" not in spec:
+            raise ValueError(
+                f"folder variants.{variant}: give a folder or {{images, masks}}, got {spec}"
+            )
+        folder = (root / Path(spec["images"]).expanduser()).resolve()
+        masks = (root / Path(spec["masks"]).expanduser()).resolve() if spec.get("masks") else None
+        if not folder.is_dir():
+            raise FileNotFoundError(f"folder variants.{variant}: {folder} is not a directory")
+        for _, cls, f in _list_images(folder.parent, [folder.name], params["extensions"]):
+            m = masks / cls / (f.stem + ".png") if masks else None
+            mask = str(m) if m and m.exists() else ""
+            found.append((params["variant_split"], cls, f, variant, mask))
+    return found
 
 
 def _list_images(
@@ -152,14 +183,24 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
     root = root.resolve()
     out = Path(out_dir).resolve()
     items = _list_images(root, params["splits"], params["extensions"])
+    vitems = _variant_items(root, params) if params["variants"] else []
+    if vitems and params["variant_split"] in {s_ for s_, _, _ in items}:
+        raise ValueError(
+            f"folder dataset {root}: split folder {params['variant_split']!r} and variants both "
+            "give that split; drop the folder (see `splits`) or set variant_split"
+        )
     if not items:
         raise ValueError(f"folder dataset {root}: no images found under <split>/<class>/ folders")
-    classes = sorted({c for _, c, _ in items})
-    label_of = {c: i for i, c in enumerate(classes)}
     masks = []
     for split, cls, f in items:
         m = root / "masks" / split / cls / (f.stem + ".png")
         masks.append(str(m) if m.exists() else "")
+    variant_of = ["original"] * len(items) + [v for *_, v, _ in vitems]
+    items += [(s_, c, f) for s_, c, f, _, _ in vitems]
+    masks += [m for *_, m in vitems]
+    classes = sorted({c for _, c, _ in items})
+    label_of = {c: i for i, c in enumerate(classes)}
+    scene_of = {k: i for i, k in enumerate(sorted({(c, f.stem) for _, c, f, _, _ in vitems}))}
 
     jobs = [(str(f), m, int(params["min_size"])) for (_, _, f), m in zip(items, masks)]
     workers = int(params["workers"])
@@ -171,13 +212,17 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
         checks = [_check_image(j) for j in tqdm(jobs, **bar)]
 
     table = _load_box_table(root)
+    vset = {(s_, c, f) for s_, c, f, _, _ in vitems}
     rows, skipped = [], []
-    for (split, cls, f), mask, (w, h, problem) in zip(items, masks, checks):
+    for (split, cls, f), mask, (w, h, problem), variant in zip(items, masks, checks, variant_of):
         if problem:
             skipped.append({"path": str(f), "reason": problem})
             continue
-        rel = f.relative_to(root).as_posix()
+        rel = Path(os.path.relpath(f, root)).as_posix()
+        scene = -1
         image_id = f"{split}/{cls}/{f.name}"
+        if (split, cls, f) in vset:
+            image_id, scene = f"{split}/{variant}/{cls}/{f.name}", scene_of[(cls, f.stem)]
         gt = _image_boxes(f, image_id, rel, table)
         boxes = normalise_boxes(gt["boxes"], w, h, str(f)) if gt else []
         box_labels = list(gt.get("box_labels") or [label_of[cls]] * len(boxes)) if gt else []
@@ -188,8 +233,8 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
                 "image_id": image_id,
                 "path": _ref(f, out, params["relative_paths"]),
                 "split": split,
-                "variant": "original",
-                "scene_id": -1,
+                "variant": variant,
+                "scene_id": scene,
                 "width": w,
                 "height": h,
                 "label": label_of[cls],

@@ -2,6 +2,7 @@
 
 - ``scenes``: the embedded procedural dataset (oacl.data.scenes);
 - ``folder``: an image folder indexed in place (oacl.data.folder);
+- ``composite``: cut-outs pasted on photographs (oacl.data.composite);
 - anything else: a reader module ``oacl.data.readers.<type>`` exposing ``DEFAULTS`` and
   ``build(params, out_dir) -> pandas.DataFrame`` (manifest rows); the rows are
   completed with the optional manifest columns and written atomically here.
@@ -18,7 +19,7 @@ import pandas as pd
 from ..artifacts import write_manifest
 from ..params import merge_params
 
-BUILTIN = ["scenes", "folder"]
+BUILTIN = ["scenes", "folder", "composite"]
 
 # optional manifest columns a reader may leave out, with their "unknown" value
 _OPTIONAL = {
@@ -66,6 +67,8 @@ def resolve_params(cfg: dict) -> tuple[str, dict, object]:
         from . import scenes as mod
     elif kind == "folder":
         from . import folder as mod
+    elif kind == "composite":
+        from . import composite as mod
     else:
         mod = _reader(kind)
     return kind, merge_params(mod.DEFAULTS, cfg, where=f"data[{kind}]"), mod
@@ -75,7 +78,7 @@ def prepare(cfg: dict, out_dir, progress: bool = True) -> Path:
     """Build the dataset described by ``cfg`` into ``out_dir``; return the manifest path."""
     kind, params, mod = resolve_params(cfg)
     out = Path(out_dir)
-    if kind == "scenes":
+    if kind in ("scenes", "composite"):
         return mod.generate(params, out, progress=progress)
     if kind == "folder":
         return mod.index_folder(params, out, progress=progress)

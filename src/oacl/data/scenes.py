@@ -64,6 +64,9 @@ SHAPES = [
     "ring", "ellipse", "diamond", "hexagon", "crescent",
 ]  # fmt: skip
 BACKGROUNDS = ["grass", "water", "sand", "brick", "sky", "snow", "wood", "asphalt"]
+BC_VARIANTS = [
+    "only_fg", "mixed_same", "mixed_rand", "mixed_next", "only_bg_b", "only_bg_t",
+]  # fmt: skip
 VARIANTS = [
     "only_fg", "mixed_same", "mixed_rand", "mixed_next", "only_bg_b", "only_bg_t",
     "sketch", "corrupted", "stylized",
@@ -556,26 +559,9 @@ def _render_variant(p: dict, sc: dict, scene: dict, name: str, split_scenes) -> 
     vp = sc["variant_plan"]
     mask = scene["mask"]
     obj = scene["objects"][0]
-    if name == "only_fg":
-        return np.where(mask[..., None], scene["image"], 0).astype(np.uint8), -1, -1, "", True
-    if name.startswith("mixed_"):
-        j = vp[name]
-        if j >= 0:
-            other = split_scenes[j]
-            bg = render_background(other["bg"], _rng(p, other["split"], j, _BG), s, p["bg_variation"])
-            bg_label, source, detail = other["bg"], other["scene_id"], ""
-        else:
-            bg_label = vp["fresh_bg"][name]
-            bg = render_background(bg_label, _rng(p, sc["split"], sc["index"], 100 + _BG), s, p["bg_variation"])
-            source, detail = -1, "fresh_background"
-        return np.where(mask[..., None], scene["image"], bg), bg_label, source, detail, True
-    x0, y0, x1, y1 = mask_box(mask)
-    if name == "only_bg_b":
-        img = scene["image"].copy()
-        img[y0 : y1 + 1, x0 : x1 + 1] = 0
-        return img, sc["bg"], -1, "", False
-    if name == "only_bg_t":
-        return _tile_box(scene["image"], (x0, y0, x1, y1)), sc["bg"], -1, "", False
+    if name in BC_VARIANTS:
+        draw = lambda label, rng: render_background(label, rng, s, p["bg_variation"])  # noqa: E731
+        return background_challenge_variant(p, sc, scene, name, split_scenes, draw)
     if name == "sketch":
         return _sketch(scene["image"], mask), sc["bg"], -1, "", True
     if name == "corrupted":
@@ -589,6 +575,41 @@ def _render_variant(p: dict, sc: dict, scene: dict, name: str, split_scenes) -> 
         img = np.where(obj["mask"][..., None], tex, scene["image"])
         return img, sc["bg"], -1, f"texture_from={c}", True
     raise ValueError(f"unknown variant {name}")
+
+
+
+def background_challenge_variant(p, sc, scene, name, split_scenes, draw_bg) -> tuple:
+    """only_fg / mixed_* / only_bg_b / only_bg_t of a rendered single-object scene.
+
+    Shared by every dataset that renders a scene's background from the RNG stream
+    ``_rng(p, split, index, _BG)`` alone: ``draw_bg(bg_label, rng)`` re-renders the
+    background of the mixed_* source scene (or a fresh one when the split has none of
+    the wanted class). mixed_* keep the scene's foreground pixels (``scene["mask"]``)
+    exactly. Returns (image, bg_label, bg_source, detail, has_object).
+    """
+    vp = sc["variant_plan"]
+    mask = scene["mask"]
+    if name == "only_fg":
+        return np.where(mask[..., None], scene["image"], 0).astype(np.uint8), -1, -1, "", True
+    if name.startswith("mixed_"):
+        j = vp[name]
+        if j >= 0:
+            other = split_scenes[j]
+            bg = draw_bg(other["bg"], _rng(p, other["split"], j, _BG))
+            bg_label, source, detail = other["bg"], other["scene_id"], ""
+        else:
+            bg_label = vp["fresh_bg"][name]
+            bg = draw_bg(bg_label, _rng(p, sc["split"], sc["index"], 100 + _BG))
+            source, detail = -1, "fresh_background"
+        return np.where(mask[..., None], scene["image"], bg), bg_label, source, detail, True
+    x0, y0, x1, y1 = mask_box(mask)
+    if name == "only_bg_b":
+        img = scene["image"].copy()
+        img[y0 : y1 + 1, x0 : x1 + 1] = 0
+        return img, sc["bg"], -1, "", False
+    if name == "only_bg_t":
+        return _tile_box(scene["image"], (x0, y0, x1, y1)), sc["bg"], -1, "", False
+    raise ValueError(f"not a Background-Challenge variant: {name}")
 
 
 def _tile_box(image: np.ndarray, box) -> np.ndarray:
@@ -661,39 +682,53 @@ def _row(image_id: str, path: str, variant: str, **fields) -> dict:
 def _render_chunk(args) -> list[dict]:
     """Render and write scenes[lo:hi] of one split; returns their manifest rows."""
     p, out, split_scenes, lo, hi = args
-    out = Path(out)
-    s = p["image_size"]
     rows = []
     for sc in split_scenes[lo:hi]:
-        split, name = sc["split"], f"{sc['index']:06d}"
         scene = _render_scene(p, sc)
-        mask_rel = f"masks/{split}/{name}.png"
-        _write(out / mask_rel, encode_png(scene["mask"].astype(np.uint8) * 255))
-        boxes, box_labels, areas = [], [], []
-        for obj in scene["objects"]:
-            b = mask_box(obj["visible"])
-            if b is not None:  # fully occluded objects have no box
-                boxes.append(norm_box(b, s, s))
-                box_labels.append(obj["label"])
-                areas.append(int(obj["visible"].sum()))
-        # multi: the image-level label is the class of the largest visible object
-        label = sc["label"] if p["kind"] == "single" else box_labels[int(np.argmax(areas))]
-        base = dict(split=split, scene_id=sc["scene_id"], width=s, height=s, label=label,
-                    labels=sc["labels"], bg_label=sc["bg"], boxes=boxes, box_labels=box_labels,
-                    mask_path=mask_rel)  # fmt: skip
-        rel = f"images/{split}/original/{name}.png"
-        _write(out / rel, encode_png(scene["image"]))
-        rows.append(_row(f"{split}/original/{name}", rel, "original", **base))
-        for v in p["variants"] if "variant_plan" in sc else []:
-            img, bg_label, source, detail, has_obj = _render_variant(p, sc, scene, v, split_scenes)
-            vrel = f"images/{split}/{v}/{name}.png"
-            _write(out / vrel, encode_png(img))
-            row = {**base, "bg_label": bg_label, "bg_source": source, "detail": detail}
-            if not has_obj:  # only_bg_*: no object left in the image
-                row.update(boxes=[], box_labels=[], mask_path="masks/empty.png")
-            rows.append(_row(f"{split}/{v}/{name}", vrel, v, **row))
-        if p["kind"] == "multi":
-            rows += _write_crops(p, out, sc, scene)
+        variant = lambda v: _render_variant(p, sc, scene, v, split_scenes)  # noqa: E731,B023
+        rows += write_scene(p, Path(out), sc, scene, variant)
+    return rows
+
+
+def write_scene(p: dict, out: Path, sc: dict, scene: dict, render_variant) -> list[dict]:
+    """Write one rendered scene (image, mask, its variants, its object crops); its rows.
+
+    Shared by the datasets that render scenes (scenes, composite): ``scene`` has
+    ``image``, ``mask`` (foreground union) and ``objects`` (each with ``label`` and
+    ``visible``), optionally ``detail`` for the original row; ``render_variant(name)``
+    returns (image, bg_label, bg_source, detail, has_object).
+    """
+    s = p["image_size"]
+    rows = []
+    split, name = sc["split"], f"{sc['index']:06d}"
+    mask_rel = f"masks/{split}/{name}.png"
+    _write(out / mask_rel, encode_png(scene["mask"].astype(np.uint8) * 255))
+    boxes, box_labels, areas = [], [], []
+    for obj in scene["objects"]:
+        b = mask_box(obj["visible"])
+        if b is not None:  # fully occluded objects have no box
+            boxes.append(norm_box(b, s, s))
+            box_labels.append(obj["label"])
+            areas.append(int(obj["visible"].sum()))
+    # multi: the image-level label is the class of the largest visible object
+    label = sc["label"] if p["kind"] == "single" else box_labels[int(np.argmax(areas))]
+    base = dict(split=split, scene_id=sc["scene_id"], width=s, height=s, label=label,
+                labels=sc["labels"], bg_label=sc["bg"], boxes=boxes, box_labels=box_labels,
+                mask_path=mask_rel)  # fmt: skip
+    rel = f"images/{split}/original/{name}.png"
+    _write(out / rel, encode_png(scene["image"]))
+    rows.append(_row(f"{split}/original/{name}", rel, "original", **base,
+                     detail=scene.get("detail", "")))  # fmt: skip
+    for v in p["variants"] if "variant_plan" in sc else []:
+        img, bg_label, source, detail, has_obj = render_variant(v)
+        vrel = f"images/{split}/{v}/{name}.png"
+        _write(out / vrel, encode_png(img))
+        row = {**base, "bg_label": bg_label, "bg_source": source, "detail": detail}
+        if not has_obj:  # only_bg_*: no object left in the image
+            row.update(boxes=[], box_labels=[], mask_path="masks/empty.png")
+        rows.append(_row(f"{split}/{v}/{name}", vrel, v, **row))
+    if p["kind"] == "multi":
+        rows += _write_crops(p, out, sc, scene)
     return rows
 
 
@@ -728,14 +763,8 @@ def _write_crops(p: dict, out: Path, sc: dict, scene: dict) -> list[dict]:
     return rows
 
 
-def generate(params: dict, out_dir, progress: bool = True) -> Path:
-    """Generate the dataset described by merged ``params`` into ``out_dir``.
-
-    Returns the path of the written ``manifest.parquet``.
-    """
-    p = check_params(dict(params))
-    out = Path(out_dir)
-    splits = [s for s in SPLITS if p[f"n_{s}"] > 0]
+def make_folders(p: dict, out: Path, splits: list[str]) -> None:
+    """Create the output folders of a scene-rendering dataset and ``masks/empty.png``."""
     folders = {f"masks/{s}" for s in splits} | {f"images/{s}/original" for s in splits}
     if p["kind"] == "single":
         folders |= {
@@ -751,26 +780,54 @@ def generate(params: dict, out_dir, progress: bool = True) -> Path:
         (out / f).mkdir(parents=True, exist_ok=True)
     _write(out / "masks/empty.png", encode_png(np.zeros((p["image_size"],) * 2, np.uint8)))
 
+
+def chunk_jobs(p: dict, out: Path, splits: list[str], step: int = 50) -> list[tuple]:
+    """(p, out, split_scenes, lo, hi) render jobs over the planned scenes of ``splits``."""
     jobs = []
     for split in splits:
         scenes = plan_split(p, split)
-        step = 50
         jobs += [
             (p, str(out), scenes, lo, min(lo + step, len(scenes)))
             for lo in range(0, len(scenes), step)
         ]
+    return jobs
+
+
+def run_jobs(fn, jobs: list, workers: int, desc: str, progress: bool,
+             initializer=None, initargs=()) -> list[dict]:  # fmt: skip
+    """Concatenated rows of ``fn(job)`` in job order, in a process pool when workers > 1.
+
+    ``initializer(*initargs)`` runs once in each process (and here when serial): the
+    way to hand large read-only inputs to workers without pickling them per job.
+    """
     rows: list[dict] = []
-    bar = tqdm(total=len(jobs), desc=f"scenes[{p['kind']}]", unit="chunk", disable=not progress)
-    if p["workers"] > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=p["workers"]) as pool:
-            for chunk_rows in pool.map(_render_chunk, jobs):  # map keeps the job order
+    bar = tqdm(total=len(jobs), desc=desc, unit="chunk", disable=not progress)
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers, initializer=initializer, initargs=initargs) as pool:
+            for chunk_rows in pool.map(fn, jobs):  # map keeps the job order
                 rows += chunk_rows
                 bar.update()
     else:
+        if initializer is not None:
+            initializer(*initargs)
         for job in jobs:
-            rows += _render_chunk(job)
+            rows += fn(job)
             bar.update()
     bar.close()
+    return rows
+
+
+def generate(params: dict, out_dir, progress: bool = True) -> Path:
+    """Generate the dataset described by merged ``params`` into ``out_dir``.
+
+    Returns the path of the written ``manifest.parquet``.
+    """
+    p = check_params(dict(params))
+    out = Path(out_dir)
+    splits = [s for s in SPLITS if p[f"n_{s}"] > 0]
+    make_folders(p, out, splits)
+    jobs = chunk_jobs(p, out, splits)
+    rows = run_jobs(_render_chunk, jobs, p["workers"], f"scenes[{p['kind']}]", progress)
 
     write_json(
         out / "classes.json",
