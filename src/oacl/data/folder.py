@@ -12,13 +12,16 @@ Images stay where they are: ``path`` is absolute (or relative to the manifest fo
 ``relative_paths: true``). Every image is decoded once with ``oacl.io.read_rgb`` so that
 grayscale / RGBA / CMYK / 16-bit files are accepted (conversion happens again at read
 time) while undecodable, truncated and tiny (< ``min_size`` px) files are found now.
-Bad files make the command fail with a list of them, unless ``skip_bad: true``; the
-skips are then recorded in ``<out>/skipped.json``. Class labels are integers in sorted
+Links that cannot be followed (dangling or looping, for split/class folders and image
+files) and class folders without an image file are bad inputs too. Bad inputs make the
+command fail with a list of them, unless ``skip_bad: true``; the skips are then
+recorded (with a ``kind`` and counted per kind) in ``<out>/skipped.json``. Class labels are integers in sorted
 class-name order; ``<out>/classes.json`` holds ``{"classes": [names...]}``.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -56,25 +59,66 @@ DEFAULTS = {
 }
 
 
+def _broken_link(p: Path) -> tuple[str, str]:
+    """(reason, kind) when ``p`` is a symlink that cannot be followed, else ("", "")."""
+    if not p.is_symlink():
+        return "", ""
+    try:
+        os.stat(p)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symlink loop (links to {os.readlink(p)})", "symlink_loop"
+        return f"broken link: target {os.readlink(p)} does not exist", "broken_link"
+    return "", ""
+
+
 def _list_images(
     root: Path, splits: list[str], extensions: list[str]
-) -> list[tuple[str, str, Path]]:
-    """(split, class, path) of every image file, in sorted order."""
+) -> tuple[list[tuple[str, str, Path]], list[dict]]:
+    """(split, class, path) of every image file in sorted order, and the bad entries.
+
+    Bad entries (``{"path", "reason", "kind"}``) are links that cannot be followed (split
+    or class folders, or files with an image extension) and class folders holding no
+    image file: silently dropping them would shrink the dataset or shift the labels.
+    """
     exts = {e.lower() for e in extensions}
+    problems: list[dict] = []
+
+    def bad(path: Path, reason: str, kind: str) -> None:
+        problems.append({"path": str(path), "reason": reason, "kind": kind})
+
+    def dirs(parent: Path, skip=()) -> list[Path]:
+        out = []
+        for d in sorted(parent.iterdir()):
+            why, kind = _broken_link(d)
+            if why:
+                bad(d, why, kind)
+            elif d.is_dir() and d.name not in skip:
+                out.append(d)
+        return out
+
     if splits:
         missing = [s for s in splits if not (root / s).is_dir()]
         if missing:
             raise FileNotFoundError(f"folder dataset {root}: split folder(s) {missing} not found")
         split_dirs = [root / s for s in splits]
     else:
-        split_dirs = sorted(d for d in root.iterdir() if d.is_dir() and d.name != "masks")
+        split_dirs = dirs(root, skip=("masks",))
     found = []
     for sd in split_dirs:
-        for cd in sorted(d for d in sd.iterdir() if d.is_dir()):
+        for cd in dirs(sd):
+            n = len(found)
             for f in sorted(cd.iterdir()):
-                if f.is_file() and f.suffix.lower() in exts and not f.name.startswith("."):
+                if f.suffix.lower() not in exts or f.name.startswith("."):
+                    continue
+                why, kind = _broken_link(f)
+                if why:
+                    bad(f, why, kind)
+                elif f.is_file():
                     found.append((sd.name, cd.name, f))
-    return found
+            if len(found) == n and not any(p["path"].startswith(str(cd) + os.sep) for p in problems):
+                bad(cd, f"empty class folder: no image file ({', '.join(sorted(exts))})", "empty_class")
+    return found, problems
 
 
 def _check_image(args) -> tuple[int, int, str]:
@@ -151,9 +195,10 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
         raise FileNotFoundError(f"folder dataset: root {params['root']!r} is not a directory")
     root = root.resolve()
     out = Path(out_dir).resolve()
-    items = _list_images(root, params["splits"], params["extensions"])
+    items, bad_entries = _list_images(root, params["splits"], params["extensions"])
     if not items:
-        raise ValueError(f"folder dataset {root}: no images found under <split>/<class>/ folders")
+        listing = "".join(f"\n  {b['path']}: {b['reason']}" for b in bad_entries[:20])
+        raise ValueError(f"folder dataset {root}: no images found under <split>/<class>/ folders{listing}")
     classes = sorted({c for _, c, _ in items})
     label_of = {c: i for i, c in enumerate(classes)}
     masks = []
@@ -171,10 +216,10 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
         checks = [_check_image(j) for j in tqdm(jobs, **bar)]
 
     table = _load_box_table(root)
-    rows, skipped = [], []
+    rows, skipped = [], list(bad_entries)
     for (split, cls, f), mask, (w, h, problem) in zip(items, masks, checks):
         if problem:
-            skipped.append({"path": str(f), "reason": problem})
+            skipped.append({"path": str(f), "reason": problem, "kind": _kind(problem)})
             continue
         rel = f.relative_to(root).as_posix()
         image_id = f"{split}/{cls}/{f.name}"
@@ -205,16 +250,15 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
         listing = "\n".join(f"  {s['path']}: {s['reason']}" for s in skipped[:20])
         more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
         raise ValueError(
-            f"folder dataset {root}: {len(skipped)} bad image(s) of {len(items)} "
+            f"folder dataset {root}: {len(skipped)} bad image(s), link(s) or class folder(s) "
+            f"beside {len(items)} image files "
             f"(set skip_bad: true / --skip-bad to skip them):\n{listing}{more}"
         )
     if not rows:
         raise ValueError(f"folder dataset {root}: every image is bad ({len(skipped)} skipped)")
     counts: dict[str, int] = {}
     for s in skipped:
-        kind = s["reason"].split(":")[0].split(" ")[0]  # undecodable | too | bad | mask
-        kind = {"too": "too_small", "bad": "bad_mask", "mask": "mask_size"}.get(kind, kind)
-        counts[kind] = counts.get(kind, 0) + 1
+        counts[s["kind"]] = counts.get(s["kind"], 0) + 1
     if params["skip_bad"]:
         write_json(
             out / "skipped.json",
@@ -230,6 +274,12 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
     manifest = out / "manifest.parquet"
     write_manifest(manifest, pd.DataFrame(rows))
     return manifest
+
+
+def _kind(reason: str) -> str:
+    """undecodable | too_small | bad_mask | mask_size, from a _check_image problem."""
+    kind = reason.split(":")[0].split(" ")[0]
+    return {"too": "too_small", "bad": "bad_mask", "mask": "mask_size"}.get(kind, kind)
 
 
 def _ref(path: Path, out: Path, relative: bool) -> str:
