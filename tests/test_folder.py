@@ -145,3 +145,45 @@ def test_cli_index(root, tmp_path, capsys):
     assert "6 rows" in line and "skipped 3" in line
     assert main(["data", "index", "--root", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_links_and_empty_class_folders_are_reported(root, tmp_path):
+    for rel in BAD:  # only the new kinds of bad input remain
+        (root / rel).unlink()
+    (root / "train/cat/dangling.png").symlink_to(root / "nowhere.png")
+    (root / "train/dog/loop.png").symlink_to(root / "train/dog/loop.png")
+    (root / "train/ghost").symlink_to(root / "no_such_class")
+    (root / "val/empty").mkdir()
+    (root / "val/empty/readme.txt").write_text("no images here")
+    expected = {
+        "train/cat/dangling.png": "broken_link",
+        "train/dog/loop.png": "symlink_loop",
+        "train/ghost": "broken_link",
+        "val/empty": "empty_class",
+    }
+    with pytest.raises(ValueError) as err:
+        index_folder(_params(root), tmp_path / "out", progress=False)
+    msg = str(err.value)
+    assert "4 bad image(s), link(s) or class folder(s)" in msg
+    for rel in expected:
+        assert str(root / rel) in msg
+    assert "symlink loop" in msg and "empty class folder" in msg and "does not exist" in msg
+
+    out = tmp_path / "skip"
+    df = read_manifest(index_folder(_params(root, skip_bad=True), out, progress=False))
+    assert sorted(df["image_id"]) == sorted(GOOD)
+    skipped = json.loads((out / "skipped.json").read_text())
+    assert {s["path"]: s["kind"] for s in skipped["skipped"]} == {str(root / r): k for r, k in expected.items()}
+    assert skipped["counts"] == {"broken_link": 2, "symlink_loop": 1, "empty_class": 1}
+    assert skipped["n_skipped"] == 4
+
+
+def test_16bit_images_scale_by_bit_depth_not_content(tmp_path):
+    dark = np.full((12, 10), 199, np.uint16)  # 199 of 65535: nearly black
+    cv2.imwrite(str(tmp_path / "dark16.png"), dark)
+    Image.fromarray(dark).save(tmp_path / "dark16.tif")
+    bright = np.full((12, 10), 50000, np.uint16)
+    cv2.imwrite(str(tmp_path / "bright16.png"), bright)
+    for name in ("dark16.png", "dark16.tif"):
+        assert read_rgb(tmp_path / name).max() <= 1, name  # 199 / 65535 * 255 = 0.77
+    assert (read_rgb(tmp_path / "bright16.png") == round(50000 / 65535 * 255)).all()

@@ -197,3 +197,70 @@ def test_cli_rejects_unknown_key(toy, tmp_path, capsys):
                str(manifest), "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o.json")])
     assert rc == 2 and "c_gird" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_feature_cache_follows_image_bytes(toy, tmp_path):
+    """Images regenerated under the same ids and paths (another seed): not served stale."""
+    manifest, ckpt, loads = toy
+    cache_dir = tmp_path / "cache"
+    old = features.cached_features(ckpt, manifest, "train", "original", cache_dir)["features"]
+    st = os.stat(ckpt)
+    make_dataset(tmp_path, seed=1)  # same ids, paths and checkpoint bytes; other pixels
+    os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same checkpoint file, untouched
+    new = features.cached_features(ckpt, manifest, "train", "original", cache_dir)["features"]
+    assert len(loads) == 2 and not np.array_equal(old, new)
+    from oacl.artifacts import read_manifest
+
+    df = read_manifest(manifest)
+    torch.manual_seed(0)
+    np.testing.assert_array_equal(new, features.extract_features(MeanColour(), df[df.split == "train"]))
+    features.cached_features(ckpt, manifest, "train", "original", cache_dir)
+    assert len(loads) == 2  # and reused while nothing changes
+
+
+_FEATURES_SCRIPT = """
+import sys, numpy as np, torch
+from torch import nn
+from oacl.evaluate import features
+
+class Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.meta = {"image_size": 16, "mean": [0.5] * 3, "std": [0.25] * 3}
+
+features.load_model = lambda path, device="cpu": Toy()
+cache = features.FeatureCache(sys.argv[1], sys.argv[2], sys.argv[3])
+np.save(sys.argv[4], cache.get("train")["features"])
+print("misses", cache.misses)
+"""
+
+
+def test_feature_cache_follows_code(toy, tmp_path):
+    """An edit of evaluate/features.py that changes the features recomputes the cache."""
+    import shutil
+    import subprocess
+    import sys
+
+    import oacl
+
+    manifest, ckpt, _ = toy
+    src = tmp_path / "src"
+    shutil.copytree(os.path.dirname(oacl.__file__), src / "oacl", ignore=shutil.ignore_patterns("__pycache__"))
+    script = tmp_path / "run.py"
+    script.write_text(_FEATURES_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+
+    def run(name):
+        out = subprocess.run([sys.executable, str(script), str(ckpt), str(manifest), str(tmp_path / "cache"),
+                              str(tmp_path / name)], env=env, check=True, capture_output=True, text=True)
+        return np.load(tmp_path / name), out.stdout
+
+    before, log = run("a.npy")
+    assert "misses 1" in log
+    with open(src / "oacl" / "evaluate" / "features.py", "a") as fh:  # features x 2 from now on
+        fh.write("\n_extract = extract_features\n"
+                 "def extract_features(*a, **k):\n    return 2 * _extract(*a, **k)\n")
+    after, log = run("b.npy")
+    assert "misses 1" in log
+    np.testing.assert_array_equal(after, 2 * before)

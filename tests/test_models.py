@@ -110,3 +110,26 @@ def test_embedding_model_forward():
     model = EmbeddingModel(dict(META, method="moco",
                                 projector={"in": 128, "hidden": 128, "out": 16, "bn": False})).eval()
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 16)
+
+
+def test_checkpoint_bytes_are_reproducible(tmp_path):
+    """Identical models give byte-identical model.pt files, also across processes
+    (torch.save must not record the random temporary file name), so sha256sum compares them."""
+    import hashlib
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from oacl.models import save_checkpoint\n"
+        "from oacl.train.methods import MoCo\n"
+        "torch.manual_seed(0)\n"
+        "m = MoCo('resnet18_small', queue_size=32)\n"
+        f"save_checkpoint(sys.argv[1], m.export({dict(META, method='moco')!r}))\n"
+    )
+    digests = []
+    for run in ("a", "b"):
+        out = tmp_path / run / "model.pt"
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True)
+        digests.append(hashlib.sha256(out.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]

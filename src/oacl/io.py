@@ -82,10 +82,16 @@ def write_parquet(path: str | os.PathLike, table) -> None:
 
 
 def torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """torch.save atomically, byte-reproducibly: the same object gives the same bytes.
+
+    Given a file name, torch.save names the zip archive's top folder after it (here the
+    random temporary name); given an open file it uses the fixed name "archive".
+    """
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
 
 
 # --------------------------------------------------------------------------- images
@@ -132,9 +138,10 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # scaled by the file's bit depth, never by its content: a dark 16-bit
+                # image (maximum 199) stays dark instead of being read as 8-bit
                 a = np.asarray(im, dtype=np.float64)
-                hi = a.max() if a.size and a.max() > 0 else 1.0
-                a = (a / (65535.0 if hi > 255 else 255.0) * 255.0).clip(0, 255).astype(np.uint8)
+                a = np.rint(a / (2.0 ** _bit_depth(im) - 1) * 255.0).clip(0, 255).astype(np.uint8)
                 return np.repeat(a[:, :, None], 3, axis=2)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 im = im.convert("RGBA")
@@ -145,6 +152,16 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         raise
     except Exception as exc:  # PIL raises many types for broken files
         raise ImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+
+
+def _bit_depth(im) -> int:
+    """Bits per sample of an integer greyscale PIL image ("I;16*" or "I")."""
+    if im.mode.startswith("I;16"):
+        return 16
+    bits = getattr(im, "tag_v2", {}).get(258)  # TIFF BitsPerSample
+    if bits:
+        return int(bits[0] if isinstance(bits, tuple) else bits)
+    return 16  # PNG and PGM decode deeper-than-8-bit grey as "I" holding 16-bit samples
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:

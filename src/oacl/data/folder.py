@@ -15,18 +15,20 @@ images become rows of split ``variant_split`` (default ``test``) with ``variant`
 (``original`` for the unaltered test images), ``image_id`` ``<split>/<variant>/<class>/<file>``,
 and one ``scene_id`` per (class, file stem) shared across variants, so no symlinks into
 the ImageNet-9 layout are needed. ``root`` then holds the training splits only.
-
 Images stay where they are: ``path`` is absolute (or relative to the manifest folder with
 ``relative_paths: true``). Every image is decoded once with ``oacl.io.read_rgb`` so that
 grayscale / RGBA / CMYK / 16-bit files are accepted (conversion happens again at read
 time) while undecodable, truncated and tiny (< ``min_size`` px) files are found now.
-Bad files make the command fail with a list of them, unless ``skip_bad: true``; the
-skips are then recorded in ``<out>/skipped.json``. Class labels are integers in sorted
+Links that cannot be followed (dangling or looping, for split/class folders and image
+files) and class folders without an image file are bad inputs too. Bad inputs make the
+command fail with a list of them, unless ``skip_bad: true``; the skips are then
+recorded (with a ``kind`` and counted per kind) in ``<out>/skipped.json``. Class labels are integers in sorted
 class-name order; ``<out>/classes.json`` holds ``{"classes": [names...]}``.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -66,8 +68,22 @@ DEFAULTS = {
 }
 
 
-def _variant_items(root: Path, params: dict) -> list[tuple[str, str, Path, str, str]]:
-    """(split, class, path, variant, mask path or "") of every image of ``variants``."""
+def _broken_link(p: Path) -> tuple[str, str]:
+    """(reason, kind) when ``p`` is a symlink that cannot be followed, else ("", "")."""
+    if not p.is_symlink():
+        return "", ""
+    try:
+        os.stat(p)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symlink loop (links to {os.readlink(p)})", "symlink_loop"
+        return f"broken link: target {os.readlink(p)} does not exist", "broken_link"
+    return "", ""
+
+
+def _variant_items(root: Path, params: dict, bad_entries: list) -> list[tuple[str, str, Path, str, str]]:
+    """(split, class, path, variant, mask path or "") of every image of ``variants``;
+    unreadable entries are appended to ``bad_entries``."""
     found = []
     for variant, spec in sorted(params["variants"].items()):
         spec = spec if isinstance(spec, dict) else {"images": spec}
@@ -80,7 +96,9 @@ def _variant_items(root: Path, params: dict) -> list[tuple[str, str, Path, str, 
         masks = (root / Path(spec["masks"]).expanduser()).resolve() if spec.get("masks") else None
         if not folder.is_dir():
             raise FileNotFoundError(f"folder variants.{variant}: {folder} is not a directory")
-        for _, cls, f in _list_images(folder.parent, [folder.name], params["extensions"]):
+        images, bad = _list_images(folder.parent, [folder.name], params["extensions"])
+        bad_entries.extend(bad)
+        for _, cls, f in images:
             m = masks / cls / (f.stem + ".png") if masks else None
             mask = str(m) if m and m.exists() else ""
             found.append((params["variant_split"], cls, f, variant, mask))
@@ -89,23 +107,51 @@ def _variant_items(root: Path, params: dict) -> list[tuple[str, str, Path, str, 
 
 def _list_images(
     root: Path, splits: list[str], extensions: list[str]
-) -> list[tuple[str, str, Path]]:
-    """(split, class, path) of every image file, in sorted order."""
+) -> tuple[list[tuple[str, str, Path]], list[dict]]:
+    """(split, class, path) of every image file in sorted order, and the bad entries.
+
+    Bad entries (``{"path", "reason", "kind"}``) are links that cannot be followed (split
+    or class folders, or files with an image extension) and class folders holding no
+    image file: silently dropping them would shrink the dataset or shift the labels.
+    """
     exts = {e.lower() for e in extensions}
+    problems: list[dict] = []
+
+    def bad(path: Path, reason: str, kind: str) -> None:
+        problems.append({"path": str(path), "reason": reason, "kind": kind})
+
+    def dirs(parent: Path, skip=()) -> list[Path]:
+        out = []
+        for d in sorted(parent.iterdir()):
+            why, kind = _broken_link(d)
+            if why:
+                bad(d, why, kind)
+            elif d.is_dir() and d.name not in skip:
+                out.append(d)
+        return out
+
     if splits:
         missing = [s for s in splits if not (root / s).is_dir()]
         if missing:
             raise FileNotFoundError(f"folder dataset {root}: split folder(s) {missing} not found")
         split_dirs = [root / s for s in splits]
     else:
-        split_dirs = sorted(d for d in root.iterdir() if d.is_dir() and d.name != "masks")
+        split_dirs = dirs(root, skip=("masks",))
     found = []
     for sd in split_dirs:
-        for cd in sorted(d for d in sd.iterdir() if d.is_dir()):
+        for cd in dirs(sd):
+            n = len(found)
             for f in sorted(cd.iterdir()):
-                if f.is_file() and f.suffix.lower() in exts and not f.name.startswith("."):
+                if f.suffix.lower() not in exts or f.name.startswith("."):
+                    continue
+                why, kind = _broken_link(f)
+                if why:
+                    bad(f, why, kind)
+                elif f.is_file():
                     found.append((sd.name, cd.name, f))
-    return found
+            if len(found) == n and not any(p["path"].startswith(str(cd) + os.sep) for p in problems):
+                bad(cd, f"empty class folder: no image file ({', '.join(sorted(exts))})", "empty_class")
+    return found, problems
 
 
 def _check_image(args) -> tuple[int, int, str]:
@@ -182,15 +228,16 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
         raise FileNotFoundError(f"folder dataset: root {params['root']!r} is not a directory")
     root = root.resolve()
     out = Path(out_dir).resolve()
-    items = _list_images(root, params["splits"], params["extensions"])
-    vitems = _variant_items(root, params) if params["variants"] else []
+    items, bad_entries = _list_images(root, params["splits"], params["extensions"])
+    vitems = _variant_items(root, params, bad_entries) if params["variants"] else []
     if vitems and params["variant_split"] in {s_ for s_, _, _ in items}:
         raise ValueError(
             f"folder dataset {root}: split folder {params['variant_split']!r} and variants both "
             "give that split; drop the folder (see `splits`) or set variant_split"
         )
     if not items:
-        raise ValueError(f"folder dataset {root}: no images found under <split>/<class>/ folders")
+        listing = "".join(f"\n  {b['path']}: {b['reason']}" for b in bad_entries[:20])
+        raise ValueError(f"folder dataset {root}: no images found under <split>/<class>/ folders{listing}")
     masks = []
     for split, cls, f in items:
         m = root / "masks" / split / cls / (f.stem + ".png")
@@ -213,10 +260,10 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
 
     table = _load_box_table(root)
     vset = {(s_, c, f) for s_, c, f, _, _ in vitems}
-    rows, skipped = [], []
+    rows, skipped = [], list(bad_entries)
     for (split, cls, f), mask, (w, h, problem), variant in zip(items, masks, checks, variant_of):
         if problem:
-            skipped.append({"path": str(f), "reason": problem})
+            skipped.append({"path": str(f), "reason": problem, "kind": _kind(problem)})
             continue
         rel = Path(os.path.relpath(f, root)).as_posix()
         scene = -1
@@ -250,16 +297,15 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
         listing = "\n".join(f"  {s['path']}: {s['reason']}" for s in skipped[:20])
         more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
         raise ValueError(
-            f"folder dataset {root}: {len(skipped)} bad image(s) of {len(items)} "
+            f"folder dataset {root}: {len(skipped)} bad image(s), link(s) or class folder(s) "
+            f"beside {len(items)} image files "
             f"(set skip_bad: true / --skip-bad to skip them):\n{listing}{more}"
         )
     if not rows:
         raise ValueError(f"folder dataset {root}: every image is bad ({len(skipped)} skipped)")
     counts: dict[str, int] = {}
     for s in skipped:
-        kind = s["reason"].split(":")[0].split(" ")[0]  # undecodable | too | bad | mask
-        kind = {"too": "too_small", "bad": "bad_mask", "mask": "mask_size"}.get(kind, kind)
-        counts[kind] = counts.get(kind, 0) + 1
+        counts[s["kind"]] = counts.get(s["kind"], 0) + 1
     if params["skip_bad"]:
         write_json(
             out / "skipped.json",
@@ -275,6 +321,12 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
     manifest = out / "manifest.parquet"
     write_manifest(manifest, pd.DataFrame(rows))
     return manifest
+
+
+def _kind(reason: str) -> str:
+    """undecodable | too_small | bad_mask | mask_size, from a _check_image problem."""
+    kind = reason.split(":")[0].split(" ")[0]
+    return {"too": "too_small", "bad": "bad_mask", "mask": "mask_size"}.get(kind, kind)
 
 
 def _ref(path: Path, out: Path, relative: bool) -> str:

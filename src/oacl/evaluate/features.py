@@ -2,15 +2,18 @@
 
 Linear and shift evaluation both need pooled encoder features of centre-cropped
 images (paper B.2). Extracting them is the expensive part, so each (split, variant)
-subset is stored as ``cache_dir/{split}__{variant}.npz`` together with a key of the
-checkpoint (size, mtime, hash of its first MiB) and the image ids it covers. Adding an
-evaluation set computes only that set; a re-trained checkpoint or a changed manifest
-invalidates the entries it affects. The model is loaded only on the first miss.
+subset is stored as ``cache_dir/{split}__{variant}.npz`` together with the image ids it
+covers and a fingerprint (``oacl.fingerprint``) of what its features depend on: the
+checkpoint's bytes, the bytes of the subset's image files, the preprocessing
+parameters and the src/oacl code that computes them (``CODE``). An entry is reused only
+when both are equal, so adding an evaluation set computes only that set, while a
+re-trained checkpoint, a regenerated image or an edit of this code recomputes the
+entries it affects. The model is loaded only on the first miss.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -18,13 +21,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import fingerprint as fpr
 from ..artifacts import read_manifest
 from ..io import atomic_path, read_rgb
 
 log = logging.getLogger(__name__)
 
-# bump when the preprocessing changes, so old caches are recomputed
-FEATURE_VERSION = 1
+# the cache file layout (code changes are caught by the fingerprint of CODE)
+FEATURE_VERSION = 2
+# the src/oacl code features depend on: image reading, manifest paths, the model, the view
+CODE = ("io.py", "artifacts.py", "fingerprint.py", "models/*.py", "evaluate/features.py",
+        "train/augment.py", "train/objaware.py")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_RATIO = 0.875  # linear-evaluation convention: resize to size / 0.875, centre crop
@@ -96,13 +103,10 @@ def extract_features(
     return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
-def checkpoint_key(checkpoint: str | os.PathLike, crop_ratio: float = CROP_RATIO) -> str:
-    """Identity of a checkpoint file (size, mtime, hash of its first MiB) + preprocessing."""
-    p = Path(checkpoint)
-    st = p.stat()
-    with open(p, "rb") as fh:
-        head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:16]
-    return f"v{FEATURE_VERSION}:crop{crop_ratio:g}:{st.st_size}:{st.st_mtime_ns}:{head}"
+def cache_fingerprint(checkpoint_digest: str, crop_ratio: float, image_paths) -> dict:
+    """Fingerprint of one cached subset: checkpoint bytes, image bytes, preprocessing, code."""
+    config = {"version": FEATURE_VERSION, "checkpoint": checkpoint_digest, "crop_ratio": float(crop_ratio)}
+    return fpr.fingerprint(config, {"images": list(image_paths)}, CODE)
 
 
 def select_rows(df: pd.DataFrame, split: str, variant: str | None = "original") -> pd.DataFrame:
@@ -129,7 +133,7 @@ class FeatureCache:
         if label_column not in self.df:
             raise KeyError(f"manifest has no label column {label_column!r}")
         self.crop_ratio = float(crop_ratio)
-        self.key = checkpoint_key(self.checkpoint, self.crop_ratio)
+        self.checkpoint_digest = fpr.file_digest(self.checkpoint)
         self._model = None
         self.hits, self.misses = 0, 0
 
@@ -148,7 +152,8 @@ class FeatureCache:
         ids = np.array(rows["image_id"].astype(str).tolist(), dtype=str)
         labels = rows[self.label_column].to_numpy(dtype=np.int64)
         path = self.path(split, variant)
-        cached = self._load(path, ids)
+        fp = cache_fingerprint(self.checkpoint_digest, self.crop_ratio, rows["abspath"])
+        cached = self._load(path, ids, fp)
         if cached is not None:
             self.hits += 1
             return {"features": cached, "labels": labels, "image_ids": ids}
@@ -159,16 +164,19 @@ class FeatureCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:  # a file object keeps numpy from adding ".npz"
-                np.savez(fh, features=feats, labels=labels, image_ids=ids, key=np.array(self.key))
+                np.savez(fh, features=feats, labels=labels, image_ids=ids,
+                         fingerprint=np.array(json.dumps(fp, sort_keys=True)))
         return {"features": feats, "labels": labels, "image_ids": ids}
 
-    def _load(self, path: Path, ids: np.ndarray):
+    def _load(self, path: Path, ids: np.ndarray, fp: dict):
         if not path.exists():
             return None
         try:
             with np.load(path, allow_pickle=False) as z:
-                if str(z["key"]) != self.key:
-                    log.info("%s: checkpoint changed, recomputing", path)
+                old = json.loads(str(z["fingerprint"])) if "fingerprint" in z.files else None
+                diff = fpr.differences(old, fp)
+                if diff:
+                    log.info("%s: %s, recomputing", path, "; ".join(diff))
                     return None
                 if not np.array_equal(z["image_ids"], ids):
                     log.info("%s: manifest rows changed, recomputing", path)

@@ -12,8 +12,12 @@ Resumable and deterministic: ``train_state.pt`` beside ``out`` holds the method
 epoch metrics. It is written atomically every ``ckpt_every_steps`` steps and at each
 epoch end; a re-run continues from it. The loader's order depends only on (seed,
 epoch) and starts mid-epoch at the saved batch, so on CPU a killed-and-resumed run
-ends with the same weights as an uninterrupted one. The state records a hash of the
-parameters that shape training; a re-run with different ones is refused.
+ends with the same weights as an uninterrupted one. The state records a fingerprint
+(``oacl.fingerprint``) of everything that shapes the result: the parameters, the bytes
+of the manifest, of every train/val image (and GT mask) it references and of the box /
+mask shards, and the src/oacl code this stage runs (``CODE``). A re-run resumes only
+when a fresh fingerprint is equal; otherwise it logs what changed and trains from
+scratch (the stale state is overwritten at the first checkpoint).
 
 Outputs: ``out`` (model.pt, see oacl.models.checkpoint) and ``metrics.jsonl`` beside
 it (one JSON line per epoch: loss, lr, kNN accuracy, img/s, time).
@@ -21,7 +25,6 @@ it (one JSON line per epoch: loss, lr, kNN accuracy, img/s, time).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -36,15 +39,16 @@ import torch
 import torch.nn as nn
 
 from ..artifacts import read_boxes, read_manifest, read_masks
+from .. import fingerprint as fpr
 from ..io import torch_save, write_text
-from ..params import merge_params, params_json
+from ..params import merge_params
 from ..models import IMAGENET_MEAN, IMAGENET_STD, feat_dim, save_checkpoint
 from . import augment, data, dist, health, knn
 from .methods import build_method
 
 log = logging.getLogger(__name__)
 
-STATE_FORMAT = "oacl-train-state-v1"
+STATE_FORMAT = "oacl-train-state-v2"  # v2: content+code fingerprint instead of a config hash
 STATE_NAME = "train_state.pt"
 METRICS_NAME = "metrics.jsonl"
 
@@ -87,12 +91,11 @@ DEFAULTS = {
     "augment": augment.DEFAULTS,
 }
 
-# keys that do not change the trained weights (excluded from the resume hash)
+# keys that do not change the trained weights (excluded from the resume fingerprint)
 _NOT_HASHED = ("workers", "threads", "ckpt_every_steps", "knn_every", "knn_k", "knn_max", "log_every")
-
-
-class ResumeError(ValueError):
-    """train_state.pt exists but belongs to a different training configuration."""
+# the src/oacl code this stage runs (as the pretrain rule's code input lists it)
+CODE = ("io.py", "artifacts.py", "params.py", "fingerprint.py", "models/*.py", "train/*.py",
+        "refine/background.py")
 
 
 # ------------------------------------------------------------------------ helpers
@@ -114,12 +117,17 @@ def lr_at(step: int, total: int, params: dict) -> float:
     return lo + (hi - lo) * (1 + math.cos(math.pi * step / max(1, total))) / 2
 
 
-def config_hash(params: dict, train_ids: list[str], aux: list[str], world: int) -> str:
+def resume_fingerprint(params: dict, world: int, manifest_path, df, train_df, boxes, masks) -> dict:
+    """Fingerprint of a training run: parameters, process count, input bytes, code."""
     shaping = {k: v for k, v in params.items() if k not in _NOT_HASHED}
-    h = hashlib.sha256(params_json(shaping).encode())
-    h.update("\n".join(train_ids).encode())
-    h.update(json.dumps([aux, world]).encode())
-    return h.hexdigest()[:16]
+    val_df = df[(df["split"] == "val") & (df["variant"] == "original")]  # the kNN monitor's
+    masks_gt = [p for p in train_df["mask_abspath"] if p] if "mask_abspath" in train_df else []
+    return fpr.fingerprint(
+        {"params": shaping, "world": world},
+        {"manifest": [manifest_path], "train_images": list(train_df["abspath"]),
+         "train_gt_masks": masks_gt, "val_images": list(val_df["abspath"]),
+         "boxes": list(boxes), "masks": list(masks)},
+        CODE)
 
 
 def _rng_state(gen: torch.Generator) -> dict:
@@ -234,10 +242,16 @@ def _pretrain(params, manifest_path, out_path, state_path, metrics_path, boxes, 
     aug = augment.TwoViewAugment(params["augment"], variant, params["image_size"], method=params["method"])
     gen = torch.Generator(device=dev).manual_seed(params["seed"] * 1000 + rank)
 
-    chash = config_hash(params, list(train_df["image_id"]), [*map(str, boxes), *map(str, masks)], world)
+    t0 = time.time()
+    fp = None
+    if rank == 0:  # one reader of every input file; the others receive the result
+        fp = resume_fingerprint(params, world, manifest_path, df, train_df, boxes, masks)
+        log.info("fingerprint %s (%d train images hashed in %.1f s)", fp["digest"][:16], len(train_df),
+                 time.time() - t0)
+    fp = _broadcast_object(fp)
     epoch, start_batch, step, history, elapsed = 0, 0, 0, [], 0.0
-    if state_path.exists():
-        st = _load_state(state_path, chash)
+    st = _load_state(state_path, fp) if state_path.exists() else None
+    if st is not None:
         method.load_state_dict(st["method"])
         opt.load_state_dict(st["optimizer"])
         _set_rng_state(st["rng"][rank], gen)
@@ -256,7 +270,7 @@ def _pretrain(params, manifest_path, out_path, state_path, metrics_path, boxes, 
         rng = _gather_objects(_rng_state(gen))  # every rank's generators
         if rank == 0:
             torch_save(state_path, {
-                "format": STATE_FORMAT, "config_hash": chash, "params": params,
+                "format": STATE_FORMAT, "fingerprint": fp, "params": params,
                 "method": method.state_dict(), "optimizer": opt.state_dict(), "rng": rng,
                 "epoch": ep, "batch": batch, "step": step, "metrics": history,
                 "elapsed": elapsed + time.time() - t_start,
@@ -334,25 +348,42 @@ def _pretrain(params, manifest_path, out_path, state_path, metrics_path, boxes, 
                 "image_size": params["image_size"], "store_size": params["store_size"],
                 "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "num_classes": num_classes,
                 "feat_dim": feat_dim(params["arch"]), "epoch": epoch, "seed": params["seed"],
-                "config_hash": chash}
+                "fingerprint": fp["digest"]}
         save_checkpoint(out_path, method.export(meta))  # SyncBN keeps BatchNorm's state keys
         write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
     return history[-1] if history else {}
 
 
-def _load_state(path: Path, chash: str) -> dict:
+def _load_state(path: Path, fp: dict) -> dict | None:
+    """The saved state when it was written by this exact run (same fingerprint), else None.
+
+    Anything else starts from scratch, and the log says why: a state that resumed
+    after its inputs or code changed would return a model of the old ones.
+    """
+    why = None
     try:
         st = torch.load(path, map_location="cpu", weights_only=False)  # our own file (RNG tuples)
     except Exception as exc:
-        raise ResumeError(f"{path}: cannot read the resume state ({exc}); delete it to start over") from exc
-    if not isinstance(st, dict) or st.get("format") != STATE_FORMAT:
-        raise ResumeError(f"{path} is not an oacl training state; delete it to start over")
-    if st["config_hash"] != chash:
-        raise ResumeError(
-            f"{path} was written by a different training configuration (hash {st['config_hash']} "
-            f"!= {chash}: parameters, train images, box/mask shards or process count changed); "
-            "delete it (or the output folder) to train from scratch")
+        st, why = None, f"it cannot be read ({type(exc).__name__}: {exc})"
+    if why is None and (not isinstance(st, dict) or st.get("format") != STATE_FORMAT):
+        why = f"it is not an oacl training state of format {STATE_FORMAT}"
+    if why is None:
+        diff = fpr.differences(st.get("fingerprint"), fp)
+        if diff:
+            why = "; ".join(diff)
+    if why is not None:
+        if dist.rank() == 0:
+            log.warning("not resuming from %s: %s; training from scratch", path, why)
+        return None
     return st
+
+
+def _broadcast_object(obj):
+    if not dist.is_dist():
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _knn_loaders(df, train_df, params, workers):
