@@ -271,3 +271,41 @@ def test_schema_constraints_name_only_keys_the_stages_have(tmp_path):
     path.write_text(yaml.safe_dump(schema))
     with pytest.raises(configcheck.ConfigError, match="crf_paramz"):
         configcheck.full_schema(path)
+
+
+# ------------------------------------------------------------------ results elsewhere
+
+
+def test_results_outside_the_repository(workflow_copy, tmp_path):
+    """docs/cluster.md: `--directory` keeps config.yaml (it used to be lost: "'experiments'
+    is a required property"), from the repository root and from the run folder itself."""
+    run1 = tmp_path / "scratch" / "run1"
+    run1.mkdir(parents=True)
+    for extra in ([], ["--configfile", "workflow/configs/smoke.yaml"]):
+        proc = run_snakemake(workflow_copy, "-n", "--directory", str(run1), *extra, check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-2000:]
+        assert "results/report.html" in out and "evaluate_localization" in out
+        assert (run1 / ".snakemake").is_dir() and not (workflow_copy / ".snakemake").exists()
+    smoke = run_snakemake(workflow_copy, "-n", "-p", "--directory", str(run1),
+                          "--configfile", "workflow/configs/smoke.yaml").stdout
+    assert '"n_train":96' in smoke  # the preset is merged over the base config
+    run2 = tmp_path / "run2"
+    run2.mkdir()
+    proc = run_snakemake(run2, "-n", "-s", str(workflow_copy / "Snakefile"), "--configfile",
+                         str(workflow_copy / "workflow/configs/smoke.yaml"), check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    assert not (workflow_copy / "results").exists() and not (run1 / "results").exists()
+
+
+def test_report_command_lists_exactly_the_configured_files(workflow_copy, tmp_path):
+    """The report rule passes its inputs; a seed dropped from the config is not among them."""
+    override = _write(tmp_path, {"experiments": {"background": {"seeds": [1], "cam_model": "moco-baseline-s1"}},
+                                 "localization": {"scenes_single": {"model": "moco-baseline-s1"}}})
+    out = run_snakemake(workflow_copy, "-n", "-p", "--configfile", override).stdout
+    cmd = re.search(r"oacl report .*--inputs (.*?) --out", out)[1].split()
+    assert "results/eval/scenes_single/moco-bg_mixup_cam-s1/shift.json" in cmd
+    assert not any("scenes_single/moco-bg_mixup_cam-s0" in c for c in cmd)
+    shards = [c for c in cmd if c.endswith(".parquet")]
+    assert "results/cam/scenes_multi/moco-baseline-s0/iter10/masks_1.parquet" in shards
+    assert "results/refine/scenes_single/moco-baseline-s1/iter1/boxes_0.parquet" in shards
