@@ -40,6 +40,11 @@ STAGES = {
 }
 
 
+# where a stage key that the rule sets itself comes from
+RULE_SET = {"method": "experiments.*.methods", "variant": "experiments.*.variants",
+            "seed": "experiments.*.seeds", "device": "the top-level `device`"}
+
+
 class ConfigError(ValueError):
     """The configuration is wrong; the message names file, line and key where known."""
 
@@ -177,6 +182,13 @@ def full_schema(schema_path) -> dict:
     return schema
 
 
+def _unknown_keys(err) -> list[str]:
+    if err.validator != "additionalProperties" or not isinstance(err.instance, dict):
+        return []
+    known = err.schema.get("properties", {})
+    return sorted(str(k) for k in err.instance if k not in known)
+
+
 def _message(err) -> str:
     msg = err.message
     if err.validator == "additionalProperties" and isinstance(err.schema.get("properties"), dict):
@@ -198,10 +210,18 @@ def check_config(config: dict, schema_path, files=()) -> None:
     if errors:
         lines = []
         for err in errors[:12]:
-            path = list(err.absolute_path)
+            path, msg = list(err.absolute_path), _message(err)
+            extra = _unknown_keys(err)
+            if extra:  # name the unknown key itself, and point at its line
+                path, msg = path + [extra[0]], "unknown key" + msg[msg.index(" (known"):] if \
+                    " (known" in msg else "unknown key"
+                if extra[0] in RULE_SET and len(path) > 1:
+                    msg = f"not settable here: each job takes it from {RULE_SET[extra[0]]}"
+                if len(extra) > 1:
+                    msg += f"; also unknown: {', '.join(extra[1:])}"
             key = ".".join(str(p) for p in path) or "(top level)"
             loc = locate(path, list(files))
-            lines.append(f"  {loc + ': ' if loc else ''}{key}: {_message(err)}")
+            lines.append(f"  {loc + ': ' if loc else ''}{key}: {msg}")
         more = f"\n  ... and {len(errors) - 12} more" if len(errors) > 12 else ""
         raise ConfigError("invalid configuration (nothing was run):\n" + "\n".join(lines) + more)
 
