@@ -309,3 +309,22 @@ def test_report_command_lists_exactly_the_configured_files(workflow_copy, tmp_pa
     shards = [c for c in cmd if c.endswith(".parquet")]
     assert "results/cam/scenes_multi/moco-baseline-s0/iter10/masks_1.parquet" in shards
     assert "results/refine/scenes_single/moco-baseline-s1/iter1/boxes_0.parquet" in shards
+
+
+def test_check_config_names_file_and_line_of_a_preset(tmp_path, capsys):
+    """Snakemake parses --configfile files before the workflow loads and reports a YAML
+    error there without file or line; `oacl check-config` names both."""
+    from oacl.cli import main
+
+    bad = tmp_path / "preset.yaml"
+    bad.write_text("pretrain:\n  epochs: 2\n  moco: {queue_size: 4096\n")
+    assert main(["check-config", str(bad)]) == 2
+    assert re.search(rf"{re.escape(str(bad))}:4:\d+: YAML syntax error", capsys.readouterr().err)
+    bad.write_text("")
+    assert main(["check-config", str(bad)]) == 2
+    assert f"{bad}:1: config file is empty" in capsys.readouterr().err
+    bad.write_text("experiments:\n  contextual:\n    pretrain:\n      epochs: 0\n")
+    assert main(["check-config", str(bad)]) == 2
+    assert f"{bad}:4: experiments.contextual.pretrain.epochs" in capsys.readouterr().err
+    for preset in sorted((REPO / "workflow" / "configs").glob("*.yaml")):
+        assert main(["check-config", str(preset)]) == 0, preset

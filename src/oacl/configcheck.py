@@ -270,3 +270,53 @@ def cross_check(config: dict) -> None:
         if loc["model"] not in trained.get(ds, set()):
             fail(f"localization.{ds}.model: {loc['model']!r} is trained by no experiment on "
                  f"{ds!r} (add its method/variant/seed to one; listed: {sorted(trained.get(ds, []))})")
+
+
+# --------------------------------------------------------------------------- oacl check-config
+
+
+def merge_configs(files: list[Path]) -> dict:
+    """The config Snakemake builds: each file deep-merged over the previous one, then the
+    entries a preset sets to null removed from datasets/experiments/localization."""
+    def merge(dst, src):
+        for k, v in src.items():
+            if isinstance(v, dict) and isinstance(dst.get(k), dict):
+                merge(dst[k], v)
+            else:
+                dst[k] = copy.deepcopy(v)
+
+    config: dict = {}
+    for path in files:
+        merge(config, yaml.safe_load(Path(path).read_text()))
+    for section in ("datasets", "experiments", "localization"):
+        if isinstance(config.get(section), dict):
+            config[section] = {k: v for k, v in config[section].items() if v is not None}
+    return config
+
+
+def _repo_file(*parts) -> Path:
+    return Path(__file__).resolve().parents[2].joinpath(*parts)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "check-config", help="check config files as the workflow does, without Snakemake",
+        description="Parse each file (a YAML error names file and line: for files given to "
+        "snakemake with --configfile, Snakemake's own parser reports such errors first, "
+        "without the line), merge them over the base config as Snakemake does and check "
+        "the result against the schema and the cross-references.")
+    p.add_argument("configfiles", nargs="*", help="presets / overrides, merged in this order")
+    p.add_argument("--base", default=str(_repo_file("config.yaml")),
+                   help="base config (default: config.yaml of this checkout)")
+    p.add_argument("--schema", default=str(_repo_file("workflow", "schemas", "config.schema.yaml")))
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    paths = [Path(args.base), *map(Path, args.configfiles)]
+    files = load_config_files(paths)
+    config = merge_configs(paths)
+    check_config(config, args.schema, files)
+    cross_check(config)
+    print(f"ok: {' + '.join(map(str, paths))}")
+    return 0
