@@ -2,11 +2,11 @@
 #
 #   snakemake --cores all                    # the embedded default (synthetic scenes)
 #   snakemake --cores all --profile slurm    # the same on a Slurm cluster
+#   snakemake --cores all --directory /scratch/run1   # results/ under /scratch/run1
 #
 # Rules are thin: each calls one `oacl` command; the logic is in src/oacl.
-
-
-configfile: "config.yaml"
+# common.smk loads config.yaml (beside this file, whatever the working directory) and
+# checks the whole configuration before any job is scheduled.
 
 
 include: "workflow/rules/common.smk"

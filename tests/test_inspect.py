@@ -86,3 +86,18 @@ def test_inspect_gallery_and_errors(results, tmp_path, capsys):
         main(["inspect", str(tmp_path / "missing"), "--image-id", "one", "--out", str(tmp_path / "x.png")])
         == 2
     )
+
+
+def test_inspect_from_a_cam_or_refine_folder(results, tmp_path):
+    """The README's `oacl inspect results/refine/<ds>/<model>/<cam> ...` used to fail with
+    "no mask shards under .../<cam>/cam/"."""
+    ref = tmp_path / "ref.png"
+    assert main(["inspect", str(results), "--image-id", "two", "--out", str(ref)]) == 0
+    for stage in ("refine", "cam"):
+        folder = results / stage / "toy" / "moco-baseline-s0" / "default"
+        out = tmp_path / f"{stage}.png"
+        assert main(["inspect", str(folder), "--image-id", "two", "--out", str(out)]) == 0
+        assert out.read_bytes() == ref.read_bytes()
+        page = tmp_path / f"{stage}.html"
+        assert main(["inspect", str(folder), "--gallery", "2", "--out", str(page)]) == 0
+        assert page.read_text().count("data:image/png;base64,") == 2

@@ -93,3 +93,12 @@ def test_user_errors(tmp_path, manifest, capsys):
     write_manifest(only_val, df[df["split"] == "val"].assign(path=df["abspath"]))
     assert "no train rows" in err(["--manifest", only_val, "--out", out], TINY)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 1.5, "2"])
+def test_a_job_that_would_train_zero_steps_fails(tmp_path, manifest, capsys, epochs):
+    """epochs <= 0 used to write an untrained model.pt and exit 0 (then evaluated as real)."""
+    out = tmp_path / "model.pt"
+    assert _run(["--manifest", manifest, "--out", out], dict(TINY, epochs=epochs)) == 2
+    assert "epochs" in capsys.readouterr().err
+    assert not out.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,34 @@ def test_paper_tables_are_rectangular():
     # BG-Gap in the paper is Mixed-Same minus Mixed-Rand (up to rounding of the means)
     for col in range(1, 7):
         assert t7["BG-Gap"][col][0] == pytest.approx(t7["Mixed-Same"][col][0] - t7["Mixed-Rand"][col][0], abs=0.05)
+
+
+def test_report_reads_exactly_its_inputs(tmp_path):
+    """A stale eval JSON (a seed no longer configured) on disk used to be averaged in
+    ("44.25 ± 61.16, seeds 2"); the workflow passes the DAG's files with --inputs."""
+    from oacl.cli import main
+
+    results = fake_results(tmp_path, gallery=True)
+    inputs = sorted(str(p) for p in (results / "eval").rglob("*.json"))
+    inputs.append(str(results / "cam" / "scenes_multi" / "moco-baseline-s0" / "iter10" / "masks_0.parquet"))
+    stale = results / "eval" / "scenes_single" / "moco-baseline-s5"
+    write_json(stale / "linear.json", {"test_acc": 0.10, "lambda": 1e-3, "n": {"test": 100}, "timing": {}})
+    write_json(stale / "shift.json", {"accuracy": {"original": 0.1, "mixed_same": 0.5, "mixed_rand": 0.1},
+                                      "bg_gap": 0.4, "skipped": [], "objcrop": None})
+    write_text(results / "models" / "scenes_single" / "moco-baseline-s5" / "metrics.jsonl",
+               json.dumps({"epoch": 1, "loss": 9.0}) + "\n")
+    stale_cam = results / "cam" / "scenes_multi" / "moco-baseline-s5" / "old"
+    stale_cam.mkdir(parents=True)
+    shutil.copy(results / "cam" / "scenes_multi" / "moco-baseline-s0" / "iter10" / "masks_0.parquet",
+                stale_cam / "masks_0.parquet")
+    out = tmp_path / "report.html"
+    assert main(["report", "--results", str(results), "--inputs", *inputs, "--out", str(out)]) == 0
+    text = re.sub(r"<[^>]+>", " ", out.read_text())
+    assert "85.00 ± 7.07" in text and "29.00 ± 1.41" in text  # seeds 0 and 1 only
+    assert "moco-baseline-s5" not in text and "old" not in text.split()
+    # without --inputs, everything on disk (the standalone use)
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    assert "85.00 ± 7.07" not in re.sub(r"<[^>]+>", " ", out.read_text())
+    # an input that does not exist is an error, not a silently smaller report
+    assert main(["report", "--results", str(results), "--inputs", *inputs, str(stale / "nope.json"),
+                 "--out", str(out)]) == 2

@@ -4,6 +4,7 @@ code edits rerun exactly the dependent jobs, and a lost shard is recomputed alon
 import re
 import shutil
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -52,6 +53,111 @@ def test_smoke_pipeline_produces_every_artifact(smoke_run):
     print(f"smoke pipeline: {seconds:.0f} s")
 
 
+README = (REPO / "README.md").read_text()
+
+
+def readme_commands():
+    """Every `.venv/bin/...` command of the README: table cells and bash blocks."""
+    cmds = re.findall(r"^\|[^|]*\| `(\.venv/bin/[^`]+)`", README, re.M)
+    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+        cmds += [line for line in block.splitlines() if line.startswith(".venv/bin/")]
+    return cmds
+
+
+def test_readme_commands_run_on_the_smoke_results(smoke_run, tmp_path):
+    """Each README command, executed: snakemake ones as a dry run (-n) in the smoke
+    folder, the rest for real against its results. An unknown kind of command fails here,
+    so a command added to the README comes with a way to run it."""
+    import os
+    import subprocess
+    import sys
+
+    workdir, _ = smoke_run
+    env = dict(os.environ, PYTHONPATH=str(workdir / "src"))
+    bindir = os.path.dirname(sys.executable)
+    cmds = readme_commands()
+    assert len(cmds) >= 9, cmds
+    shutil.copytree(REPO / "slurm", workdir / "slurm", dirs_exist_ok=True)  # --profile slurm
+    for cmd in cmds:
+        cmd = cmd.replace("/scratch/$USER/oacl-run1", str(tmp_path / "run1"))
+        if cmd.startswith(".venv/bin/snakemake"):
+            args = cmd.split()[1:]
+            if "smoke.yaml" in cmd and "--directory" not in cmd:
+                # the smoke command itself: its results are there, nothing left to do
+                proc = run_snakemake(workdir, *args, "-n")
+                assert "Nothing to be done" in proc.stdout + proc.stderr, cmd
+                continue
+            proc = run_snakemake(workdir, *args, "-n", "--quiet", "rules", check=False)
+            assert proc.returncode == 0, (cmd, (proc.stdout + proc.stderr)[-2000:])
+        elif cmd.startswith(".venv/bin/oacl "):
+            argv = cmd.split()
+            argv[0] = os.path.join(bindir, "oacl")
+            if "--out" in argv:
+                argv[argv.index("--out") + 1] = str(tmp_path / argv[argv.index("--out") + 1])
+            proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True)
+            assert proc.returncode == 0, (cmd, proc.stderr[-2000:])
+            if "--out" in argv:
+                out = Path(argv[argv.index("--out") + 1])
+                assert out.stat().st_size > 1000, cmd
+        else:
+            raise AssertionError(f"README command of unknown kind (add it to this test): {cmd}")
+    # the Python and SQL snippets
+    snippet = re.search(r"```python\n(.*?)```", README, re.S)[1]
+    proc = subprocess.run([sys.executable, "-c", snippet], cwd=workdir, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "image_id" in proc.stdout, proc.stderr
+    sql = re.search(r"```sql\n-- DuckDB\n(.*?)```", README, re.S)[1]
+    glob = re.search(r"FROM '([^']+)'", sql)[1]
+    shards = sorted(workdir.glob(glob))
+    assert len(shards) == 2  # both shards of the one iter10 model: the query reads all data
+    try:  # DuckDB is not a dependency: without it the glob above is what is checked
+        import duckdb
+    except ImportError:
+        return
+    with duckdb_cwd(workdir):
+        rows = duckdb.sql(sql.strip().rstrip(";")).fetchall()
+    n = sum((pd.read_parquet(p)["n_boxes"] > 1).sum() for p in shards)
+    assert len(rows) == n
+
+
+class duckdb_cwd:
+    def __init__(self, path):
+        self.path, self.old = path, None
+
+    def __enter__(self):
+        import os
+
+        self.old = os.getcwd()
+        os.chdir(self.path)
+
+    def __exit__(self, *exc):
+        import os
+
+        os.chdir(self.old)
+
+
+def test_lost_shard_with_up_to_date_consumers_is_rebuilt(smoke_run):
+    """Only a shard is lost (its consumers are up to date): it used to stay lost ("Nothing
+    to be done") and `results/cam/*/masks_*.parquet` readers silently read part of the data."""
+    workdir, _ = smoke_run
+    res = workdir / "results"
+    assert planned_jobs(workdir) == {}
+    masks = res / "cam" / "scenes_multi" / "moco-baseline-s0" / "iter10" / "masks_1.parquet"
+    boxes = res / "refine" / "scenes_single" / "moco-baseline-s0" / "iter1" / "boxes_0.parquet"
+    masks.unlink()
+    jobs = planned_jobs(workdir)
+    assert jobs.get("contracam") == 1 and "prepare_data" not in jobs
+    boxes.unlink()
+    jobs = planned_jobs(workdir)
+    assert jobs.get("contracam") == 1 and jobs.get("refine", 0) >= 2
+    run_snakemake(workdir, "--cores", "2", *SMOKE, "--", str(masks.relative_to(workdir)),
+                  str(boxes.relative_to(workdir)))
+    assert masks.exists() and boxes.exists()
+    # their consumers are now older than the shards: mark them done for the next tests
+    run_snakemake(workdir, "--cores", "2", "--touch", *SMOKE)
+    assert planned_jobs(workdir) == {}
+
+
 def edit(path):
     """A real code change (Snakemake compares checksums, so a bare touch is not one)."""
     with open(path, "a") as fh:
@@ -93,3 +199,4 @@ def test_lost_refine_shard_is_recomputed_alone(smoke_run):
     assert jobs.get("pretrain") == 1  # only the model that reads the lost shard
     run_snakemake(workdir, "--cores", "2", *SMOKE, "--", str(shard.relative_to(workdir)))
     pd.testing.assert_frame_equal(before, pd.read_parquet(shard))
+

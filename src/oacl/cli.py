@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "oacl.evaluate.cli",  # oacl evaluate localization|linear|shift
     "oacl.report.cli",  # oacl report
     "oacl.interop",  # oacl import-boxes, oacl export
+    "oacl.configcheck",  # oacl check-config
 ]
 
 

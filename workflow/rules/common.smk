@@ -6,20 +6,44 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+# src/oacl of this checkout (common.smk lives in workflow/rules/); the config checks
+# below import it, so they are the checkout's own
+SRC = Path(workflow.current_basedir).parents[1] / "src" / "oacl"
+if not (SRC / "artifacts.py").exists():
+    raise WorkflowError(f"oacl sources not found at {SRC}")
+sys.path.insert(0, str(SRC.parent))
+from oacl.configcheck import ConfigError, check_config, cross_check, load_config_files
+
+# The base config sits beside the Snakefile (an absolute path: with --directory the
+# working directory is elsewhere, and a missing relative configfile would be skipped
+# without a word whenever --configfile is given). Each file is parsed by us first, so a
+# YAML error or an empty file names the file and line.
+BASE_CONFIG = str(SRC.parents[1] / "config.yaml")
+try:
+    CONFIG_FILES = load_config_files([BASE_CONFIG, *workflow.overwrite_configfiles])
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+
+configfile: BASE_CONFIG
+
+
 # A preset given with --configfile is merged over config.yaml; it removes the default's
 # datasets, experiments or localization entries by setting them to null.
 for _section in ("datasets", "experiments", "localization"):
     if isinstance(config.get(_section), dict):
         config[_section] = {k: v for k, v in config[_section].items() if v is not None}
 
-# The configuration is validated before any job is scheduled; a wrong key, type or
-# value stops here with a message naming it.
-validate(config, "../schemas/config.schema.yaml")
-
-# src/oacl of this checkout (common.smk lives in workflow/rules/)
-SRC = Path(workflow.current_basedir).parents[1] / "src" / "oacl"
-if not (SRC / "artifacts.py").exists():
-    raise WorkflowError(f"oacl sources not found at {SRC}")
+# The whole configuration is checked before any job is scheduled: every key of every
+# stage section (generated from the stages' DEFAULTS), types, ranges, enums, and the
+# references between sections. A problem stops here naming file, line and key.
+SCHEMA = str(Path(workflow.current_basedir).parent / "schemas" / "config.schema.yaml")
+try:
+    check_config(config, SCHEMA, CONFIG_FILES)
+    cross_check(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+validate(config, SCHEMA)  # fills the schema's defaults
 
 # `oacl` of the Python that runs Snakemake (a venv need not be activated); under
 # --sdm conda the rule's environment comes first on PATH and provides its own.
@@ -28,45 +52,6 @@ os.environ.update(
 )
 
 MODEL_RE = r"[a-z]+-[a-z_]+-s[0-9]+"
-
-
-def _fail(msg):
-    raise WorkflowError(f"config.yaml: {msg}")
-
-
-# ------------------------------------------------------------- cross-checks
-for _name, _exp in config["experiments"].items():
-    if _exp["dataset"] not in config["datasets"]:
-        _fail(
-            f"experiments.{_name}.dataset: unknown dataset {_exp['dataset']!r} "
-            f"(datasets: {sorted(config['datasets'])})"
-        )
-    if any(v.endswith("_cam") for v in _exp["variants"]):
-        for _key in ("cam_model", "cam"):
-            if _key not in _exp:
-                _fail(f"experiments.{_name}.{_key} is required for *_cam variants")
-        if _exp["cam"] not in config["cam"]["configs"]:
-            _fail(
-                f"experiments.{_name}.cam: unknown CAM configuration {_exp['cam']!r} "
-                f"(cam.configs: {sorted(config['cam']['configs'])})"
-            )
-    for _tds in _exp.get("transfer", []):
-        if _tds not in config["datasets"]:
-            _fail(f"experiments.{_name}.transfer: unknown dataset {_tds!r}")
-for _ds, _loc in config.get("localization", {}).items():
-    if _ds not in config["datasets"]:
-        _fail(f"localization.{_ds}: unknown dataset")
-    for _cam in _loc["cams"]:
-        if _cam not in config["cam"]["configs"]:
-            _fail(f"localization.{_ds}.cams: unknown CAM configuration {_cam!r}")
-        if (
-            config["cam"]["configs"][_cam].get("method") == "classifier"
-            and "classifier_model" not in _loc
-        ):
-            _fail(
-                f"localization.{_ds}.cams: {_cam!r} is a classifier CAM; "
-                f"set localization.{_ds}.classifier_model (a supervised-* model)"
-            )
 
 
 def cfg_json(d):
@@ -146,6 +131,11 @@ def all_targets():
         for cam in loc["cams"]:
             model = localization_model(loc, cam)
             targets.append(f"results/eval/{ds}/{model}/localization_{cam}.json")
+    # every shard is requested itself: Snakemake does not rebuild a lost intermediate
+    # file whose consumers are up to date, so a lost shard would stay lost and readers
+    # of results/{cam,refine}/ (DuckDB globs, oacl inspect) would see part of the data
+    for ds, model, cam in cam_sets():
+        targets += cam_shards("masks", ds, model, cam) + cam_shards("boxes", ds, model, cam)
     targets.append("results/report.html")
     return targets
 
@@ -252,5 +242,18 @@ def cam_cfg(w):
 
 
 # ------------------------------------------------------------- report rules
+def cam_sets():
+    """(dataset, model, cam) of every ContraCAM run the config asks for."""
+    sets = set()
+    for exp in config["experiments"].values():
+        if any(v.endswith("_cam") for v in exp["variants"]):
+            sets.add((exp["dataset"], exp["cam_model"], exp["cam"]))
+    for ds, loc in config.get("localization", {}).items():
+        sets.update((ds, localization_model(loc, cam), cam) for cam in loc["cams"])
+    return sorted(sets)
+
+
 def report_inputs(w):
+    """What the report shows, and nothing else: the config's models, eval JSONs and
+    shards (`oacl report --inputs`; stale files of an older config are not read)."""
     return [t for t in all_targets() if t != "results/report.html"]

@@ -18,4 +18,5 @@ rule report:
     params:
         cfg=cfg_json(config),
     shell:
-        "oacl report --cfg {params.cfg:q} --results results --out {output.html:q} > {log:q} 2>&1"
+        "oacl report --cfg {params.cfg:q} --results results --inputs {input.results:q}"
+        " --out {output.html:q} > {log:q} 2>&1"

@@ -43,6 +43,12 @@ def _layout(shard: Path) -> tuple[Path, str, str, str] | None:
     return None
 
 
+def _layout_folder(folder: Path) -> tuple[Path, str, str, str] | None:
+    """(results root, dataset, model, cam) of a CAM or refine folder of the results layout."""
+    shards = sorted(folder.glob("masks_*.parquet")) + sorted(folder.glob("boxes_*.parquet"))
+    return _layout(shards[0]) if shards else None
+
+
 def _counterparts(root: Path, dataset: str, model: str, cam: str) -> dict:
     return {
         "manifest": root / "data" / dataset / "manifest.parquet",
@@ -75,6 +81,8 @@ def resolve_sources(args) -> dict:
             idx = src.stem.split("_")[-1]
             twin = "boxes" if kind == "masks" else "masks"
             found[twin] = [p for p in other[twin] if p.stem.split("_")[-1] == idx]
+    elif src is not None and _layout_folder(src):  # results/{cam,refine}/<ds>/<model>/<cam>
+        found.update(_counterparts(*_layout_folder(src)))
     elif src is not None:  # a results folder
         groups = sorted(
             p.parent

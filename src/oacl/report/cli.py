@@ -14,6 +14,9 @@ def register(subparsers) -> None:
     p.add_argument("--cfg", default="{}", help="the pipeline config as JSON (shown in the page; its "
                    "'report' section sets report options)")
     p.add_argument("--results", default="results", help="results folder to summarise")
+    p.add_argument("--inputs", nargs="*", default=None,
+                   help="report exactly these files (eval JSONs, model.pt, mask/box shards; the "
+                   "workflow passes its DAG's); default: everything under --results")
     p.add_argument("--out", required=True, help="output HTML")
     p.set_defaults(func=_run)
 
@@ -30,6 +33,10 @@ def _run(args) -> int:
     results = Path(args.results)
     if not results.is_dir():
         raise FileNotFoundError(f"results folder not found: {results}")
-    write_report(cfg, results, args.out)
+    if args.inputs is not None:
+        missing = [p for p in args.inputs if not Path(p).exists()]
+        if missing:
+            raise FileNotFoundError(f"report: input(s) not found: {missing[:5]}")
+    write_report(cfg, results, args.out, args.inputs)
     log.info("report: wrote %s", args.out)
     return 0

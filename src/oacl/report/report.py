@@ -165,10 +165,20 @@ def _read_json(path: Path) -> dict | None:
 # --------------------------------------------------------------------------- collection
 
 
-def collect_evals(results: Path) -> dict:
+def eval_files(results: Path, inputs: list[Path] | None) -> list[Path]:
+    """The eval JSONs to report: exactly those of ``inputs`` (the report rule's inputs, i.e.
+    what the current config asks for) or, without inputs, every one under results/eval/.
+    A stale file of a seed or variant no longer configured is then not averaged in."""
+    if inputs is None:
+        return sorted((results / "eval").glob("*/*/*.json"))
+    return sorted(p for p in inputs if p.suffix == ".json" and len(p.parts) >= 4
+                  and p.parts[-4] == "eval")
+
+
+def collect_evals(results: Path, inputs: list[Path] | None = None) -> dict:
     """{'linear': [...], 'shift': [...], 'localization': [...]} records with dataset/model info."""
     out = {"linear": [], "shift": [], "localization": []}
-    for path in sorted((results / "eval").glob("*/*/*.json")):
+    for path in eval_files(results, inputs):
         dataset, model = path.parent.parent.name, path.parent.name
         kind = path.stem
         cam = None
@@ -463,10 +473,19 @@ def _shift_chart(dataset, method, sets, variants, cells) -> str:
     return png_img(fig, f"accuracy per variant {dataset} {method}")
 
 
-def read_metrics(results: Path) -> dict:
+def metrics_files(results: Path, inputs: list[Path] | None) -> list[Path]:
+    """metrics.jsonl beside each model.pt of ``inputs`` (or every one under results/models/)."""
+    if inputs is None:
+        return sorted((results / "models").glob("*/*/metrics.jsonl"))
+    return sorted(p.with_name("metrics.jsonl") for p in inputs if p.name == "model.pt")
+
+
+def read_metrics(results: Path, inputs: list[Path] | None = None) -> dict:
     """{dataset: {model: [records]}} from results/models/*/*/metrics.jsonl."""
     out: dict = {}
-    for path in sorted((results / "models").glob("*/*/metrics.jsonl")):
+    for path in metrics_files(results, inputs):
+        if not path.exists():
+            continue
         recs = []
         for line in path.read_text().splitlines():
             try:
@@ -478,8 +497,8 @@ def read_metrics(results: Path) -> dict:
     return out
 
 
-def section_curves(results: Path) -> str:
-    metrics = read_metrics(results)
+def section_curves(results: Path, inputs: list[Path] | None = None) -> str:
+    metrics = read_metrics(results, inputs)
     if not metrics:
         return f'<section id="curves"><h2>Training curves</h2>{not_run("no metrics.jsonl under results/models/")}</section>'
     import matplotlib
@@ -506,12 +525,15 @@ def section_curves(results: Path) -> str:
     return f'<section id="curves"><h2>Training curves</h2>{"".join(imgs)}</section>'
 
 
-def section_gallery(results: Path, opts: dict) -> str:
-    sets = sorted(glob.glob(str(results / "cam" / "*" / "*" / "*")))[: opts["max_sets"]]
+def section_gallery(results: Path, opts: dict, inputs: list[Path] | None = None) -> str:
+    if inputs is None:
+        sets = [Path(d) for d in sorted(glob.glob(str(results / "cam" / "*" / "*" / "*")))]
+    else:  # the CAM folders whose mask shards are among the inputs
+        sets = sorted({p.parent for p in inputs if p.name.startswith("masks_") and p.suffix == ".parquet"})
     parts = []
-    for d in sets:
-        d = Path(d)
-        shards = sorted(d.glob("masks_*.parquet"))
+    for d in sets[: opts["max_sets"]]:
+        shards = sorted(d.glob("masks_*.parquet")) if inputs is None else sorted(
+            p for p in inputs if p.parent == d and p.name.startswith("masks_"))
         if not shards:
             continue
         dataset, model, cam = d.parts[-3], d.parts[-2], d.parts[-1]
@@ -557,20 +579,22 @@ def _gallery_set(results, dataset, model, cam, mask_shard: Path, opts) -> str:
 # --------------------------------------------------------------------------- page
 
 
-def render_report(cfg: dict, results) -> str:
-    """The whole page as a string."""
+def render_report(cfg: dict, results, inputs=None) -> str:
+    """The whole page as a string. ``inputs``: the files to report on (the report rule's
+    inputs: eval JSONs, model.pt, mask/box shards); None: everything under ``results``."""
     results = Path(results)
+    inputs = None if inputs is None else [Path(p) for p in inputs]
     opts = merge_params(DEFAULTS, (cfg or {}).get("report", {}), where="report cfg")
-    evals = collect_evals(results)
+    evals = collect_evals(results, inputs)
     sections = [
         ("config", "Configuration", lambda: section_config(cfg)),
         ("timings", "Timings", lambda: section_timings(results)),
         ("localization", "Localisation", lambda: section_localization(evals)),
         ("linear", "Linear", lambda: section_linear(evals)),
         ("shift", "Shift", lambda: section_shift(evals)),
-        ("health", "Training health", lambda: section_health(read_metrics(results))),
-        ("curves", "Training curves", lambda: section_curves(results)),
-        ("gallery", "Gallery", lambda: section_gallery(results, opts["gallery"])),
+        ("health", "Training health", lambda: section_health(read_metrics(results, inputs))),
+        ("curves", "Training curves", lambda: section_curves(results, inputs)),
+        ("gallery", "Gallery", lambda: section_gallery(results, opts["gallery"], inputs)),
     ]
     body = []
     for sid, title, make in sections:
@@ -587,5 +611,5 @@ def render_report(cfg: dict, results) -> str:
             f"<main>{''.join(body)}</main></body></html>\n")
 
 
-def write_report(cfg: dict, results, out) -> None:
-    write_text(out, render_report(cfg, results))
+def write_report(cfg: dict, results, out, inputs=None) -> None:
+    write_text(out, render_report(cfg, results, inputs))

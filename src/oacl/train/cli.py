@@ -33,10 +33,23 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def check_trains(params: dict) -> None:
+    """A job that would train zero steps fails: its untrained model.pt would otherwise be
+    written and then evaluated as if it were a result. (batch_size above the train split
+    is caught where the manifest is read.)"""
+    epochs, batch = params["epochs"], params["batch_size"]
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"pretrain: epochs must be an integer >= 1 (got {epochs!r}): "
+                         "with it the job would train nothing")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
+        raise ValueError(f"pretrain: batch_size must be an integer >= 2 (got {batch!r})")
+
+
 def run(args) -> int:
     from .loop import DEFAULTS, pretrain
 
     params = merge_params(DEFAULTS, args.cfg, where="pretrain")
+    check_trains(params)
     nproc = args.nproc if args.nproc is not None else int(params["gpus"])
     if nproc < 1:
         raise ValueError(f"--nproc/gpus must be >= 1, got {nproc}")
