@@ -499,7 +499,8 @@ def sec_train(c: Ctx) -> None:
         r = {"steps": hist[-1]["step"], "loss_by_epoch": [round(v, 4) for v in losses], "finite": finite,
              # MoCo at chance (positive no closer than the queued keys): ln(queue + 1)
              **({"chance_loss": round(math.log(S["queue"] + 1), 4)} if method == "moco" else {}),
-             "decreased": decreased, "compared_epochs": [ref + 1, len(losses)], "seconds": round(dt, 1),
+             "decreased": decreased, "compared_epochs": [ref + 1, len(losses)],
+             "min_after_ref": round(min(losses[ref + 1:], default=losses[-1]), 4), "seconds": round(dt, 1),
              "img_per_s": round(sum(rates) / len(rates), 1), "arch": S["arch"], "image_size": S["image"],
              "batch": S["batch"], "bf16_autocast": c.cuda, "channels_last": True}
         # a tiny CPU run is too short to promise a decrease; the GPU run must show it
