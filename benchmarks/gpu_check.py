@@ -447,8 +447,9 @@ def sec_pytest_gpu(c: Ctx) -> None:
     log = c.dir / "pytest.log"
     rc = run_cmd([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *files],
                  log, timeout=3600)
-    text = tail(log, 100_000)
-    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|error|errors|deselected)", text)}
+    lines = [ln for ln in tail(log, 100_000).splitlines() if ln.strip()]
+    summary = lines[-1] if lines else ""  # "2 passed, 1 skipped, 11 deselected in 3.1s"
+    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", summary)}
     failed = counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0)
     ok = rc in (0, 5) and not failed
     c.save(status="ok" if ok else "fail", rc=rc, files=files, **counts,
