@@ -447,8 +447,9 @@ def sec_pytest_gpu(c: Ctx) -> None:
     log = c.dir / "pytest.log"
     rc = run_cmd([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *files],
                  log, timeout=3600)
-    text = tail(log, 100_000)
-    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|error|errors|deselected)", text)}
+    lines = [ln for ln in tail(log, 100_000).splitlines() if ln.strip()]
+    summary = lines[-1] if lines else ""  # "2 passed, 1 skipped, 11 deselected in 3.1s"
+    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", summary)}
     failed = counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0)
     ok = rc in (0, 5) and not failed
     c.save(status="ok" if ok else "fail", rc=rc, files=files, **counts,
@@ -499,7 +500,8 @@ def sec_train(c: Ctx) -> None:
         r = {"steps": hist[-1]["step"], "loss_by_epoch": [round(v, 4) for v in losses], "finite": finite,
              # MoCo at chance (positive no closer than the queued keys): ln(queue + 1)
              **({"chance_loss": round(math.log(S["queue"] + 1), 4)} if method == "moco" else {}),
-             "decreased": decreased, "compared_epochs": [ref + 1, len(losses)], "seconds": round(dt, 1),
+             "decreased": decreased, "compared_epochs": [ref + 1, len(losses)],
+             "min_after_ref": round(min(losses[ref + 1:], default=losses[-1]), 4), "seconds": round(dt, 1),
              "img_per_s": round(sum(rates) / len(rates), 1), "arch": S["arch"], "image_size": S["image"],
              "batch": S["batch"], "bf16_autocast": c.cuda, "channels_last": True}
         # a tiny CPU run is too short to promise a decrease; the GPU run must show it

@@ -1,5 +1,6 @@
 EVAL_CODE = code(
     *SHARED_CODE,
+    "fingerprint.py",
     "models/*.py",
     "train/augment.py",
     "evaluate/features.py",
