@@ -135,7 +135,9 @@ def all_targets():
     # file whose consumers are up to date, so a lost shard would stay lost and readers
     # of results/{cam,refine}/ (DuckDB globs, oacl inspect) would see part of the data
     for ds, model, cam in cam_sets():
-        targets += cam_shards("masks", ds, model, cam) + cam_shards("boxes", ds, model, cam)
+        targets += cam_shards("masks", ds, model, cam) + cam_shards(
+            "boxes", ds, model, cam
+        )
     targets.append("results/report.html")
     return targets
 

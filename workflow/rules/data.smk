@@ -27,10 +27,12 @@ rule prepare_data:
 rule fetch_source:
     output:
         directory("results/sources/{source}"),
-    wildcard_constraints:
-        source="openclipart|wallpapers",
     log:
         "results/logs/fetch_source/{source}.log",
+    wildcard_constraints:
+        source="openclipart|wallpapers",
+    conda:
+        "../../envs/data.yaml"  # the oacl command; apt-get and dpkg come from the host
     threads: 1
     resources:
         mem_mb=2000,
