@@ -182,14 +182,14 @@ def _smooth_noise(rng, s: int, cells: tuple[int, int]) -> np.ndarray:
     return np.clip(cv2.resize(coarse, (s, s), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
 
 
-# Appearance (issue: ContraCAM must find the objects). As in natural photographs,
-# the object is the instance-distinctive part of a scene: each object instance gets
-# its own high-contrast luminance texture (pattern x smooth blotches), which survives
-# colour jitter and grayscale. Backgrounds vary strongly within a class — random
-# hue pair, saturation, brightness, texture scale and orientation per instance — so
-# the class is carried by the texture's structure only, and they are busy enough
-# that an object is not "the pixels whose colour differs from the frame": object
-# colours are the background's own two colours.
+# Appearance. As in natural photographs, the object is the instance-distinctive part
+# of a scene: each object instance gets its own full-contrast texture (pattern x
+# smooth blotches), which survives colour jitter and grayscale, and its class is its
+# shape. A background class is a texture structure; each instance varies its two
+# colours, contrast, scale and orientation around the class's look (``bg_variation``),
+# and objects are drawn in their background's own two colours, so an object is not
+# "the pixels whose colour differs from the frame" (the colour-saliency reference of
+# the localisation table stays below the centred prior, tests/test_scenes.py).
 BG_SCALE = (0.6, 1.6)  # texture scale factor per background instance
 BG_CONTRAST = (0.7, 1.0)  # share of the two-colour range the class structure spans
 BG_SHARPNESS = (1.0, 4.0)  # gain of the structure before clipping: > 1 pushes pixels to the two colours

@@ -57,7 +57,7 @@ from ..params import merge_params, params_json
 from ..refine import refine as refine_stage
 from ..refine.boxes import clean_components, mask_to_boxes
 from . import protocols
-from .references import centred_gaussian, colour_saliency, mask_iou, mass_inside, pixel_auc, pointing_hit
+from .references import centred_gaussian, colour_saliency, mask_iou, mass_inside, pixel_auc, pointing_hit, resize
 
 REFERENCES = ("gaussian", "colour")  # trivial reference maps scored beside every CAM
 
@@ -154,12 +154,6 @@ def maxboxacc(best_ious: np.ndarray, cam_thresholds, deltas) -> dict:
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def _resize(a: np.ndarray, h: int, w: int, nearest: bool = False) -> np.ndarray:
-    if a.shape == (h, w):
-        return a
-    return cv2.resize(a, (w, h), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
 
 
 class _Acc:
@@ -263,7 +257,7 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
             H, W = gt_mask.shape
         gt_boxes = [list(b) for b in m["boxes"]] if m["boxes"] is not None else []
         soft = decode_png(masks[image_id]["mask_png"]).astype(np.float32) / 255.0
-        candidates = {"contracam": _resize(soft, H, W)}
+        candidates = {"contracam": resize(soft, H, W)}
         image = None
         if params["references"]:
             image = read_rgb(m["abspath"])
@@ -279,7 +273,7 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
                 acc.add_map(cam, gt_mask, params["threshold"])
                 if name != "contracam":  # the same refinement the CAM got in the refine stage
                     crf = refine_stage.refine_one(image, cam, refine_params)["mask"]
-                    acc.crf.append(mask_iou(_resize(crf, H, W, nearest=True) > 0, gt_mask))
+                    acc.crf.append(mask_iou(resize(crf, H, W, nearest=True) > 0, gt_mask))
             if gt_boxes:
                 binary = clean_components(
                     (cam >= params["threshold"]).astype(np.uint8), params["min_component"]
@@ -296,7 +290,7 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
             if gt_mask is not None:
                 crf = decode_png(row["mask_png"]) > 0
                 accs["contracam"].crf.append(
-                    mask_iou(_resize(crf.astype(np.uint8), H, W, nearest=True), gt_mask)
+                    mask_iou(resize(crf.astype(np.uint8), H, W, nearest=True), gt_mask)
                 )
             if gt_boxes:
                 pred = [list(b) for b in row["boxes"]]

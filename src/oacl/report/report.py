@@ -325,6 +325,9 @@ def section_localization(evals: dict) -> str:
             f'<div class="row"><div>{body}</div>{paper_box("Table 1")}</div></section>')
 
 
+HEALTH_CHANCE_RATIO = 0.95  # final loss above this share of chance: "has not left chance"
+
+
 def section_health(metrics: dict) -> str:
     """Has each model left chance, and does it rely on the object (oacl.train.health)?"""
     rows, alerts = [], []
@@ -354,9 +357,6 @@ def section_health(metrics: dict) -> str:
              "encoder's features of a test image with its object removed (only_bg_t) and its background removed "
              "(only_fg).</p>")
     return f'<section id="health"><h2>Training health</h2>{body}</section>'
-
-
-HEALTH_CHANCE_RATIO = 0.95  # final loss above this share of chance: "has not left chance"
 
 
 def _loc(x) -> str:
