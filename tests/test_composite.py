@@ -262,4 +262,6 @@ def test_preset_runs_end_to_end_on_own_folders(sources, tmp_path):
 
 def test_missing_root_points_at_fetch_and_own_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"oacl data fetch.*Bring your own folders"):
-        prepare({"type": "composite", "backgrounds": str(tmp_path)}, tmp_path / "o", progress=False)
+        # an explicit missing root: the default one (results/sources/...) may exist in the cwd
+        prepare({"type": "composite", "foregrounds": str(tmp_path / "missing"), "backgrounds": str(tmp_path)},
+                tmp_path / "o", progress=False)
