@@ -41,6 +41,15 @@ MANIFEST_SCHEMA = pa.schema(
     ]
 )
 MANIFEST_REQUIRED = ["image_id", "path", "split", "width", "height"]
+# the optional columns, with the value that means "unknown" (a writer may leave them out)
+MANIFEST_DEFAULTS = {
+    "variant": "original",
+    "scene_id": -1,
+    "label": -1,
+    "bg_label": -1,
+    "mask_path": "",
+}
+MANIFEST_LIST_COLUMNS = ("labels", "boxes", "box_labels")  # optional; unknown = []
 
 MASK_SCHEMA = pa.schema(
     [
@@ -93,20 +102,7 @@ def read_manifest(path: str | os.PathLike):
     Adds ``abspath`` (the image path resolved against the manifest's folder).
     """
     table = read_table(path, MANIFEST_REQUIRED, "manifest")
-    df = table.to_pandas()
-    defaults = {
-        "variant": "original",
-        "scene_id": -1,
-        "label": -1,
-        "bg_label": -1,
-        "mask_path": "",
-    }
-    for col, val in defaults.items():
-        if col not in df:
-            df[col] = val
-    for col in ("labels", "boxes", "box_labels"):
-        if col not in df:
-            df[col] = [[] for _ in range(len(df))]
+    df = fill_optional_columns(table.to_pandas())
     root = Path(path).resolve().parent
     df["abspath"] = [p if os.path.isabs(p) else str(root / p) for p in df["path"]]
     df["mask_abspath"] = [
@@ -115,6 +111,17 @@ def read_manifest(path: str | os.PathLike):
     if df["image_id"].duplicated().any():
         dup = df.loc[df["image_id"].duplicated(), "image_id"].iloc[0]
         raise ArtifactError(f"manifest {path}: duplicate image_id {dup!r}")
+    return df
+
+
+def fill_optional_columns(df):
+    """Add the optional manifest columns ``df`` lacks, with their "unknown" values (in place)."""
+    for col, val in MANIFEST_DEFAULTS.items():
+        if col not in df:
+            df[col] = val
+    for col in MANIFEST_LIST_COLUMNS:
+        if col not in df:
+            df[col] = [[] for _ in range(len(df))]
     return df
 
 

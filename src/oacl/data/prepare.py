@@ -16,20 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..artifacts import write_manifest
+from ..artifacts import fill_optional_columns, write_manifest
 from ..params import merge_params
 
 BUILTIN = ["scenes", "folder", "composite"]
-
-# optional manifest columns a reader may leave out, with their "unknown" value
-_OPTIONAL = {
-    "variant": "original",
-    "scene_id": -1,
-    "label": -1,
-    "bg_label": -1,
-    "mask_path": "",
-}
-_OPTIONAL_LISTS = ["labels", "boxes", "box_labels"]
 
 
 def known_types() -> list[str]:
@@ -101,10 +91,4 @@ def complete_manifest(df: pd.DataFrame) -> pd.DataFrame:
     if "labels" not in df and "label" in df:
         # a single-label reader may give only `label`; mirror it into `labels`
         df["labels"] = [[int(c)] if c >= 0 else [] for c in df["label"]]
-    for col, val in _OPTIONAL.items():
-        if col not in df:
-            df[col] = val
-    for col in _OPTIONAL_LISTS:
-        if col not in df:
-            df[col] = [[] for _ in range(len(df))]
-    return df
+    return fill_optional_columns(df)

@@ -23,7 +23,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ...artifacts import MANIFEST_SCHEMA
+from ...artifacts import MANIFEST_DEFAULTS, MANIFEST_LIST_COLUMNS, MANIFEST_SCHEMA
 from ...io import ImageError, atomic_path, encode_png
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,6 @@ def require(root: Path, rel: str, dataset: str, kind: str = "file") -> Path:
 
 # --------------------------------------------------------------------------- rows
 
-_COLUMN_DEFAULTS = {
-    "variant": "original",
-    "scene_id": -1,
-    "label": -1,
-    "bg_label": -1,
-    "mask_path": "",
-}
-_LIST_COLUMNS = ("labels", "boxes", "box_labels")
-
 
 class ManifestRows:
     """Column-wise buffer of manifest rows (lighter than a dict per row at 100k+ rows).
@@ -84,13 +75,13 @@ class ManifestRows:
         for col, values in self.cols.items():
             if col in kw:
                 values.append(kw[col])
-            elif col in _LIST_COLUMNS:
+            elif col in MANIFEST_LIST_COLUMNS:
                 values.append([])
             elif col in self.extra:
                 default = self.extra[col]
                 values.append(list(default) if isinstance(default, list) else default)
             else:
-                values.append(_COLUMN_DEFAULTS[col])
+                values.append(MANIFEST_DEFAULTS[col])
 
     def __len__(self) -> int:
         return len(self.cols["image_id"])
