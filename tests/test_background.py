@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from oacl.refine.background import background_rect, largest_rectangle
+from oacl.geometry import background_rect, largest_rectangle
 
 
 def _bruteforce_area(zeros):

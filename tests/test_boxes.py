@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from oacl.refine.boxes import binarize, clean_components, contour_boxes, expand_box, mask_to_boxes
+from oacl.geometry import binarize, clean_components, contour_boxes, expand_box, mask_to_boxes
 
 
 def test_two_blobs_give_two_boxes():
@@ -23,11 +23,11 @@ def test_small_blob_dropped_by_area_filter():
 
 def test_margin_math_exact():
     # box 20 wide, 10 high at (30, 40): each side grows by 0.2*w in x, 0.2*h in y
-    assert expand_box((30, 40, 50, 50), 100, 200, 0.2) == pytest.approx(
-        [(30 - 4) / 200, (40 - 2) / 100, (50 + 4) / 200, (50 + 2) / 100]
-    )
+    assert expand_box((30, 40, 50, 50), 0.2, 200, 100) == pytest.approx([30 - 4, 40 - 2, 50 + 4, 50 + 2])
     # clipped at the image border
-    assert expand_box((0, 0, 10, 100), 100, 100, 0.2) == pytest.approx([0.0, 0.0, 0.12, 1.0])
+    assert expand_box((0, 0, 10, 100), 0.2, 100, 100) == pytest.approx([0.0, 0.0, 12.0, 100.0])
+    # normalised boxes (the defaults) clip to [0, 1]
+    assert expand_box((0.0, 0.5, 0.1, 1.0), 0.2) == pytest.approx([0.0, 0.4, 0.12, 1.0])
 
 
 def test_normalised_to_original_for_non_square():

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from oacl.refine.crf import CRF_DEFAULTS, dense_crf, resize, scaled_params, work_shape
+from oacl.geometry import resize
+from oacl.refine.crf import CRF_DEFAULTS, dense_crf, scaled_params, work_shape
 
 
 def _iou(a, b):
@@ -66,8 +67,8 @@ def test_work_shape_keeps_aspect_and_fixes_shorter_side():
     assert work_shape(480, 640, 224) == (224, 299)
     assert work_shape(300, 100, 50) == (150, 50)
     m = np.random.default_rng(0).random((64, 32)).astype(np.float32)
-    assert resize(m, (224, 112)).shape == (224, 112)
-    assert resize(m, (32, 16)).shape == (32, 16)
+    assert resize(m, (224, 112), "shrink_all").shape == (224, 112)
+    assert resize(m, (32, 16), "shrink_all").shape == (32, 16)
 
 
 def test_scaled_params_scale_only_the_spatial_kernels():
@@ -88,7 +89,7 @@ def test_refine_small_image_at_own_size_matches_upscaled():
     own = refine_one(img, soft, dict(DEFAULTS))
     up = refine_one(img, soft, dict(DEFAULTS, upsample=True))
     assert own["mask"].shape == (64, 64) and up["mask"].shape == (224, 224)
-    up_small = resize(up["mask"], (64, 64))
+    up_small = resize(up["mask"], (64, 64), "shrink_all")
     assert _iou(own["mask"], truth) > 0.85 and _iou(own["mask"], up_small) > 0.85
     assert len(own["boxes"]) == len(up["boxes"]) >= 1
     assert np.allclose(own["boxes"], up["boxes"], atol=0.03)

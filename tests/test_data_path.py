@@ -177,11 +177,3 @@ def test_decode_on_device_cpu_matches_cpu_path(df):
     with pytest.raises(ValueError, match="not supported"):
         D.ManifestImages(df, 24, variant="bg_hardmix_gt", decode="device")
 
-
-def test_gt_crop_boxes_filter_and_margin():
-    # 0.5 x 0.25 box gets 20% of its width left/right and of its height top/bottom
-    out = D.gt_crop_boxes([[0.2, 0.4, 0.7, 0.65], [0.0, 0.0, 0.05, 0.1], [0.9, 0.9, 0.99, 0.99]])
-    assert len(out) == 1  # areas 0.005 and 0.0081 are under 1%: dropped
-    np.testing.assert_allclose(out[0], [0.1, 0.35, 0.8, 0.7], atol=1e-9)
-    # clipped to the image
-    np.testing.assert_allclose(D.gt_crop_boxes([[0.0, 0.0, 1.0, 1.0]])[0], [0, 0, 1, 1])

@@ -67,7 +67,7 @@ def code(*patterns):
     return files
 
 
-SHARED_CODE = ["io.py", "artifacts.py", "params.py"]
+SHARED_CODE = ["io.py", "artifacts.py", "params.py", "geometry.py"]
 
 
 def manifest(dataset):

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..artifacts import MASK_SCHEMA, read_manifest, shard_rows, write_rows
+from ..geometry import resize
 from ..io import ImageError, encode_png, read_rgb
 from ..params import merge_params, params_json
 
@@ -100,12 +101,9 @@ def make_batches(n_rows: int, batch_size: int) -> list[tuple[np.ndarray, int]]:
 
 def load_image(path: str, size: int, mean, std):
     """uint8 RGB -> squashed to size x size -> normalised CHW float32; plus (h, w)."""
-    import cv2
-
     rgb = read_rgb(path)
     h, w = rgb.shape[:2]
-    interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
-    x = cv2.resize(rgb, (size, size), interpolation=interp).astype(np.float32) / 255.0
+    x = resize(rgb, (size, size), "shrink_any").astype(np.float32) / 255.0
     x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1)), (h, w)
 

@@ -57,6 +57,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..artifacts import write_manifest
+from ..geometry import crop_window
 from ..io import encode_png, write_json
 
 SHAPES = [
@@ -741,9 +742,7 @@ def _write_crops(p: dict, out: Path, sc: dict, scene: dict) -> list[dict]:
         if b is None:
             continue
         x0, y0, x1, y1 = b
-        mx, my = p["crop_margin"] * (x1 - x0 + 1), p["crop_margin"] * (y1 - y0 + 1)
-        cx0, cy0 = max(0, math.floor(x0 - mx)), max(0, math.floor(y0 - my))
-        cx1, cy1 = min(s, math.ceil(x1 + 1 + mx)), min(s, math.ceil(y1 + 1 + my))
+        cx0, cy0, cx1, cy1 = crop_window((x0, y0, x1 + 1, y1 + 1), p["crop_margin"], s, s)
         crop = scene["image"][cy0:cy1, cx0:cx1]
         crop = cv2.resize(crop, (cs, cs), interpolation=cv2.INTER_LINEAR)
         m = obj["visible"][cy0:cy1, cx0:cx1].astype(np.uint8) * 255

@@ -52,12 +52,12 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import artifacts
+from ..geometry import clean_components, decode_mask, mask_to_boxes, resize
 from ..io import decode_png, read_mask, read_rgb, write_json
 from ..params import merge_params, params_json
 from ..refine import refine as refine_stage
-from ..refine.boxes import clean_components, mask_to_boxes
 from . import protocols
-from .references import centred_gaussian, colour_saliency, mask_iou, mass_inside, pixel_auc, pointing_hit, resize
+from .references import centred_gaussian, colour_saliency, mask_iou, mass_inside, pixel_auc, pointing_hit
 
 REFERENCES = ("gaussian", "colour")  # trivial reference maps scored beside every CAM
 
@@ -256,13 +256,12 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
             gt_mask = read_mask(m["mask_abspath"]) > 0
             H, W = gt_mask.shape
         gt_boxes = [list(b) for b in m["boxes"]] if m["boxes"] is not None else []
-        soft = decode_png(masks[image_id]["mask_png"]).astype(np.float32) / 255.0
-        candidates = {"contracam": resize(soft, H, W)}
+        soft = decode_mask(masks[image_id]["mask_png"])
+        candidates = {"contracam": resize(soft, (H, W))}
         image = None
         if params["references"]:
             image = read_rgb(m["abspath"])
-            if image.shape[:2] != (H, W):
-                image = cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA)
+            image = resize(image, (H, W), "area")
         if "gaussian" in params["references"]:
             candidates["gaussian"] = centred_gaussian(H, W, params["gaussian_sigma"])
         if "colour" in params["references"]:
@@ -273,7 +272,7 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
                 acc.add_map(cam, gt_mask, params["threshold"])
                 if name != "contracam":  # the same refinement the CAM got in the refine stage
                     crf = refine_stage.refine_one(image, cam, refine_params)["mask"]
-                    acc.crf.append(mask_iou(resize(crf, H, W, nearest=True) > 0, gt_mask))
+                    acc.crf.append(mask_iou(resize(crf, (H, W), "nearest") > 0, gt_mask))
             if gt_boxes:
                 binary = clean_components(
                     (cam >= params["threshold"]).astype(np.uint8), params["min_component"]
@@ -290,7 +289,7 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
             if gt_mask is not None:
                 crf = decode_png(row["mask_png"]) > 0
                 accs["contracam"].crf.append(
-                    mask_iou(resize(crf.astype(np.uint8), H, W, nearest=True), gt_mask)
+                    mask_iou(resize(crf.astype(np.uint8), (H, W), "nearest"), gt_mask)
                 )
             if gt_boxes:
                 pred = [list(b) for b in row["boxes"]]

@@ -32,6 +32,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..geometry import decode_mask, resize
+
 PROTOCOLS = ("oacl", "paper")
 PAPER_SIZE = 224
 PAPER_MIN_COMPONENT = 0.001  # of the image
@@ -68,10 +70,7 @@ def paper_iou(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def resize_prob(prob: np.ndarray, size: int = PAPER_SIZE, nearest: bool = False) -> np.ndarray:
-    if prob.shape == (size, size):
-        return prob.astype(np.float32)
-    mode = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    return cv2.resize(prob.astype(np.float32), (size, size), interpolation=mode)
+    return resize(prob.astype(np.float32), (size, size), "nearest" if nearest else "linear")
 
 
 class PaperScores:
@@ -105,8 +104,7 @@ def rescore_paper(metrics: dict, manifest, ids, masks: dict, boxes: dict, gaussi
         if not m["mask_abspath"]:
             continue
         gt = paper_gt(read_mask(m["mask_abspath"]))
-        soft = decode_png(masks[image_id]["mask_png"])
-        soft = (soft[:, :, 0] if soft.ndim == 3 else soft).astype(np.float32) / 255.0
+        soft = decode_mask(masks[image_id]["mask_png"])
         scores["contracam"].add(soft, gt)
         if "gaussian" in scores:
             scores["gaussian"].add(gaussian(PAPER_SIZE, PAPER_SIZE), gt)

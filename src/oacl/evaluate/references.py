@@ -26,12 +26,6 @@ import cv2
 import numpy as np
 
 
-def resize(a: np.ndarray, h: int, w: int, nearest: bool = False) -> np.ndarray:
-    if a.shape[:2] == (h, w):
-        return a
-    return cv2.resize(a, (w, h), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
-
-
 def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     """IoU of two boolean masks; both empty -> 1.0 (as the authors' compute_mask_miou)."""
     pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)

@@ -15,7 +15,6 @@ then cover the same fraction of the image at 1/12 of the pixels.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 CRF_DEFAULTS = {
@@ -44,16 +43,6 @@ def scaled_params(params: dict | None, scale: float) -> dict:
     p["gaussian_sxy"] = p["gaussian_sxy"] * scale
     p["bilateral_sxy"] = p["bilateral_sxy"] * scale
     return p
-
-
-def resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Resize an image or float mask to (h, w): area when shrinking, bilinear otherwise."""
-    h, w = shape
-    if array.shape[:2] == (h, w):
-        return array
-    shrink = h < array.shape[0] and w < array.shape[1]
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    return cv2.resize(array, (w, h), interpolation=interp)
 
 
 def dense_crf(

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from .. import artifacts
+from ..geometry import decode_mask
 from ..io import decode_png, encode_png, read_rgb, write_bytes, write_text
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def _overlay_for(image_id: str, manifest, masks: dict, boxes: dict, size: int) -
     image = read_rgb(m["abspath"])
     soft = None
     if image_id in masks:
-        soft = decode_png(masks[image_id]["mask_png"]).astype(np.float32) / 255.0
+        soft = decode_mask(masks[image_id]["mask_png"])
     gt = [list(b) for b in m["boxes"]] if m["boxes"] is not None else []
     title = f"{image_id}  split={m['split']}  {image.shape[1]}x{image.shape[0]}"
     return render_overlay(image, soft, boxes.get(image_id), gt, title, size)

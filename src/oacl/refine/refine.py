@@ -27,11 +27,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import artifacts
-from ..io import ImageError, decode_png, encode_png, read_rgb
+from ..geometry import background_rect, binarize, clean_components, decode_mask, mask_to_boxes, resize
+from ..io import ImageError, encode_png, read_rgb
 from ..params import merge_params, params_json
-from .background import background_rect
-from .boxes import binarize, clean_components, mask_to_boxes
-from .crf import CRF_DEFAULTS, dense_crf, resize, scaled_params, work_shape
+from .crf import CRF_DEFAULTS, dense_crf, scaled_params, work_shape
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +49,6 @@ DEFAULTS = {
 }
 
 
-def soft_mask_from_row(row: dict) -> np.ndarray:
-    """Decode a mask-shard row's PNG to float32 (H, W) in [0, 1]."""
-    m = decode_png(row["mask_png"])
-    if m.ndim == 3:
-        m = m[:, :, 0]
-    return m.astype(np.float32) / 255.0
-
-
 def refine_one(image: np.ndarray, soft: np.ndarray, params: dict) -> dict:
     """Refine one image. Returns boxes (normalised), binary mask (uint8 0/1 at the
     working resolution), bg_rect (normalised), empty, full."""
@@ -67,8 +58,8 @@ def refine_one(image: np.ndarray, soft: np.ndarray, params: dict) -> dict:
         crf_params = scaled_params(crf_params, side / work_size)
         work_size = side
     shape = work_shape(image.shape[0], image.shape[1], work_size)
-    img = resize(image, shape)
-    prob = np.clip(resize(soft.astype(np.float32), shape), 0.0, 1.0)
+    img = resize(image, shape, "shrink_all")
+    prob = np.clip(resize(soft.astype(np.float32), shape, "shrink_all"), 0.0, 1.0)
     rect, empty, full = background_rect(prob, params["bg_threshold"])
     if empty:
         return {"boxes": [], "mask": np.zeros(shape, np.uint8), "bg_rect": rect, "empty": True, "full": False}
@@ -110,7 +101,7 @@ def refine_shard(params: dict, manifest_path, masks_path, out_path, progress: bo
             counts["skipped"] += 1
             continue
         try:
-            soft = soft_mask_from_row(row)
+            soft = decode_mask(row["mask_png"])
         except ImageError as exc:
             raise ValueError(f"mask shard {masks_path}: image_id {image_id!r}: {exc}") from exc
         res = refine_one(image, soft, params)

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..io import decode_png, read_mask, read_rgb
-from ..refine.background import largest_rectangle
+from ..geometry import decode_mask, largest_rectangle, oa_crop_boxes, resize
+from ..io import read_mask, read_rgb
 from .objaware import NEEDS_BG, NEEDS_MASK, VARIANTS, box_source
 
 log = logging.getLogger(__name__)
@@ -45,40 +45,16 @@ BG_RECT_RES = 64  # resolution at which a GT mask's largest background rectangle
 # -------------------------------------------------------------------- helpers
 
 
-def resize_array(a, size, nearest=False):
-    """Resize an HxW or HxWxC uint8/float array to size x size (area when shrinking)."""
-    import cv2
-
-    h, w = a.shape[:2]
-    if (h, w) == (size, size):
-        return a
-    interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if h > size or w > size else cv2.INTER_LINEAR)
-    return cv2.resize(a, (size, size), interpolation=interp)
-
-
 def largest_zero_rect(binary):
     """Largest axis-aligned rectangle of zeros in a 2-D bool array, normalised xyxy.
 
-    The exact search of the refine stage; all-foreground -> None.
+    The exact search of the refine stage (geometry.largest_rectangle); all-foreground -> None.
     """
     H, W = binary.shape
     x1, y1, x2, y2 = largest_rectangle(~np.asarray(binary, dtype=bool))
     if x2 <= x1 or y2 <= y1:
         return None
     return [x1 / W, y1 / H, x2 / W, y2 / H]
-
-
-def gt_crop_boxes(boxes, min_area=0.01, margin=0.2):
-    """Normalised GT boxes as OA-Crop (GT) uses them: drop boxes under ``min_area`` of
-    the image, add ``margin`` x width (height) on the left and right (top and bottom)."""
-    out = []
-    for x1, y1, x2, y2 in boxes:
-        w, h = x2 - x1, y2 - y1
-        if w * h < min_area:
-            continue
-        out.append([max(0.0, x1 - margin * w), max(0.0, y1 - margin * h),
-                    min(1.0, x2 + margin * w), min(1.0, y2 + margin * h)])
-    return out
 
 
 def tile_rect(image, rect, size):
@@ -155,7 +131,7 @@ class ManifestImages(Dataset):
         elif "gt_crop_boxes" in self.df:  # readers that already filtered + expanded them
             self.boxes = [_boxes_of(b) for b in self.df["gt_crop_boxes"]]
         else:  # GT boxes with the same 1% filter and 20% margin as CAM boxes (paper B.2)
-            self.boxes = [gt_crop_boxes(_boxes_of(b)) for b in self.df["boxes"]]
+            self.boxes = [oa_crop_boxes(_boxes_of(b)) for b in self.df["boxes"]]
         # masks and background rectangles
         self.masks = [None] * len(ids)
         self.bg_rects = [None] * len(ids)
@@ -189,7 +165,7 @@ class ManifestImages(Dataset):
     def load_image(self, k):
         """uint8 (S, S, 3) squashed image and the original (H, W)."""
         a = read_rgb(self.paths[k])
-        return resize_array(a, self.size), a.shape[:2]
+        return resize(a, (self.size, self.size), "shrink_any"), a.shape[:2]
 
     def load_mask(self, k):
         """float32 (S, S) in [0, 1]: CAM soft mask or GT mask; all ones when missing."""
@@ -197,7 +173,7 @@ class ManifestImages(Dataset):
             p = self.gt_mask_paths[k]
             if not p:
                 return np.ones((self.size, self.size), np.float32)
-            m = resize_array(read_mask(p), self.size, nearest=True)
+            m = resize(read_mask(p), (self.size, self.size), "nearest")
             return (m > 0).astype(np.float32)
         m = self.masks[k]
         if m is None:
@@ -206,14 +182,14 @@ class ManifestImages(Dataset):
             m = m["mask_png"]
         if isinstance(m, (bytes, bytearray, memoryview)):
             try:
-                m = decode_png(bytes(m))
+                m = decode_mask(bytes(m))
             except ValueError as exc:
                 raise ValueError(f"mask of image {self.df['image_id'][k]!r}: {exc}") from exc
         m = np.asarray(m)
         m = m.astype(np.float32) / 255.0 if m.dtype == np.uint8 else m.astype(np.float32)
         if m.ndim == 3:
             m = m[..., 0]
-        return resize_array(m, self.size).clip(0, 1)
+        return resize(m, (self.size, self.size), "shrink_any").clip(0, 1)
 
     def background(self, j):
         """uint8 (S, S, 3): the tiled background rectangle of sample j."""
@@ -222,7 +198,7 @@ class ManifestImages(Dataset):
         if self.variant.endswith("_gt") and rect is None:
             p = self.gt_mask_paths[j]
             if p:
-                small = resize_array(read_mask(p), BG_RECT_RES, nearest=True) > 0
+                small = resize(read_mask(p), (BG_RECT_RES, BG_RECT_RES), "nearest") > 0
                 rect = largest_zero_rect(small)
         if rect is None or len(rect) != 4 or rect[2] <= rect[0] or rect[3] <= rect[1]:
             # no background patch (missing, or a CAM covering the whole image, which

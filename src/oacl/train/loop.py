@@ -94,8 +94,7 @@ DEFAULTS = {
 # keys that do not change the trained weights (excluded from the resume fingerprint)
 _NOT_HASHED = ("workers", "threads", "ckpt_every_steps", "knn_every", "knn_k", "knn_max", "log_every")
 # the src/oacl code this stage runs (as the pretrain rule's code input lists it)
-CODE = ("io.py", "artifacts.py", "params.py", "fingerprint.py", "models/*.py", "train/*.py",
-        "refine/background.py")
+CODE = ("io.py", "artifacts.py", "params.py", "fingerprint.py", "geometry.py", "models/*.py", "train/*.py")
 
 
 # ------------------------------------------------------------------------ helpers

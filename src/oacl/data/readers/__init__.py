@@ -150,14 +150,6 @@ def normalised_box(x: float, y: float, w: float, h: float, width: int, height: i
     return [float(min(max(v, 0.0), 1.0)) for v in (x1, y1, x2, y2)]
 
 
-def expand_box(box: list[float], margin: float) -> list[float]:
-    """Grow a normalised box by ``margin`` of its width (left and right) and height
-    (up and down), clipped to the image: the 20% margin of the paper (App. B.2)."""
-    x1, y1, x2, y2 = box
-    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
-    return [max(x1 - dx, 0.0), max(y1 - dy, 0.0), min(x2 + dx, 1.0), min(y2 + dy, 1.0)]
-
-
 def mask_box(mask: np.ndarray) -> list[float] | None:
     """Normalised bounding box of the non-zero pixels of a mask (None when empty)."""
     ys, xs = np.nonzero(mask)

@@ -45,11 +45,11 @@ from pathlib import Path
 import numpy as np
 
 from ...artifacts import BOX_SCHEMA, write_rows
+from ...geometry import crop_window, expand_box, filter_boxes
 from ...io import read_rgb, write_json
 from ...params import params_json
 from . import (
     ManifestRows,
-    expand_box,
     holdout,
     normalised_box,
     progress,
@@ -180,7 +180,7 @@ def _read_source(root, src, split, data, cat_index, params, out_dir, rows, box_r
         if params["protocol"] == "paper":
             gt_src = [normalised_box(*a["bbox"], w, h) for a in crop_objects(anns, w, h, params)]
         else:
-            gt_src = [b for b in boxes if (b[2] - b[0]) * (b[3] - b[1]) >= params["gt_min_area"]]
+            gt_src = filter_boxes(boxes, params["gt_min_area"])
         gt_crop = [expand_box(b, params["gt_margin"]) for b in gt_src]
         mask_path = ""
         if params["masks"]:
@@ -263,10 +263,7 @@ def crop_objects(anns: list[dict], width: int, height: int, params: dict) -> lis
 def paper_crop_box(bbox, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
     """Pixel crop (x1, y1, x2, y2) of the authors' COCO-Crop: the box grown by ``margin``
     of its size on each side, clipped to the image, corners rounded to pixels."""
-    x, y, bw, bh = bbox
-    x1, y1 = max(0.0, x - bw * margin), max(0.0, y - bh * margin)
-    x2, y2 = min(float(width), x + bw + bw * margin), min(float(height), y + bh + bh * margin)
-    return tuple(int(round(v)) for v in (x1, y1, x2, y2))
+    return tuple(int(round(v)) for v in expand_box(bbox, margin, width, height, xywh=True))
 
 
 def shorter_side_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -297,9 +294,7 @@ def _add_crops(image_path, size, iid, objects, cat_index, split, src, params, ou
             )
     for a in keep:
         x, y, bw, bh = a["bbox"]
-        mx, my = bw * params["crop_margin"], bh * params["crop_margin"]
-        x1, y1 = int(max(np.floor(x - mx), 0)), int(max(np.floor(y - my), 0))
-        x2, y2 = int(min(np.ceil(x + bw + mx), W)), int(min(np.ceil(y + bh + my), H))
+        x1, y1, x2, y2 = crop_window(a["bbox"], params["crop_margin"], W, H, xywh=True)
         if rgb is not None:
             write_jpeg(out_dir / rel[a["id"]], rgb[y1:y2, x1:x2], reuse=reuse)
         cw, ch = x2 - x1, y2 - y1
