@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from oacl import geometry  # noqa: E402
 from oacl.artifacts import read_manifest, write_manifest  # noqa: E402
 from oacl.io import encode_png, write_bytes  # noqa: E402
 from oacl.train import augment, data  # noqa: E402
@@ -229,7 +230,7 @@ def profile_augment(batch, variant, S, dev, reps=10):
         out[f"hue_{name}"] = ms(lambda: augment.adjust_hue(y, f[:, 3]))
         for bm in ("conv", "matmul"):
             out[f"blur_half_batch_{bm}_{name}"] = ms(lambda: augment.gaussian_blur(y[: B // 2], sig, 23, bm))
-        out[f"normalise_{name}"] = ms(lambda: augment.normalise(y))
+        out[f"normalise_{name}"] = ms(lambda: geometry.normalise(y))
     print("augment profile (ms per call, batch %d, %d px): " % (B, S)
           + ", ".join(f"{k} {v:.2f}" for k, v in out.items()), flush=True)
     return {k: round(v, 3) for k, v in out.items()}
@@ -254,7 +255,7 @@ class PlainTwoView(torch.utils.data.Dataset):
             T.RandomGrayscale(p=0.2),
             T.RandomApply([T.GaussianBlur(k, (0.1 * s, 2.0 * s))], p=0.5),
             T.ToTensor(),
-            T.Normalize(augment.MEAN, augment.STD),
+            T.Normalize(geometry.IMAGENET_MEAN, geometry.IMAGENET_STD),
         ])
 
     def __len__(self):

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
+from oacl.geometry import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from oacl.train import augment as A
 
 OFF = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 0.0}  # geometry only
@@ -15,8 +16,8 @@ def _rand_images(B=6, S=20, seed=0):
 
 
 def _denorm(v):
-    mean = torch.tensor(A.MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(A.STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return v * std + mean
 
 
@@ -170,12 +171,12 @@ def test_output_shape_normalisation_and_params():
 def test_eval_transform_centre_crop():
     S = 64
     batch = _coord_batch(S, B=2)
-    out = _denorm(A.eval_transform(batch["image"], 56, crop_ratio=0.875))
+    out = _denorm(eval_transform(batch["image"], 56, crop_ratio=0.875))
     assert out.shape == (2, 3, 56, 56)
     # centre crop: symmetric around the image centre, covering 87.5% of it
     assert abs(out[0, 0, 0, 0] + out[0, 0, 0, -1] - 1.0) < 0.02
     assert abs(out[0, 0, 0, -1] - out[0, 0, 0, 0] - 0.875 * (55 / 56)) < 0.03
-    single = A.eval_transform(batch["image"][0], 56)
+    single = eval_transform(batch["image"][0], 56)
     assert single.shape == (3, 56, 56)
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 from oacl.artifacts import MASK_SCHEMA, read_masks, write_manifest
 from oacl.cam.cli import make_batches
 from oacl.cli import main
+from oacl.geometry import IMAGENET_MEAN, IMAGENET_STD
 from oacl.io import decode_png
 
 models = pytest.importorskip("oacl.models")
@@ -30,7 +31,7 @@ def _checkpoint(path, method="moco"):
     torch.manual_seed(0)
     meta = {
         "method": method, "arch": "resnet18_small", "image_size": 32,
-        "mean": list(models.IMAGENET_MEAN), "std": list(models.IMAGENET_STD),
+        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
         "num_classes": 3, "feat_dim": 128, "epoch": 0,
         "projector": None if method == "supervised" else {"in": 128, "hidden": 64, "out": 32, "bn": False},
     }

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from oacl.geometry import IMAGENET_MEAN, IMAGENET_STD
 from oacl.train import augment as A
 from oacl.train import objaware as O
 
@@ -10,7 +11,7 @@ OFF = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 0.0}
 
 
 def _denorm(v):
-    return v * torch.tensor(A.STD).view(1, 3, 1, 1) + torch.tensor(A.MEAN).view(1, 3, 1, 1)
+    return v * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 
 
 def _coord_images(B, S):

@@ -1,7 +1,12 @@
 """Image, mask and box geometry shared by the stages, each rule implemented once.
 
-Ground floor: imports only numpy, OpenCV and ``oacl.io``, never a stage
+Ground floor: imports only numpy, OpenCV, torch (lazily) and ``oacl.io``, never a stage
 package, so every stage may use it.
+
+Normalisation. ``IMAGENET_MEAN`` / ``IMAGENET_STD`` (the statistics every model is
+trained and read with), ``normalise`` and ``eval_transform`` (the evaluation view of the
+kNN monitor and of the linear probe: shorter side to ``image_size / crop_ratio``, centre
+crop).
 
 Resizing. ``resize`` is every stage's OpenCV resize; the caller names the
 interpolation, so each keeps its own convention (see ``resize``).
@@ -43,6 +48,9 @@ import numpy as np
 
 from .io import decode_png
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 _INTERP = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
 
 
@@ -67,6 +75,42 @@ def resize(array: np.ndarray, shape: tuple[int, int], interp: str = "linear") ->
     elif interp == "shrink_all":
         interp = "area" if h < H and w < W else "linear"
     return cv2.resize(array, (w, h), interpolation=_INTERP[interp])
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def normalise(y, mean=IMAGENET_MEAN, std=IMAGENET_STD, dtype=None):
+    """(y - mean) / std per channel of a (B, 3, H, W) tensor, with python-scalar
+    constants (no host->device copy); ``dtype`` of the result defaults to float32."""
+    import torch
+
+    out = torch.empty(y.shape, dtype=torch.float32 if dtype is None else dtype, device=y.device)
+    for c in range(3):
+        out[:, c] = (y[:, c] - mean[c]) / std[c]
+    return out
+
+
+def eval_transform(images_uint8, image_size, crop_ratio=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """Resize to image_size / crop_ratio, centre crop image_size, normalise.
+
+    images_uint8: (B, 3, H, W) or (3, H, W) uint8 (any device). The standard evaluation
+    transform (Resize(256) + CenterCrop(224) at 224 px), applied to the stored square image.
+    """
+    import torch.nn.functional as F
+
+    x = images_uint8
+    single = x.dim() == 3
+    if single:
+        x = x[None]
+    x = x.float() / 255
+    H, W = x.shape[-2:]
+    short = int(round(image_size / crop_ratio))
+    nh, nw = (short, max(short, round(W * short / H))) if H <= W else (max(short, round(H * short / W)), short)
+    x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+    top, left = (nh - image_size) // 2, (nw - image_size) // 2
+    x = normalise(x[:, :, top : top + image_size, left : left + image_size].clamp(0, 1), mean, std)
+    return x[0] if single else x
 
 
 # --------------------------------------------------------------------------- masks

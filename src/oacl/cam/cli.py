@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..artifacts import MASK_SCHEMA, read_manifest, shard_rows, write_rows
-from ..geometry import resize
+from ..geometry import IMAGENET_MEAN, IMAGENET_STD, resize
 from ..io import ImageError, encode_png, read_rgb
 from ..params import merge_params, params_json
 
@@ -136,7 +136,7 @@ def run_cam(cfg, checkpoint, manifest, shard: int, n_shards: int, out, device=No
     model = load_checkpoint(checkpoint, device=dev)
     meta = model.meta
     size = params["image_size"] or int(meta["image_size"])
-    mean, std = meta.get("mean", [0.485, 0.456, 0.406]), meta.get("std", [0.229, 0.224, 0.225])
+    mean, std = meta.get("mean", IMAGENET_MEAN), meta.get("std", IMAGENET_STD)
     if params["method"] == "classifier" and getattr(model, "classifier", None) is None:
         raise ValueError(f"cam: method 'classifier' needs a supervised checkpoint; {checkpoint} "
                          f"is {meta.get('method')!r}")

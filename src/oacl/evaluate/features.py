@@ -23,6 +23,7 @@ import pandas as pd
 
 from .. import fingerprint as fpr
 from ..artifacts import read_manifest
+from ..geometry import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from ..io import atomic_path, read_rgb
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,7 @@ log = logging.getLogger(__name__)
 # the cache file layout (code changes are caught by the fingerprint of CODE)
 FEATURE_VERSION = 2
 # the src/oacl code features depend on: image reading, manifest paths, the model, the view
-CODE = ("io.py", "artifacts.py", "fingerprint.py", "models/*.py", "evaluate/features.py",
-        "train/augment.py", "train/objaware.py")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+CODE = ("io.py", "artifacts.py", "fingerprint.py", "geometry.py", "models/*.py", "evaluate/features.py")
 CROP_RATIO = 0.875  # linear-evaluation convention: resize to size / 0.875, centre crop
 
 
@@ -55,13 +53,11 @@ def load_model(checkpoint: str | os.PathLike, device: str = "cpu"):
 def eval_view(image, image_size: int, crop_ratio: float = CROP_RATIO, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     """uint8 (H, W, 3) -> normalised (3, S, S): the shared evaluation transform.
 
-    Uses oacl.train.augment.eval_transform (shorter side to image_size / crop_ratio,
+    Uses oacl.geometry.eval_transform (shorter side to image_size / crop_ratio,
     centre crop), so the linear probe sees exactly what the kNN monitor sees.
     It runs per image because manifest images may differ in size.
     """
     import torch
-
-    from ..train.augment import eval_transform
 
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     return eval_transform(x, image_size, crop_ratio=crop_ratio, mean=mean, std=std)

@@ -3,8 +3,6 @@
 from .backbones import FEAT_DIMS, L2Projector, build_encoder, feat_dim, feature_map, mlp
 from .checkpoint import (
     FORMAT,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     EmbeddingModel,
     load_checkpoint,
     save_checkpoint,
@@ -13,8 +11,6 @@ from .checkpoint import (
 __all__ = [
     "FEAT_DIMS",
     "FORMAT",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "EmbeddingModel",
     "L2Projector",
     "build_encoder",

@@ -19,8 +19,6 @@ from ..io import torch_save
 from .backbones import L2Projector, build_encoder, mlp
 
 FORMAT = "oacl-checkpoint-v1"
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
 class EmbeddingModel(nn.Module):

@@ -10,7 +10,7 @@ happens here, on whole batches, with every draw taken from one ``torch.Generator
     colour jitter      (0.4, 0.4, 0.4, 0.1) p 0.8, the four ops in a random order per sample
     grayscale          p 0.2
     Gaussian blur      p 0.5, sigma (0.1, 2.0), kernel 23 at 224 px (scaled, odd)
-    normalise          ImageNet mean / std
+    normalise          ImageNet mean / std (oacl.geometry)
 
 This is the MoCo v2 recipe the paper uses for all experiments (Appendix B.1), with
 the crop scale (0.08, 1). Crops are resampled with ``torchvision.ops.roi_align``
@@ -28,10 +28,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
+from ..geometry import IMAGENET_MEAN, IMAGENET_STD, normalise
 from . import objaware
-
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 DEFAULTS = {
     "scale": [0.08, 1.0],  # RandomResizedCrop area range (paper: 0.08 instead of 0.2)
@@ -49,8 +47,8 @@ DEFAULTS = {
     "mask_threshold": 0.2,  # binarisation threshold (BG-HardMix)
     "compute_dtype": "float32",  # colour ops: float32 | float16 | bfloat16 | auto (float16 on CUDA)
     "blur_method": "auto",  # auto | conv | matmul (auto: matmul on CUDA)
-    "mean": list(MEAN),
-    "std": list(STD),
+    "mean": list(IMAGENET_MEAN),
+    "std": list(IMAGENET_STD),
 }
 
 GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision
@@ -245,14 +243,6 @@ def gaussian_blur(x, sigma, kernel_size, method="auto"):
     return y.view(B, C, H, W)
 
 
-def normalise(y, mean=MEAN, std=STD, dtype=torch.float32):
-    """(y - mean) / std per channel, with python-scalar constants (no host->device copy)."""
-    out = torch.empty(y.shape, dtype=dtype, device=y.device)
-    for c in range(3):
-        out[:, c] = (y[:, c] - mean[c]) / std[c]
-    return out
-
-
 # ----------------------------------------------------------------------- pipeline
 
 
@@ -370,23 +360,3 @@ class TwoViewAugment:
 
     def _normalise(self, y):
         return normalise(y, self.p["mean"], self.p["std"])
-
-
-def eval_transform(images_uint8, image_size, crop_ratio=0.875, mean=MEAN, std=STD):
-    """Resize to image_size / crop_ratio, centre crop image_size, normalise.
-
-    images_uint8: (B, 3, H, W) or (3, H, W) uint8 (any device). The standard evaluation
-    transform (Resize(256) + CenterCrop(224) at 224 px), applied to the stored square image.
-    """
-    x = images_uint8
-    single = x.dim() == 3
-    if single:
-        x = x[None]
-    x = x.float() / 255
-    H, W = x.shape[-2:]
-    short = int(round(image_size / crop_ratio))
-    nh, nw = (short, max(short, round(W * short / H))) if H <= W else (max(short, round(H * short / W)), short)
-    x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
-    top, left = (nh - image_size) // 2, (nw - image_size) // 2
-    x = normalise(x[:, :, top : top + image_size, left : left + image_size].clamp(0, 1), mean, std)
-    return x[0] if single else x

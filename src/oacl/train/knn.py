@@ -15,7 +15,7 @@ import torch.nn.functional as F
 @torch.no_grad()
 def extract(encoder, loader, image_size: int, device, channels_last: bool = False):
     """(features (N, C) L2-normalised float32 on ``device``, labels (N,) int64)."""
-    from .augment import eval_transform
+    from ..geometry import eval_transform
 
     was_training = encoder.training
     encoder.eval()

@@ -42,7 +42,8 @@ from ..artifacts import read_boxes, read_manifest, read_masks
 from .. import fingerprint as fpr
 from ..io import torch_save, write_text
 from ..params import merge_params
-from ..models import IMAGENET_MEAN, IMAGENET_STD, feat_dim, save_checkpoint
+from ..geometry import IMAGENET_MEAN, IMAGENET_STD
+from ..models import feat_dim, save_checkpoint
 from . import augment, data, dist, health, knn
 from .methods import build_method
 
