@@ -7,7 +7,7 @@ import pytest
 
 from oacl.cli import main
 from oacl.io import decode_png
-from oacl.refine.inspect import gallery_ids
+from oacl.overlay import gallery_ids
 from oacl.refine.refine import refine_shard
 from test_refine_cli import H, W, make_data
 

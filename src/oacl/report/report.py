@@ -8,7 +8,7 @@ Sections, each shown as "not run" when its inputs are missing:
 4. linear evaluation (linear.json, plus the object-crop head of shift.json) beside Table 4;
 5. background / distribution shift (shift.json) beside Tables 6, 7 and 8, with a bar chart;
 6. training curves (results/models/{dataset}/{model}/metrics.jsonl: loss, kNN accuracy);
-7. a gallery of ContraCAM masks and boxes (oacl.refine.inspect.render_overlay).
+7. a gallery of ContraCAM masks and boxes (oacl.overlay.render_overlay).
 
 Models are named {method}-{variant}-s{seed}; accuracies are aggregated as mean +- std
 over seeds, and each debiased variant is compared with the ``baseline`` of the same
@@ -558,7 +558,7 @@ def _gallery_set(results, dataset, model, cam, mask_shard: Path, opts) -> str:
     manifest_path = results / "data" / dataset / "manifest.parquet"
     manifest = artifacts.read_manifest(manifest_path).set_index("image_id", drop=False) if manifest_path.exists() else None
     try:
-        from ..refine.inspect import gallery_ids, render_overlay
+        from ..overlay import gallery_ids, render_overlay
     except ImportError:
         gallery_ids, render_overlay = None, None
     ids = sorted(masks)
