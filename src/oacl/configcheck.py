@@ -25,7 +25,7 @@ from typing import Iterable
 
 import yaml
 
-MODEL_RE = r"^[a-z]+-[a-z_]+-s[0-9]+$"
+from . import variants
 
 # $defs name in the schema -> (module, keys the rule sets itself: a config value there
 # would be overwritten without a word, so it is not accepted)
@@ -179,6 +179,13 @@ def full_schema(schema_path) -> dict:
         branches.append({"if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
                          "then": {"$ref": f"#/$defs/{name}"}})
     ds["allOf"] = branches
+    # the variant names and model-name patterns are oacl.variants' (one definition)
+    exp = schema["properties"]["experiments"]["additionalProperties"]["properties"]
+    exp["variants"]["items"]["enum"] = list(variants.NAMES)
+    exp["cam_model"]["pattern"] = variants.model_pattern()
+    loc = schema["properties"]["localization"]["additionalProperties"]["properties"]
+    loc["model"]["pattern"] = variants.model_pattern()
+    loc["classifier_model"]["pattern"] = variants.model_pattern("supervised")
     return schema
 
 
@@ -230,7 +237,9 @@ def check_config(config: dict, schema_path, files=()) -> None:
 
 
 def models_of(exp: dict) -> list[str]:
-    return [f"{m}-{v}-s{s}" for m in exp["methods"] for v in exp["variants"] for s in exp["seeds"]]
+    """The models an experiment trains (every method x variant x seed)."""
+    return [variants.model_name(m, v, s) for m in exp["methods"] for v in exp["variants"]
+            for s in exp["seeds"]]
 
 
 def cross_check(config: dict) -> None:
@@ -250,7 +259,7 @@ def cross_check(config: dict) -> None:
             if tds not in datasets:
                 fail(f"experiments.{name}.transfer: unknown dataset {tds!r}")
     for name, exp in config["experiments"].items():
-        if any(v.endswith("_cam") for v in exp["variants"]):
+        if any(variants.uses_cam(v) for v in exp["variants"]):
             for key in ("cam_model", "cam"):
                 if key not in exp:
                     fail(f"experiments.{name}.{key} is required for *_cam variants")

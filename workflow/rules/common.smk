@@ -12,7 +12,14 @@ SRC = Path(workflow.current_basedir).parents[1] / "src" / "oacl"
 if not (SRC / "artifacts.py").exists():
     raise WorkflowError(f"oacl sources not found at {SRC}")
 sys.path.insert(0, str(SRC.parent))
-from oacl.configcheck import ConfigError, check_config, cross_check, load_config_files
+from oacl import variants
+from oacl.configcheck import (
+    ConfigError,
+    check_config,
+    cross_check,
+    load_config_files,
+    models_of,
+)
 
 # The base config sits beside the Snakefile (an absolute path: with --directory the
 # working directory is elsewhere, and a missing relative configfile would be skipped
@@ -51,9 +58,6 @@ os.environ.update(
     PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 )
 
-MODEL_RE = r"[a-z]+-[a-z_]+-s[0-9]+"
-
-
 def cfg_json(d):
     """A config section as JSON for `--cfg` (quoted in shell with :q)."""
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
@@ -78,11 +82,6 @@ def model_path(dataset, model):
     return f"results/models/{dataset}/{model}/model.pt"
 
 
-def split_model(model):
-    method, variant, seed = model.rsplit("-", 2)
-    return method, variant, int(seed[1:])
-
-
 def experiments_of(dataset):
     return [e for e in config["experiments"].values() if e["dataset"] == dataset]
 
@@ -104,15 +103,6 @@ def cam_shards(kind, dataset, model, cam):
     return [
         f"results/{stage}/{dataset}/{model}/{cam}/{stem}_{i}.parquet"
         for i in range(n_shards())
-    ]
-
-
-def models_of(exp):
-    return [
-        f"{m}-{v}-s{s}"
-        for m in exp["methods"]
-        for v in exp["variants"]
-        for s in exp["seeds"]
     ]
 
 
@@ -199,12 +189,13 @@ def pretrain_cfg(w):
 
 
 def pretrain_inputs(w):
-    """Manifest, plus the CAM masks/boxes of the source model for *_cam variants."""
+    """Manifest, plus the CAM box/mask shards of the source model the variant reads."""
     inputs = {"manifest": manifest(w.dataset)}
-    if w.variant.endswith("_cam"):
+    spec = variants.get(w.variant)
+    if spec.cam_boxes:
         exp = experiment_for(w.dataset, w.variant)
         inputs["boxes"] = cam_shards("boxes", w.dataset, exp["cam_model"], exp["cam"])
-        if w.variant.startswith("bg_mixup"):
+        if spec.cam_masks:
             inputs["masks"] = cam_shards(
                 "masks", w.dataset, exp["cam_model"], exp["cam"]
             )
@@ -223,11 +214,11 @@ def pretrain_runtime(w, attempt):
 
 # ------------------------------------------------------------- cam rules
 def cam_trains(dataset, model, cam):
-    """Whether some *_cam variant pretrains on these masks/boxes (then train images need them)."""
+    """Whether some CAM variant pretrains on these masks/boxes (then train images need them)."""
     return any(
         exp.get("cam_model") == model
         and exp.get("cam") == cam
-        and any(v.endswith("_cam") for v in exp["variants"])
+        and any(variants.uses_cam(v) for v in exp["variants"])
         for exp in experiments_of(dataset)
     )
 
@@ -248,7 +239,7 @@ def cam_sets():
     """(dataset, model, cam) of every ContraCAM run the config asks for."""
     sets = set()
     for exp in config["experiments"].values():
-        if any(v.endswith("_cam") for v in exp["variants"]):
+        if any(variants.uses_cam(v) for v in exp["variants"]):
             sets.add((exp["dataset"], exp["cam_model"], exp["cam"]))
     for ds, loc in config.get("localization", {}).items():
         sets.update((ds, localization_model(loc, cam), cam) for cam in loc["cams"])
