@@ -331,3 +331,30 @@ def test_check_config_names_file_and_line_of_a_preset(tmp_path, capsys):
         base = preset.with_name(preset.name.replace("-smoke", ""))
         files = [base, preset] if base != preset and base.exists() else [preset]
         assert main(["check-config", *map(str, files)]) == 0, preset
+
+
+def test_deep_merge_keeps_keys_an_override_does_not_name():
+    from oacl.params import deep_merge
+
+    base = {"epochs": 6, "moco": {"queue_size": 1024, "momentum": 0.99}, "augment": {"p_mix": {"moco": 1.0}}}
+    over = {"moco": {"queue_size": 4096}, "augment": {"p_mix": {"byol": 0.5}}, "workers": None}
+    merged = deep_merge(base, over)
+    assert merged == {"epochs": 6, "moco": {"queue_size": 4096, "momentum": 0.99},
+                      "augment": {"p_mix": {"moco": 1.0, "byol": 0.5}}, "workers": None}
+    assert base["moco"] == {"queue_size": 1024, "momentum": 0.99}  # inputs unchanged
+    merged["augment"]["p_mix"]["moco"] = 0.0
+    assert over["augment"]["p_mix"] == {"byol": 0.5} and base["augment"]["p_mix"]["moco"] == 1.0
+    assert deep_merge({"a": {"b": 1}}, {"a": 3}) == {"a": 3}  # a non-mapping replaces
+
+
+def test_experiment_pretrain_override_is_merged_key_by_key(workflow_copy, tmp_path):
+    """An experiment setting only moco.queue_size used to drop config.yaml's moco.momentum
+    (0.99) for the stage default (0.999): the override replaced the whole `moco` mapping."""
+    override = _write(tmp_path, {"experiments": {"contextual": {"pretrain": {"moco": {"queue_size": 2048}}}}})
+    out = run_snakemake(workflow_copy, "-n", "-p", "--configfile", override).stdout
+    cfgs = {}
+    for m in re.finditer(r"oacl pretrain --cfg '(\{.*?\})'", out):
+        cfg = yaml.safe_load(m[1])
+        cfgs[(cfg["variant"], cfg["moco"]["queue_size"])] = cfg["moco"]
+    assert cfgs[("oa_crop_cam", 2048)] == {"queue_size": 2048, "momentum": 0.99}  # contextual
+    assert cfgs[("bg_mixup_cam", 1024)] == {"queue_size": 1024, "momentum": 0.99}  # background

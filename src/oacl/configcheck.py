@@ -26,6 +26,7 @@ from typing import Iterable
 import yaml
 
 from . import variants
+from .params import deep_merge
 
 # $defs name in the schema -> (module, keys the rule sets itself: a config value there
 # would be overwritten without a word, so it is not accepted)
@@ -292,16 +293,9 @@ def cross_check(config: dict) -> None:
 def merge_configs(files: list[Path]) -> dict:
     """The config Snakemake builds: each file deep-merged over the previous one, then the
     entries a preset sets to null removed from datasets/experiments/localization."""
-    def merge(dst, src):
-        for k, v in src.items():
-            if isinstance(v, dict) and isinstance(dst.get(k), dict):
-                merge(dst[k], v)
-            else:
-                dst[k] = copy.deepcopy(v)
-
     config: dict = {}
     for path in files:
-        merge(config, yaml.safe_load(Path(path).read_text()))
+        config = deep_merge(config, yaml.safe_load(Path(path).read_text()))
     for section in ("datasets", "experiments", "localization"):
         if isinstance(config.get(section), dict):
             config[section] = {k: v for k, v in config[section].items() if v is not None}

@@ -20,6 +20,7 @@ from oacl.configcheck import (
     load_config_files,
     models_of,
 )
+from oacl.params import deep_merge
 
 # The base config sits beside the Snakefile (an absolute path: with --directory the
 # working directory is elsewhere, and a missing relative configfile would be skipped
@@ -183,7 +184,8 @@ def data_sources(wildcards):
 # ------------------------------------------------------------- pretrain rules
 def pretrain_cfg(w):
     exp = experiment_for(w.dataset, w.variant)
-    cfg = {**config["pretrain"], **exp.get("pretrain", {})}
+    # key by key at every depth: an experiment setting moco.queue_size keeps moco.momentum
+    cfg = deep_merge(config["pretrain"], exp.get("pretrain", {}))
     cfg.update(method=w.method, variant=w.variant, seed=int(w.seed))
     return cfg
 
