@@ -159,10 +159,15 @@ def _defaults(module: str) -> dict:
     return copy.deepcopy(importlib.import_module(module).DEFAULTS)
 
 
-def dataset_defaults(kind: str) -> dict:
+def dataset_module(kind: str) -> str:
+    """The module that builds datasets of type ``kind`` (oacl.data.scenes, ...readers.coco)."""
     from .data.prepare import resolve_params
 
-    return _defaults(resolve_params({"type": kind})[2].__name__)
+    return resolve_params({"type": kind})[2].__name__
+
+
+def dataset_defaults(kind: str) -> dict:
+    return _defaults(dataset_module(kind))
 
 
 def full_schema(schema_path) -> dict:

@@ -2,7 +2,7 @@ rule contracam:
     input:
         checkpoint="results/models/{dataset}/{model}/model.pt",
         manifest="results/data/{dataset}/manifest.parquet",
-        code=code(*SHARED_CODE, "models/*.py", "cam/*.py"),
+        code=code("oacl.cam.cli"),
     output:
         masks="results/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
     log:
@@ -32,13 +32,7 @@ rule refine:
     input:
         masks="results/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
         manifest="results/data/{dataset}/manifest.parquet",
-        code=code(
-            *SHARED_CODE,
-            "refine/crf.py",
-            "refine/boxes.py",
-            "refine/background.py",
-            "refine/refine.py",
-        ),
+        code=code("oacl.refine.cli", "oacl.refine.refine"),
     output:
         boxes="results/refine/{dataset}/{model}/{cam}/boxes_{shard}.parquet",
     log:

@@ -12,11 +12,12 @@ SRC = Path(workflow.current_basedir).parents[1] / "src" / "oacl"
 if not (SRC / "artifacts.py").exists():
     raise WorkflowError(f"oacl sources not found at {SRC}")
 sys.path.insert(0, str(SRC.parent))
-from oacl import variants
+from oacl import codedeps, variants
 from oacl.configcheck import (
     ConfigError,
     check_config,
     cross_check,
+    dataset_module,
     load_config_files,
     models_of,
 )
@@ -64,15 +65,10 @@ def cfg_json(d):
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
-def code(*patterns):
-    """The src/oacl modules a stage depends on (editing one reruns that stage's jobs)."""
-    files = []
-    for pat in patterns:
-        files += sorted(str(p) for p in SRC.glob(pat))
-    return files
-
-
-SHARED_CODE = ["io.py", "artifacts.py", "params.py"]
+def code(*entries):
+    """The src/oacl files a rule runs (editing one reruns its jobs): the transitive
+    imports of its entry modules, read from the sources (src/oacl/codedeps.py)."""
+    return [str(SRC / f) for f in codedeps.code_of(*entries, package=SRC)]
 
 
 def manifest(dataset):
@@ -153,13 +149,9 @@ def res(stage, key, default):
 
 # ------------------------------------------------------------- data rules
 def data_code(wildcards):
+    # `oacl data prepare` runs prepare.py and the module of the dataset's type
     kind = config["datasets"][wildcards.dataset]["type"]
-    own = {
-        "scenes": ["data/scenes.py"],
-        "folder": ["data/folder.py"],
-        "composite": ["data/composite.py", "data/scenes.py"],
-    }.get(kind, [f"data/readers/{kind}.py"])
-    return code(*SHARED_CODE, "data/prepare.py", "data/cli.py", *own)
+    return code("oacl.data.cli", "oacl.data.prepare", dataset_module(kind))
 
 
 # composite datasets whose roots are left at these defaults get them from

@@ -42,7 +42,7 @@ from ..artifacts import read_boxes, read_manifest, read_masks
 from .. import fingerprint as fpr
 from ..io import torch_save, write_text
 from ..params import merge_params
-from .. import variants
+from .. import codedeps, variants
 from ..models import IMAGENET_MEAN, IMAGENET_STD, feat_dim, save_checkpoint
 from . import augment, data, dist, health, knn
 from .methods import build_method
@@ -94,9 +94,8 @@ DEFAULTS = {
 
 # keys that do not change the trained weights (excluded from the resume fingerprint)
 _NOT_HASHED = ("workers", "threads", "ckpt_every_steps", "knn_every", "knn_k", "knn_max", "log_every")
-# the src/oacl code this stage runs (as the pretrain rule's code input lists it)
-CODE = ("io.py", "artifacts.py", "params.py", "fingerprint.py", "models/*.py", "train/*.py",
-        "refine/background.py")
+# the src/oacl code this stage runs: the pretrain rule's code input (oacl.codedeps)
+CODE = codedeps.code_of("oacl.train.cli")
 
 
 # ------------------------------------------------------------------------ helpers
