@@ -27,6 +27,7 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/cam.smk"
+include: "workflow/rules/refine.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -20,7 +20,7 @@ def test_default_config_dry_run_shows_every_stage(workflow_copy):
     proc = dry_run(workflow_copy)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
-    for rule in ("prepare_data", "pretrain", "contracam", "refine", "evaluate_linear",
+    for rule in ("prepare_data", "pretrain", "cam", "refine", "evaluate_linear",
                  "evaluate_shift", "evaluate_localization", "report"):
         assert rule in out
 
@@ -358,3 +358,19 @@ def test_experiment_pretrain_override_is_merged_key_by_key(workflow_copy, tmp_pa
         cfgs[(cfg["variant"], cfg["moco"]["queue_size"])] = cfg["moco"]
     assert cfgs[("oa_crop_cam", 2048)] == {"queue_size": 2048, "momentum": 0.99}  # contextual
     assert cfgs[("bg_mixup_cam", 1024)] == {"queue_size": 1024, "momentum": 0.99}  # background
+
+
+def test_one_name_per_stage():
+    """A rule's log and benchmark folders are named after it; the CAM stage is `cam`
+    everywhere (rule, command, results folder, resources key, logs)."""
+    rules = {}
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        rules.update(re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", path.read_text(), re.M | re.S))
+    assert {"prepare_data", "pretrain", "cam", "refine", "report"} <= set(rules)
+    for rule, body in rules.items():
+        for kind in ("logs", "benchmarks"):
+            for path in re.findall(rf'"(results/{kind}/[^"]*)"', body):
+                assert re.match(rf"results/{kind}/{rule}[/.]", path), (rule, path)
+    cam = rules["cam"]
+    assert '"oacl cam ' in cam and '"results/cam/' in cam and 'res("cam", ' in cam
+    assert "rule refine:" in (REPO / "workflow" / "rules" / "refine.smk").read_text()
