@@ -65,7 +65,7 @@ def test_unknown_dataset_reference_is_named(workflow_copy, tmp_path):
 
 
 def test_unknown_cam_config_is_named(workflow_copy, tmp_path):
-    bad = {"localization": {"scenes_multi": {"model": "moco-baseline-s0", "cams": ["iter99"]}}}
+    bad = {"localization_tables": {"scenes_multi": {"model": "moco-baseline-s0", "cams": ["iter99"]}}}
     proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
     assert proc.returncode != 0
     assert "iter99" in proc.stderr
@@ -143,10 +143,10 @@ def test_model_outside_every_experiment_is_an_error(workflow_copy, tmp_path):
     proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
     assert proc.returncode != 0
     assert "experiments.contextual.cam_model" in proc.stderr and "moco-baseline-s7" in proc.stderr
-    bad = {"localization": {"scenes_single": {"model": "byol-baseline-s0", "cams": ["iter1"]}}}
+    bad = {"localization_tables": {"scenes_single": {"model": "byol-baseline-s0", "cams": ["iter1"]}}}
     proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
     assert proc.returncode != 0
-    assert "localization.scenes_single.model" in proc.stderr and "byol-baseline-s0" in proc.stderr
+    assert "localization_tables.scenes_single.model" in proc.stderr and "byol-baseline-s0" in proc.stderr
 
 
 @pytest.mark.parametrize("text,what", [("", "empty"), ("pretrain:\n  epochs: [1, 2\n", "syntax"),
@@ -301,7 +301,7 @@ def test_results_outside_the_repository(workflow_copy, tmp_path):
 def test_report_command_lists_exactly_the_configured_files(workflow_copy, tmp_path):
     """The report rule passes its inputs; a seed dropped from the config is not among them."""
     override = _write(tmp_path, {"experiments": {"background": {"seeds": [1], "cam_model": "moco-baseline-s1"}},
-                                 "localization": {"scenes_single": {"model": "moco-baseline-s1"}}})
+                                 "localization_tables": {"scenes_single": {"model": "moco-baseline-s1"}}})
     out = run_snakemake(workflow_copy, "-n", "-p", "--configfile", override).stdout
     cmd = re.search(r"oacl report .*--inputs (.*?) --out", out)[1].split()
     assert "results/eval/scenes_single/moco-bg_mixup_cam-s1/shift.json" in cmd
@@ -374,3 +374,14 @@ def test_one_name_per_stage():
     cam = rules["cam"]
     assert '"oacl cam ' in cam and '"results/cam/' in cam and 'res("cam", ' in cam
     assert "rule refine:" in (REPO / "workflow" / "rules" / "refine.smk").read_text()
+
+
+def test_old_localization_key_is_named_with_its_new_name(tmp_path):
+    """Top-level `localization:` (the tables to make) is now `localization_tables:`, so
+    that `localization` means one thing: the evaluation's parameters, evaluate.localization."""
+    bad = tmp_path / "old.yaml"
+    bad.write_text("localization:\n  scenes_multi: {model: moco-baseline-s0, cams: [iter10]}\n")
+    with pytest.raises(configcheck.ConfigError, match=r"old.yaml:1: localization: renamed to localization_tables"):
+        paths = [REPO / "config.yaml", bad]
+        configcheck.check_config(configcheck.merge_configs(paths), REPO / "workflow/schemas/config.schema.yaml",
+                                 configcheck.load_config_files(paths))

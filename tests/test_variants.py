@@ -65,7 +65,7 @@ def test_schema_variant_names_and_model_patterns_are_generated(tmp_path):
     exp = schema["properties"]["experiments"]["additionalProperties"]["properties"]
     assert exp["variants"]["items"]["enum"] == list(variants.NAMES)
     assert exp["cam_model"]["pattern"] == variants.model_pattern()
-    loc = schema["properties"]["localization"]["additionalProperties"]["properties"]
+    loc = schema["properties"]["localization_tables"]["additionalProperties"]["properties"]
     assert loc["model"]["pattern"] == variants.model_pattern()
     assert loc["classifier_model"]["pattern"] == variants.model_pattern("supervised")
 

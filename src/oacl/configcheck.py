@@ -46,6 +46,10 @@ RULE_SET = {"method": "experiments.*.methods", "variant": "experiments.*.variant
             "seed": "experiments.*.seeds", "device": "the top-level `device`"}
 
 
+# top-level keys that were renamed -> their new name (named in the error)
+RENAMED = {"localization": "localization_tables"}
+
+
 class ConfigError(ValueError):
     """The configuration is wrong; the message names file, line and key where known."""
 
@@ -189,7 +193,7 @@ def full_schema(schema_path) -> dict:
     exp = schema["properties"]["experiments"]["additionalProperties"]["properties"]
     exp["variants"]["items"]["enum"] = list(variants.NAMES)
     exp["cam_model"]["pattern"] = variants.model_pattern()
-    loc = schema["properties"]["localization"]["additionalProperties"]["properties"]
+    loc = schema["properties"]["localization_tables"]["additionalProperties"]["properties"]
     loc["model"]["pattern"] = variants.model_pattern()
     loc["classifier_model"]["pattern"] = variants.model_pattern("supervised")
     return schema
@@ -230,6 +234,8 @@ def check_config(config: dict, schema_path, files=()) -> None:
                     " (known" in msg else "unknown key"
                 if extra[0] in RULE_SET and len(path) > 1:
                     msg = f"not settable here: each job takes it from {RULE_SET[extra[0]]}"
+                if extra[0] in RENAMED and len(path) == 1:
+                    msg = f"renamed to {RENAMED[extra[0]]}"
                 if len(extra) > 1:
                     msg += f"; also unknown: {', '.join(extra[1:])}"
             key = ".".join(str(p) for p in path) or "(top level)"
@@ -276,19 +282,19 @@ def cross_check(config: dict) -> None:
                 fail(f"experiments.{name}.cam_model: {exp['cam_model']!r} is trained by no "
                      f"experiment on {exp['dataset']!r} (add its method/variant/seed to one; "
                      f"listed: {sorted(trained[exp['dataset']])})")
-    for ds, loc in config.get("localization", {}).items():
+    for ds, loc in config.get("localization_tables", {}).items():
         if ds not in datasets:
-            fail(f"localization.{ds}: unknown dataset")
+            fail(f"localization_tables.{ds}: unknown dataset")
         for cam in loc["cams"]:
             if cam not in cams:
-                fail(f"localization.{ds}.cams: unknown CAM configuration {cam!r}")
+                fail(f"localization_tables.{ds}.cams: unknown CAM configuration {cam!r}")
             # the classifier Grad-CAM reference runs on the supervised model named here (its
             # only trigger: listing it is the request to train it)
             if cams[cam].get("method") == "classifier" and "classifier_model" not in loc:
-                fail(f"localization.{ds}.cams: {cam!r} is a classifier CAM; set "
-                     f"localization.{ds}.classifier_model (a supervised-* model)")
+                fail(f"localization_tables.{ds}.cams: {cam!r} is a classifier CAM; set "
+                     f"localization_tables.{ds}.classifier_model (a supervised-* model)")
         if loc["model"] not in trained.get(ds, set()):
-            fail(f"localization.{ds}.model: {loc['model']!r} is trained by no experiment on "
+            fail(f"localization_tables.{ds}.model: {loc['model']!r} is trained by no experiment on "
                  f"{ds!r} (add its method/variant/seed to one; listed: {sorted(trained.get(ds, []))})")
 
 
@@ -297,11 +303,11 @@ def cross_check(config: dict) -> None:
 
 def merge_configs(files: list[Path]) -> dict:
     """The config Snakemake builds: each file deep-merged over the previous one, then the
-    entries a preset sets to null removed from datasets/experiments/localization."""
+    entries a preset sets to null removed from datasets/experiments/localization_tables."""
     config: dict = {}
     for path in files:
         config = deep_merge(config, yaml.safe_load(Path(path).read_text()))
-    for section in ("datasets", "experiments", "localization"):
+    for section in ("datasets", "experiments", "localization_tables"):
         if isinstance(config.get(section), dict):
             config[section] = {k: v for k, v in config[section].items() if v is not None}
     return config

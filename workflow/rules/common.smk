@@ -38,8 +38,8 @@ configfile: BASE_CONFIG
 
 
 # A preset given with --configfile is merged over config.yaml; it removes the default's
-# datasets, experiments or localization entries by setting them to null.
-for _section in ("datasets", "experiments", "localization"):
+# datasets, experiments or localization_tables entries by setting them to null.
+for _section in ("datasets", "experiments", "localization_tables"):
     if isinstance(config.get(_section), dict):
         config[_section] = {k: v for k, v in config[_section].items() if v is not None}
 
@@ -114,7 +114,7 @@ def all_targets():
         for tds in exp.get("transfer", []):
             for model in models_of(exp):
                 targets.append(f"results/eval/{ds}/{model}/transfer_{tds}.json")
-    for ds, loc in config.get("localization", {}).items():
+    for ds, loc in config.get("localization_tables", {}).items():
         for cam in loc["cams"]:
             model = localization_model(loc, cam)
             targets.append(f"results/eval/{ds}/{model}/localization_{cam}.json")
@@ -235,7 +235,7 @@ def cam_sets():
     for exp in config["experiments"].values():
         if any(variants.uses_cam(v) for v in exp["variants"]):
             sets.add((exp["dataset"], exp["cam_model"], exp["cam"]))
-    for ds, loc in config.get("localization", {}).items():
+    for ds, loc in config.get("localization_tables", {}).items():
         sets.update((ds, localization_model(loc, cam), cam) for cam in loc["cams"])
     return sorted(sets)
 
