@@ -16,8 +16,8 @@ def rule_entries():
     """{rule: entry modules} as the rule files name them in `code=code(...)`."""
     out = {}
     for path in sorted(RULES.glob("*.smk")):
-        for rule, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", path.read_text(), re.M | re.S):
-            m = re.search(r"^\s+code=code\(([^)]*)\)", body, re.M)
+        for rule, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", path.read_text(), re.MULTILINE | re.DOTALL):
+            m = re.search(r"^\s+code=code\(([^)]*)\)", body, re.MULTILINE)
             if m:
                 out[rule] = tuple(re.findall(r'"([\w.]+)"', m[1]))
     return out

@@ -365,7 +365,7 @@ def test_one_name_per_stage():
     everywhere (rule, command, results folder, resources key, logs)."""
     rules = {}
     for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        rules.update(re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", path.read_text(), re.M | re.S))
+        rules.update(re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", path.read_text(), re.MULTILINE | re.DOTALL))
     assert {"prepare_data", "pretrain", "cam", "refine", "report"} <= set(rules)
     for rule, body in rules.items():
         for kind in ("logs", "benchmarks"):

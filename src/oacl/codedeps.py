@@ -91,7 +91,7 @@ def imports(module: str, package: Path = PACKAGE) -> set[str]:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _closure(entries: tuple[str, ...], package: str) -> tuple[str, ...]:
     pkg = Path(package)
     seen: set[str] = set()

@@ -60,6 +60,7 @@ os.environ.update(
     PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 )
 
+
 def cfg_json(d):
     """A config section as JSON for `--cfg` (quoted in shell with :q)."""
     return json.dumps(d, sort_keys=True, separators=(",", ":"))

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..io import write_text
 from ..params import merge_params
-from ..variants import VARIANTS, parse_model  # noqa: F401 (parse_model: of model folder names)
+from ..variants import VARIANTS, parse_model  # parse_model: of model folder names
 from . import paper_tables
 
 log = logging.getLogger(__name__)
