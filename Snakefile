@@ -12,12 +12,13 @@
 include: "workflow/rules/common.smk"
 
 
+# model names {method}-{variant}-s{seed}: the patterns of src/oacl/variants.py
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
-    method=r"[a-z]+",
-    variant=r"[a-z_]+",
-    seed=r"[0-9]+",
-    model=MODEL_RE,
+    method=variants.METHOD_RE,
+    variant=variants.VARIANT_RE,
+    seed=variants.SEED_RE,
+    model=variants.MODEL_RE,
     cam=r"[A-Za-z0-9_]+",
     target=r"[A-Za-z0-9_]+",
     shard=r"[0-9]+",
@@ -26,6 +27,7 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/cam.smk"
+include: "workflow/rules/refine.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -221,7 +221,7 @@ def test_preset_fetches_default_roots_only(sources, tmp_path):
     for rule in (
         "prepare_data",
         "pretrain",
-        "contracam",
+        "cam",
         "evaluate_shift",
         "evaluate_localization",
     ):

@@ -20,7 +20,7 @@ def test_default_config_dry_run_shows_every_stage(workflow_copy):
     proc = dry_run(workflow_copy)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
-    for rule in ("prepare_data", "pretrain", "contracam", "refine", "evaluate_linear",
+    for rule in ("prepare_data", "pretrain", "cam", "refine", "evaluate_linear",
                  "evaluate_shift", "evaluate_localization", "report"):
         assert rule in out
 
@@ -65,7 +65,7 @@ def test_unknown_dataset_reference_is_named(workflow_copy, tmp_path):
 
 
 def test_unknown_cam_config_is_named(workflow_copy, tmp_path):
-    bad = {"localization": {"scenes_multi": {"model": "moco-baseline-s0", "cams": ["iter99"]}}}
+    bad = {"localization_tables": {"scenes_multi": {"model": "moco-baseline-s0", "cams": ["iter99"]}}}
     proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
     assert proc.returncode != 0
     assert "iter99" in proc.stderr
@@ -143,10 +143,10 @@ def test_model_outside_every_experiment_is_an_error(workflow_copy, tmp_path):
     proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
     assert proc.returncode != 0
     assert "experiments.contextual.cam_model" in proc.stderr and "moco-baseline-s7" in proc.stderr
-    bad = {"localization": {"scenes_single": {"model": "byol-baseline-s0", "cams": ["iter1"]}}}
+    bad = {"localization_tables": {"scenes_single": {"model": "byol-baseline-s0", "cams": ["iter1"]}}}
     proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
     assert proc.returncode != 0
-    assert "localization.scenes_single.model" in proc.stderr and "byol-baseline-s0" in proc.stderr
+    assert "localization_tables.scenes_single.model" in proc.stderr and "byol-baseline-s0" in proc.stderr
 
 
 @pytest.mark.parametrize("text,what", [("", "empty"), ("pretrain:\n  epochs: [1, 2\n", "syntax"),
@@ -301,7 +301,7 @@ def test_results_outside_the_repository(workflow_copy, tmp_path):
 def test_report_command_lists_exactly_the_configured_files(workflow_copy, tmp_path):
     """The report rule passes its inputs; a seed dropped from the config is not among them."""
     override = _write(tmp_path, {"experiments": {"background": {"seeds": [1], "cam_model": "moco-baseline-s1"}},
-                                 "localization": {"scenes_single": {"model": "moco-baseline-s1"}}})
+                                 "localization_tables": {"scenes_single": {"model": "moco-baseline-s1"}}})
     out = run_snakemake(workflow_copy, "-n", "-p", "--configfile", override).stdout
     cmd = re.search(r"oacl report .*--inputs (.*?) --out", out)[1].split()
     assert "results/eval/scenes_single/moco-bg_mixup_cam-s1/shift.json" in cmd
@@ -331,3 +331,57 @@ def test_check_config_names_file_and_line_of_a_preset(tmp_path, capsys):
         base = preset.with_name(preset.name.replace("-smoke", ""))
         files = [base, preset] if base != preset and base.exists() else [preset]
         assert main(["check-config", *map(str, files)]) == 0, preset
+
+
+def test_deep_merge_keeps_keys_an_override_does_not_name():
+    from oacl.params import deep_merge
+
+    base = {"epochs": 6, "moco": {"queue_size": 1024, "momentum": 0.99}, "augment": {"p_mix": {"moco": 1.0}}}
+    over = {"moco": {"queue_size": 4096}, "augment": {"p_mix": {"byol": 0.5}}, "workers": None}
+    merged = deep_merge(base, over)
+    assert merged == {"epochs": 6, "moco": {"queue_size": 4096, "momentum": 0.99},
+                      "augment": {"p_mix": {"moco": 1.0, "byol": 0.5}}, "workers": None}
+    assert base["moco"] == {"queue_size": 1024, "momentum": 0.99}  # inputs unchanged
+    merged["augment"]["p_mix"]["moco"] = 0.0
+    assert over["augment"]["p_mix"] == {"byol": 0.5} and base["augment"]["p_mix"]["moco"] == 1.0
+    assert deep_merge({"a": {"b": 1}}, {"a": 3}) == {"a": 3}  # a non-mapping replaces
+
+
+def test_experiment_pretrain_override_is_merged_key_by_key(workflow_copy, tmp_path):
+    """An experiment setting only moco.queue_size used to drop config.yaml's moco.momentum
+    (0.99) for the stage default (0.999): the override replaced the whole `moco` mapping."""
+    override = _write(tmp_path, {"experiments": {"contextual": {"pretrain": {"moco": {"queue_size": 2048}}}}})
+    out = run_snakemake(workflow_copy, "-n", "-p", "--configfile", override).stdout
+    cfgs = {}
+    for m in re.finditer(r"oacl pretrain --cfg '(\{.*?\})'", out):
+        cfg = yaml.safe_load(m[1])
+        cfgs[(cfg["variant"], cfg["moco"]["queue_size"])] = cfg["moco"]
+    assert cfgs[("oa_crop_cam", 2048)] == {"queue_size": 2048, "momentum": 0.99}  # contextual
+    assert cfgs[("bg_mixup_cam", 1024)] == {"queue_size": 1024, "momentum": 0.99}  # background
+
+
+def test_one_name_per_stage():
+    """A rule's log and benchmark folders are named after it; the CAM stage is `cam`
+    everywhere (rule, command, results folder, resources key, logs)."""
+    rules = {}
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        rules.update(re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", path.read_text(), re.MULTILINE | re.DOTALL))
+    assert {"prepare_data", "pretrain", "cam", "refine", "report"} <= set(rules)
+    for rule, body in rules.items():
+        for kind in ("logs", "benchmarks"):
+            for path in re.findall(rf'"(results/{kind}/[^"]*)"', body):
+                assert re.match(rf"results/{kind}/{rule}[/.]", path), (rule, path)
+    cam = rules["cam"]
+    assert '"oacl cam ' in cam and '"results/cam/' in cam and 'res("cam", ' in cam
+    assert "rule refine:" in (REPO / "workflow" / "rules" / "refine.smk").read_text()
+
+
+def test_old_localization_key_is_named_with_its_new_name(tmp_path):
+    """Top-level `localization:` (the tables to make) is now `localization_tables:`, so
+    that `localization` means one thing: the evaluation's parameters, evaluate.localization."""
+    bad = tmp_path / "old.yaml"
+    bad.write_text("localization:\n  scenes_multi: {model: moco-baseline-s0, cams: [iter10]}\n")
+    with pytest.raises(configcheck.ConfigError, match=r"old.yaml:1: localization: renamed to localization_tables"):
+        paths = [REPO / "config.yaml", bad]
+        configcheck.check_config(configcheck.merge_configs(paths), REPO / "workflow/schemas/config.schema.yaml",
+                                 configcheck.load_config_files(paths))

@@ -52,13 +52,13 @@ def test_preset_dry_run_on_fixture_roots(preset, workflow_copy, tmp_path):
     for rule in ("prepare_data", "pretrain", "evaluate_linear", "report"):
         assert re.search(rf"^rule {rule}:", out, re.M), rule
     if preset.startswith(("coco", "in9")):
-        for rule in ("contracam", "refine", "evaluate_shift"):
+        for rule in ("cam", "refine", "evaluate_shift"):
             assert re.search(rf"^rule {rule}:", out, re.M), rule
     # GPU resources on training and CAM jobs, none on refine
     blocks = re.split(r"\n(?=rule \w+:)", out)
     for block in blocks:
         head = block.split(":", 1)[0]
-        if head in ("rule pretrain", "rule contracam"):
+        if head in ("rule pretrain", "rule cam"):
             assert "gpu=1" in block, block
         if head == "rule refine":
             assert "gpu=" not in block, block

@@ -146,10 +146,10 @@ def test_lost_shard_with_up_to_date_consumers_is_rebuilt(smoke_run):
     boxes = res / "refine" / "scenes_single" / "moco-baseline-s0" / "iter1" / "boxes_0.parquet"
     masks.unlink()
     jobs = planned_jobs(workdir)
-    assert jobs.get("contracam") == 1 and "prepare_data" not in jobs
+    assert jobs.get("cam") == 1 and "prepare_data" not in jobs
     boxes.unlink()
     jobs = planned_jobs(workdir)
-    assert jobs.get("contracam") == 1 and jobs.get("refine", 0) >= 2
+    assert jobs.get("cam") == 1 and jobs.get("refine", 0) >= 2
     run_snakemake(workdir, "--cores", "2", *SMOKE, "--", str(masks.relative_to(workdir)),
                   str(boxes.relative_to(workdir)))
     assert masks.exists() and boxes.exists()
@@ -165,18 +165,26 @@ def edit(path):
 
 
 def test_code_edits_rerun_exactly_the_dependent_jobs(smoke_run):
+    """A rule's code inputs are its entry modules' transitive imports (oacl.codedeps)."""
     workdir, _ = smoke_run
+    # the report draws its gallery with refine/inspect.py (imported lazily): the report
+    # alone reruns (inspect.py used to be missing from its code inputs)
+    edit(workdir / "src" / "oacl" / "refine" / "inspect.py")
+    assert planned_jobs(workdir) == {"report": 1, "all": 1}
+    # imported only by the localisation evaluation (via evaluate/localization.py)
+    edit(workdir / "src" / "oacl" / "evaluate" / "protocols.py")
+    assert planned_jobs(workdir) == {"evaluate_localization": 2, "report": 1, "all": 1}
     edit(workdir / "src" / "oacl" / "refine" / "crf.py")
     jobs = planned_jobs(workdir)
     # every refine shard, and what uses boxes; not the data, CAM or baseline models
     assert jobs.get("refine") == 4
-    assert "prepare_data" not in jobs and "contracam" not in jobs
+    assert "prepare_data" not in jobs and "cam" not in jobs
     assert jobs.get("pretrain") == 2  # oa_crop_cam and bg_mixup_cam read the boxes
     assert jobs.get("evaluate_localization") == 2
     edit(workdir / "src" / "oacl" / "data" / "scenes.py")
     jobs = planned_jobs(workdir)
     assert jobs.get("prepare_data") == 2 and jobs.get("pretrain") == 4
-    assert jobs.get("contracam") == 4
+    assert jobs.get("cam") == 4
 
 
 def test_lost_refine_shard_is_recomputed_alone(smoke_run):
@@ -195,7 +203,7 @@ def test_lost_refine_shard_is_recomputed_alone(smoke_run):
     shutil.rmtree(res / "models" / "scenes_single" / "moco-bg_mixup_cam-s0")
     shutil.rmtree(res / "eval" / "scenes_single" / "moco-bg_mixup_cam-s0")
     jobs = planned_jobs(workdir)
-    assert jobs.get("refine") == 1 and "contracam" not in jobs and "prepare_data" not in jobs
+    assert jobs.get("refine") == 1 and "cam" not in jobs and "prepare_data" not in jobs
     assert jobs.get("pretrain") == 1  # only the model that reads the lost shard
     run_snakemake(workdir, "--cores", "2", *SMOKE, "--", str(shard.relative_to(workdir)))
     pd.testing.assert_frame_equal(before, pd.read_parquet(shard))

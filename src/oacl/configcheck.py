@@ -25,7 +25,8 @@ from typing import Iterable
 
 import yaml
 
-MODEL_RE = r"^[a-z]+-[a-z_]+-s[0-9]+$"
+from . import variants
+from .params import deep_merge
 
 # $defs name in the schema -> (module, keys the rule sets itself: a config value there
 # would be overwritten without a word, so it is not accepted)
@@ -43,6 +44,10 @@ STAGES = {
 # where a stage key that the rule sets itself comes from
 RULE_SET = {"method": "experiments.*.methods", "variant": "experiments.*.variants",
             "seed": "experiments.*.seeds", "device": "the top-level `device`"}
+
+
+# top-level keys that were renamed -> their new name (named in the error)
+RENAMED = {"localization": "localization_tables"}
 
 
 class ConfigError(ValueError):
@@ -158,10 +163,15 @@ def _defaults(module: str) -> dict:
     return copy.deepcopy(importlib.import_module(module).DEFAULTS)
 
 
-def dataset_defaults(kind: str) -> dict:
+def dataset_module(kind: str) -> str:
+    """The module that builds datasets of type ``kind`` (oacl.data.scenes, ...readers.coco)."""
     from .data.prepare import resolve_params
 
-    return _defaults(resolve_params({"type": kind})[2].__name__)
+    return resolve_params({"type": kind})[2].__name__
+
+
+def dataset_defaults(kind: str) -> dict:
+    return _defaults(dataset_module(kind))
 
 
 def full_schema(schema_path) -> dict:
@@ -179,6 +189,13 @@ def full_schema(schema_path) -> dict:
         branches.append({"if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
                          "then": {"$ref": f"#/$defs/{name}"}})
     ds["allOf"] = branches
+    # the variant names and model-name patterns are oacl.variants' (one definition)
+    exp = schema["properties"]["experiments"]["additionalProperties"]["properties"]
+    exp["variants"]["items"]["enum"] = list(variants.NAMES)
+    exp["cam_model"]["pattern"] = variants.model_pattern()
+    loc = schema["properties"]["localization_tables"]["additionalProperties"]["properties"]
+    loc["model"]["pattern"] = variants.model_pattern()
+    loc["classifier_model"]["pattern"] = variants.model_pattern("supervised")
     return schema
 
 
@@ -217,6 +234,8 @@ def check_config(config: dict, schema_path, files=()) -> None:
                     " (known" in msg else "unknown key"
                 if extra[0] in RULE_SET and len(path) > 1:
                     msg = f"not settable here: each job takes it from {RULE_SET[extra[0]]}"
+                if extra[0] in RENAMED and len(path) == 1:
+                    msg = f"renamed to {RENAMED[extra[0]]}"
                 if len(extra) > 1:
                     msg += f"; also unknown: {', '.join(extra[1:])}"
             key = ".".join(str(p) for p in path) or "(top level)"
@@ -230,7 +249,9 @@ def check_config(config: dict, schema_path, files=()) -> None:
 
 
 def models_of(exp: dict) -> list[str]:
-    return [f"{m}-{v}-s{s}" for m in exp["methods"] for v in exp["variants"] for s in exp["seeds"]]
+    """The models an experiment trains (every method x variant x seed)."""
+    return [variants.model_name(m, v, s) for m in exp["methods"] for v in exp["variants"]
+            for s in exp["seeds"]]
 
 
 def cross_check(config: dict) -> None:
@@ -250,7 +271,7 @@ def cross_check(config: dict) -> None:
             if tds not in datasets:
                 fail(f"experiments.{name}.transfer: unknown dataset {tds!r}")
     for name, exp in config["experiments"].items():
-        if any(v.endswith("_cam") for v in exp["variants"]):
+        if any(variants.uses_cam(v) for v in exp["variants"]):
             for key in ("cam_model", "cam"):
                 if key not in exp:
                     fail(f"experiments.{name}.{key} is required for *_cam variants")
@@ -261,19 +282,19 @@ def cross_check(config: dict) -> None:
                 fail(f"experiments.{name}.cam_model: {exp['cam_model']!r} is trained by no "
                      f"experiment on {exp['dataset']!r} (add its method/variant/seed to one; "
                      f"listed: {sorted(trained[exp['dataset']])})")
-    for ds, loc in config.get("localization", {}).items():
+    for ds, loc in config.get("localization_tables", {}).items():
         if ds not in datasets:
-            fail(f"localization.{ds}: unknown dataset")
+            fail(f"localization_tables.{ds}: unknown dataset")
         for cam in loc["cams"]:
             if cam not in cams:
-                fail(f"localization.{ds}.cams: unknown CAM configuration {cam!r}")
+                fail(f"localization_tables.{ds}.cams: unknown CAM configuration {cam!r}")
             # the classifier Grad-CAM reference runs on the supervised model named here (its
             # only trigger: listing it is the request to train it)
             if cams[cam].get("method") == "classifier" and "classifier_model" not in loc:
-                fail(f"localization.{ds}.cams: {cam!r} is a classifier CAM; set "
-                     f"localization.{ds}.classifier_model (a supervised-* model)")
+                fail(f"localization_tables.{ds}.cams: {cam!r} is a classifier CAM; set "
+                     f"localization_tables.{ds}.classifier_model (a supervised-* model)")
         if loc["model"] not in trained.get(ds, set()):
-            fail(f"localization.{ds}.model: {loc['model']!r} is trained by no experiment on "
+            fail(f"localization_tables.{ds}.model: {loc['model']!r} is trained by no experiment on "
                  f"{ds!r} (add its method/variant/seed to one; listed: {sorted(trained.get(ds, []))})")
 
 
@@ -282,18 +303,11 @@ def cross_check(config: dict) -> None:
 
 def merge_configs(files: list[Path]) -> dict:
     """The config Snakemake builds: each file deep-merged over the previous one, then the
-    entries a preset sets to null removed from datasets/experiments/localization."""
-    def merge(dst, src):
-        for k, v in src.items():
-            if isinstance(v, dict) and isinstance(dst.get(k), dict):
-                merge(dst[k], v)
-            else:
-                dst[k] = copy.deepcopy(v)
-
+    entries a preset sets to null removed from datasets/experiments/localization_tables."""
     config: dict = {}
     for path in files:
-        merge(config, yaml.safe_load(Path(path).read_text()))
-    for section in ("datasets", "experiments", "localization"):
+        config = deep_merge(config, yaml.safe_load(Path(path).read_text()))
+    for section in ("datasets", "experiments", "localization_tables"):
         if isinstance(config.get(section), dict):
             config[section] = {k: v for k, v in config[section].items() if v is not None}
     return config

@@ -10,8 +10,8 @@ with the same bytes is not. ``differences`` says in words what changed, for the 
     fp = fingerprint({"lr": 0.1}, {"manifest": [m], "images": paths}, ["io.py", "train/*.py"])
     differences(old_fp, fp)  # [] when the old work may be reused
 
-Code patterns are globs relative to the ``oacl`` package folder (src/oacl), the same
-patterns the Snakemake rules list as a stage's code inputs.
+Code patterns are globs relative to the ``oacl`` package folder (src/oacl); the stages
+pass the file lists of ``oacl.codedeps.code_of``, as the Snakemake rules list their code.
 """
 
 from __future__ import annotations

@@ -35,6 +35,19 @@ def _merge(dst: dict, src: dict, where: str) -> None:
             dst[key] = copy.deepcopy(val)
 
 
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` merged over a copy of ``base`` key by key, at every depth: a mapping in both
+    is merged, anything else in ``over`` replaces. Neither argument is changed. (Unlike
+    ``merge_params`` any key is accepted: the config's own sections are merged with it.)"""
+    out = copy.deepcopy(base)
+    for key, val in over.items():
+        if isinstance(val, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], val)
+        else:
+            out[key] = copy.deepcopy(val)
+    return out
+
+
 def params_json(params: dict[str, Any]) -> str:
     """Canonical JSON for recording the parameters that produced an artifact."""
     return json.dumps(params, sort_keys=True, separators=(",", ":"))

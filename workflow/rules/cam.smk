@@ -1,14 +1,14 @@
-rule contracam:
+rule cam:
     input:
         checkpoint="results/models/{dataset}/{model}/model.pt",
         manifest="results/data/{dataset}/manifest.parquet",
-        code=code(*SHARED_CODE, "models/*.py", "cam/*.py"),
+        code=code("oacl.cam.cli"),
     output:
         masks="results/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
     log:
-        "results/logs/contracam/{dataset}/{model}/{cam}/{shard}.log",
+        "results/logs/cam/{dataset}/{model}/{cam}/{shard}.log",
     benchmark:
-        "results/benchmarks/contracam/{dataset}/{model}/{cam}/{shard}.tsv"
+        "results/benchmarks/cam/{dataset}/{model}/{cam}/{shard}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -26,34 +26,3 @@ rule contracam:
         " --manifest {input.manifest:q} --shard {wildcards.shard}"
         " --n-shards {params.n_shards} --device {params.device}"
         " --out {output.masks:q} > {log:q} 2>&1"
-
-
-rule refine:
-    input:
-        masks="results/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
-        manifest="results/data/{dataset}/manifest.parquet",
-        code=code(
-            *SHARED_CODE,
-            "refine/crf.py",
-            "refine/boxes.py",
-            "refine/background.py",
-            "refine/refine.py",
-        ),
-    output:
-        boxes="results/refine/{dataset}/{model}/{cam}/boxes_{shard}.parquet",
-    log:
-        "results/logs/refine/{dataset}/{model}/{cam}/{shard}.log",
-    benchmark:
-        "results/benchmarks/refine/{dataset}/{model}/{cam}/{shard}.tsv"
-    conda:
-        "../../envs/refine.yaml"
-    threads: 1
-    resources:
-        mem_mb=lambda w, attempt: res("refine", "mem_mb", 2000) * attempt,
-        runtime=lambda w, attempt: res("refine", "runtime", 60) * attempt,
-        cpus_per_task=1,
-    params:
-        cfg=cfg_json(config["refine"]),
-    shell:
-        "oacl refine --cfg {params.cfg:q} --manifest {input.manifest:q}"
-        " --masks {input.masks:q} --out {output.boxes:q} > {log:q} 2>&1"

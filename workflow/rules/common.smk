@@ -12,7 +12,16 @@ SRC = Path(workflow.current_basedir).parents[1] / "src" / "oacl"
 if not (SRC / "artifacts.py").exists():
     raise WorkflowError(f"oacl sources not found at {SRC}")
 sys.path.insert(0, str(SRC.parent))
-from oacl.configcheck import ConfigError, check_config, cross_check, load_config_files
+from oacl import codedeps, variants
+from oacl.configcheck import (
+    ConfigError,
+    check_config,
+    cross_check,
+    dataset_module,
+    load_config_files,
+    models_of,
+)
+from oacl.params import deep_merge
 
 # The base config sits beside the Snakefile (an absolute path: with --directory the
 # working directory is elsewhere, and a missing relative configfile would be skipped
@@ -29,8 +38,8 @@ configfile: BASE_CONFIG
 
 
 # A preset given with --configfile is merged over config.yaml; it removes the default's
-# datasets, experiments or localization entries by setting them to null.
-for _section in ("datasets", "experiments", "localization"):
+# datasets, experiments or localization_tables entries by setting them to null.
+for _section in ("datasets", "experiments", "localization_tables"):
     if isinstance(config.get(_section), dict):
         config[_section] = {k: v for k, v in config[_section].items() if v is not None}
 
@@ -51,23 +60,16 @@ os.environ.update(
     PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 )
 
-MODEL_RE = r"[a-z]+-[a-z_]+-s[0-9]+"
-
 
 def cfg_json(d):
     """A config section as JSON for `--cfg` (quoted in shell with :q)."""
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
-def code(*patterns):
-    """The src/oacl modules a stage depends on (editing one reruns that stage's jobs)."""
-    files = []
-    for pat in patterns:
-        files += sorted(str(p) for p in SRC.glob(pat))
-    return files
-
-
-SHARED_CODE = ["io.py", "artifacts.py", "params.py", "geometry.py"]
+def code(*entries):
+    """The src/oacl files a rule runs (editing one reruns its jobs): the transitive
+    imports of its entry modules, read from the sources (src/oacl/codedeps.py)."""
+    return [str(SRC / f) for f in codedeps.code_of(*entries, package=SRC)]
 
 
 def manifest(dataset):
@@ -76,11 +78,6 @@ def manifest(dataset):
 
 def model_path(dataset, model):
     return f"results/models/{dataset}/{model}/model.pt"
-
-
-def split_model(model):
-    method, variant, seed = model.rsplit("-", 2)
-    return method, variant, int(seed[1:])
 
 
 def experiments_of(dataset):
@@ -107,15 +104,6 @@ def cam_shards(kind, dataset, model, cam):
     ]
 
 
-def models_of(exp):
-    return [
-        f"{m}-{v}-s{s}"
-        for m in exp["methods"]
-        for v in exp["variants"]
-        for s in exp["seeds"]
-    ]
-
-
 def all_targets():
     targets = []
     for exp in config["experiments"].values():
@@ -127,7 +115,7 @@ def all_targets():
         for tds in exp.get("transfer", []):
             for model in models_of(exp):
                 targets.append(f"results/eval/{ds}/{model}/transfer_{tds}.json")
-    for ds, loc in config.get("localization", {}).items():
+    for ds, loc in config.get("localization_tables", {}).items():
         for cam in loc["cams"]:
             model = localization_model(loc, cam)
             targets.append(f"results/eval/{ds}/{model}/localization_{cam}.json")
@@ -162,13 +150,9 @@ def res(stage, key, default):
 
 # ------------------------------------------------------------- data rules
 def data_code(wildcards):
+    # `oacl data prepare` runs prepare.py and the module of the dataset's type
     kind = config["datasets"][wildcards.dataset]["type"]
-    own = {
-        "scenes": ["data/scenes.py"],
-        "folder": ["data/folder.py"],
-        "composite": ["data/composite.py", "data/scenes.py"],
-    }.get(kind, [f"data/readers/{kind}.py"])
-    return code(*SHARED_CODE, "data/prepare.py", "data/cli.py", *own)
+    return code("oacl.data.cli", "oacl.data.prepare", dataset_module(kind))
 
 
 # composite datasets whose roots are left at these defaults get them from
@@ -193,18 +177,20 @@ def data_sources(wildcards):
 # ------------------------------------------------------------- pretrain rules
 def pretrain_cfg(w):
     exp = experiment_for(w.dataset, w.variant)
-    cfg = {**config["pretrain"], **exp.get("pretrain", {})}
+    # key by key at every depth: an experiment setting moco.queue_size keeps moco.momentum
+    cfg = deep_merge(config["pretrain"], exp.get("pretrain", {}))
     cfg.update(method=w.method, variant=w.variant, seed=int(w.seed))
     return cfg
 
 
 def pretrain_inputs(w):
-    """Manifest, plus the CAM masks/boxes of the source model for *_cam variants."""
+    """Manifest, plus the CAM box/mask shards of the source model the variant reads."""
     inputs = {"manifest": manifest(w.dataset)}
-    if w.variant.endswith("_cam"):
+    spec = variants.get(w.variant)
+    if spec.cam_boxes:
         exp = experiment_for(w.dataset, w.variant)
         inputs["boxes"] = cam_shards("boxes", w.dataset, exp["cam_model"], exp["cam"])
-        if w.variant.startswith("bg_mixup"):
+        if spec.cam_masks:
             inputs["masks"] = cam_shards(
                 "masks", w.dataset, exp["cam_model"], exp["cam"]
             )
@@ -223,11 +209,11 @@ def pretrain_runtime(w, attempt):
 
 # ------------------------------------------------------------- cam rules
 def cam_trains(dataset, model, cam):
-    """Whether some *_cam variant pretrains on these masks/boxes (then train images need them)."""
+    """Whether some CAM variant pretrains on these masks/boxes (then train images need them)."""
     return any(
         exp.get("cam_model") == model
         and exp.get("cam") == cam
-        and any(v.endswith("_cam") for v in exp["variants"])
+        and any(variants.uses_cam(v) for v in exp["variants"])
         for exp in experiments_of(dataset)
     )
 
@@ -248,9 +234,9 @@ def cam_sets():
     """(dataset, model, cam) of every ContraCAM run the config asks for."""
     sets = set()
     for exp in config["experiments"].values():
-        if any(v.endswith("_cam") for v in exp["variants"]):
+        if any(variants.uses_cam(v) for v in exp["variants"]):
             sets.add((exp["dataset"], exp["cam_model"], exp["cam"]))
-    for ds, loc in config.get("localization", {}).items():
+    for ds, loc in config.get("localization_tables", {}).items():
         sets.update((ds, localization_model(loc, cam), cam) for cam in loc["cams"])
     return sorted(sets)
 

@@ -1,18 +1,8 @@
-EVAL_CODE = code(
-    *SHARED_CODE,
-    "fingerprint.py",
-    "models/*.py",
-    "train/augment.py",
-    "evaluate/features.py",
-    "evaluate/linear.py",
-)
-
-
 rule evaluate_linear:
     input:
         checkpoint="results/models/{dataset}/{model}/model.pt",
         manifest="results/data/{dataset}/manifest.parquet",
-        code=EVAL_CODE,
+        code=code("oacl.evaluate.cli", "oacl.evaluate.linear"),
     output:
         json="results/eval/{dataset}/{model}/linear.json",
     log:
@@ -42,7 +32,7 @@ rule evaluate_shift:
         manifest="results/data/{dataset}/manifest.parquet",
         # its features are cached and its lambda reused (same head): no double work
         linear="results/eval/{dataset}/{model}/linear.json",
-        code=EVAL_CODE + code("evaluate/shift.py"),
+        code=code("oacl.evaluate.cli", "oacl.evaluate.shift"),
     output:
         json="results/eval/{dataset}/{model}/shift.json",
     log:
@@ -71,12 +61,7 @@ rule evaluate_localization:
         manifest="results/data/{dataset}/manifest.parquet",
         masks=lambda w: cam_shards("masks", w.dataset, w.model, w.cam),
         boxes=lambda w: cam_shards("boxes", w.dataset, w.model, w.cam),
-        code=code(
-            *SHARED_CODE,
-            "evaluate/localization.py",
-            "evaluate/references.py",
-            "refine/*.py",
-        ),
+        code=code("oacl.evaluate.cli", "oacl.evaluate.localization"),
     output:
         json="results/eval/{dataset}/{model}/localization_{cam}.json",
     log:
@@ -108,7 +93,7 @@ rule evaluate_transfer:
     input:
         checkpoint="results/models/{dataset}/{model}/model.pt",
         manifest="results/data/{target}/manifest.parquet",
-        code=EVAL_CODE,
+        code=code("oacl.evaluate.cli", "oacl.evaluate.linear"),
     output:
         json="results/eval/{dataset}/{model}/transfer_{target}.json",
     log:

@@ -1,13 +1,7 @@
 rule pretrain:
     input:
         unpack(pretrain_inputs),
-        code=code(
-            *SHARED_CODE,
-            "fingerprint.py",
-            "models/*.py",
-            "train/*.py",
-            "refine/background.py",
-        ),
+        code=code("oacl.train.cli"),
     output:
         model="results/models/{dataset}/{method}-{variant}-s{seed}/model.pt",
     log:

@@ -1,7 +1,7 @@
 rule report:
     input:
         results=report_inputs,
-        code=code(*SHARED_CODE, "report/*.py"),
+        code=code("oacl.report.cli"),
     output:
         html=report(
             "results/report.html", caption="../report/report.rst", category="Report"

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import codedeps
 from .. import fingerprint as fpr
 from ..artifacts import read_manifest
 from ..geometry import IMAGENET_MEAN, IMAGENET_STD, eval_transform
@@ -30,8 +31,10 @@ log = logging.getLogger(__name__)
 
 # the cache file layout (code changes are caught by the fingerprint of CODE)
 FEATURE_VERSION = 2
-# the src/oacl code features depend on: image reading, manifest paths, the model, the view
-CODE = ("io.py", "artifacts.py", "fingerprint.py", "geometry.py", "models/*.py", "evaluate/features.py")
+# the src/oacl code features depend on (image reading, manifest paths, the model, the
+# view): what this module imports (oacl.codedeps), not the evaluation around it, so one
+# cache serves linear, shift and transfer evaluation
+CODE = codedeps.code_of(__name__)
 CROP_RATIO = 0.875  # linear-evaluation convention: resize to size / 0.875, centre crop
 
 

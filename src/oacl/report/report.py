@@ -37,6 +37,7 @@ import numpy as np
 
 from ..io import write_text
 from ..params import merge_params
+from ..variants import VARIANTS, parse_model  # parse_model: of model folder names
 from . import paper_tables
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,7 @@ BG_ORDER = ["original", "only_fg", "mixed_same", "mixed_rand", "mixed_next", "on
 SHIFT_ORDER = ["sketch", "corrupted", "stylized"]
 BETTER = {"original": "↑", "only_fg": "↑", "mixed_same": "↑", "mixed_rand": "↑", "mixed_next": "↑",
           "only_bg_b": "↓", "only_bg_t": "↓", "bg_gap": "↓", "sketch": "↑", "corrupted": "↑", "stylized": "↑"}
-VARIANT_NAMES = {"baseline": "Baseline", "oa_crop_cam": "OA-Crop (CAM)", "oa_crop_gt": "OA-Crop (GT)",
-                 "bg_mixup_cam": "BG-Mixup (CAM)", "bg_hardmix_gt": "BG-HardMix (GT)", "mixup": "+Mixup",
-                 "cutmix": "+CutMix"}
-MODEL_RE = re.compile(r"^(?P<method>[^-]+)-(?P<variant>.+)-s(?P<seed>\d+)$")
+VARIANT_NAMES = {name: v.display for name, v in VARIANTS.items()}  # in the report's order
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}
@@ -75,12 +73,6 @@ td.t{text-align:left}
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def parse_model(name: str) -> dict | None:
-    """{method, variant, seed} of a model folder name, or None if it does not match."""
-    m = MODEL_RE.match(name)
-    return None if m is None else {"method": m["method"], "variant": m["variant"], "seed": int(m["seed"])}
 
 
 def mean_std(values) -> tuple[float, float, int]:

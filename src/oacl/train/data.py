@@ -114,8 +114,8 @@ class ManifestImages(Dataset):
         if src == "cam":
             if boxes is None:
                 raise ValueError(f"variant {variant!r} needs box shards (boxes=read_boxes(...))")
-            if variant == "bg_mixup_cam" and masks is None:
-                raise ValueError("variant 'bg_mixup_cam' needs mask shards (masks=read_masks(...))")
+            if variant in NEEDS_MASK and masks is None:
+                raise ValueError(f"variant {variant!r} needs mask shards (masks=read_masks(...))")
         ids = list(self.df["image_id"])
         self.paths = list(self.df["abspath"])
         self.labels = [int(v) for v in self.df["label"]] if "label" in self.df else [-1] * len(ids)
@@ -169,7 +169,7 @@ class ManifestImages(Dataset):
 
     def load_mask(self, k):
         """float32 (S, S) in [0, 1]: CAM soft mask or GT mask; all ones when missing."""
-        if self.variant.endswith("_gt"):
+        if box_source(self.variant) == "gt":
             p = self.gt_mask_paths[k]
             if not p:
                 return np.ones((self.size, self.size), np.float32)
@@ -195,7 +195,7 @@ class ManifestImages(Dataset):
         """uint8 (S, S, 3): the tiled background rectangle of sample j."""
         img, _ = self.load_image(j)
         rect = self.bg_rects[j]
-        if self.variant.endswith("_gt") and rect is None:
+        if box_source(self.variant) == "gt" and rect is None:
             p = self.gt_mask_paths[j]
             if p:
                 small = resize(read_mask(p), (BG_RECT_RES, BG_RECT_RES), "nearest") > 0

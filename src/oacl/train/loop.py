@@ -42,6 +42,7 @@ from ..artifacts import read_boxes, read_manifest, read_masks
 from .. import fingerprint as fpr
 from ..io import torch_save, write_text
 from ..params import merge_params
+from .. import codedeps, variants
 from ..geometry import IMAGENET_MEAN, IMAGENET_STD
 from ..models import feat_dim, save_checkpoint
 from . import augment, data, dist, health, knn
@@ -94,8 +95,8 @@ DEFAULTS = {
 
 # keys that do not change the trained weights (excluded from the resume fingerprint)
 _NOT_HASHED = ("workers", "threads", "ckpt_every_steps", "knn_every", "knn_k", "knn_max", "log_every")
-# the src/oacl code this stage runs (as the pretrain rule's code input lists it)
-CODE = ("io.py", "artifacts.py", "params.py", "fingerprint.py", "geometry.py", "models/*.py", "train/*.py")
+# the src/oacl code this stage runs: the pretrain rule's code input (oacl.codedeps)
+CODE = codedeps.code_of("oacl.train.cli")
 
 
 # ------------------------------------------------------------------------ helpers
@@ -159,14 +160,15 @@ def _gather_objects(obj) -> list:
 
 def _aux_inputs(variant: str, boxes_paths, masks_paths) -> dict:
     """The ManifestImages keyword arguments a *_cam variant needs (GT variants read the manifest)."""
-    if not variant.endswith("_cam"):
+    spec = variants.get(variant)
+    if not spec.cam_boxes:
         return {}
     if not boxes_paths:
         raise ValueError(f"variant {variant} needs box shards (--boxes)")
     out = {"boxes": read_boxes(boxes_paths)}
-    if variant == "bg_mixup_cam":
+    if spec.cam_masks:
         if not masks_paths:
-            raise ValueError("variant bg_mixup_cam needs mask shards (--masks)")
+            raise ValueError(f"variant {variant} needs mask shards (--masks)")
         out["masks"] = read_masks(masks_paths)
     return out
 

@@ -24,23 +24,24 @@ from __future__ import annotations
 
 import torch
 
-VARIANTS = ("baseline", "oa_crop_cam", "oa_crop_gt", "bg_mixup_cam", "bg_hardmix_gt", "mixup", "cutmix")
-NEEDS_MASK = ("bg_mixup_cam", "bg_hardmix_gt")
-NEEDS_BG = ("bg_mixup_cam", "bg_hardmix_gt")
-OA_CROP = ("oa_crop_cam", "oa_crop_gt")
+from .. import variants
+
+# what each variant needs and does: the table in oacl.variants
+VARIANTS = variants.NAMES
+NEEDS_MASK = tuple(n for n, v in variants.VARIANTS.items() if v.needs_mask)
+NEEDS_BG = tuple(n for n, v in variants.VARIANTS.items() if v.needs_bg)
+OA_CROP = tuple(n for n, v in variants.VARIANTS.items() if v.crop)
 
 
 def mixes(variant):
-    return variant in NEEDS_BG or variant in ("mixup", "cutmix")
+    v = variants.VARIANTS.get(variant)
+    return v is not None and v.mix is not None
 
 
 def box_source(variant):
     """Where a variant's boxes come from: 'cam' (box shards), 'gt' (manifest) or None."""
-    if variant.endswith("_cam"):
-        return "cam"
-    if variant.endswith("_gt"):
-        return "gt"
-    return None
+    v = variants.VARIANTS.get(variant)
+    return None if v is None else v.source
 
 
 # ------------------------------------------------------------------ OA-Crop
@@ -127,14 +128,14 @@ def mix_sources(variant, batch, x, params, p_mix, g):
         mask = batch["mask"].to(dev).float()
         if mask.shape[-2:] != x.shape[-2:]:
             raise ValueError(f"mask size {tuple(mask.shape[-2:])} != image size {(H, W)}")
-        if variant == "bg_hardmix_gt":
+        if variants.get(variant).hard_mask:
             mask = (mask >= params["mask_threshold"]).float()
         bg = batch["bg"].to(dev).float() / 255
         mixed = bg_mix(x, mask, bg)
     else:
         j = other_index(B, g, dev)
         lam = torch.rand(B, generator=g, device=dev)  # Beta(1, 1)
-        if variant == "mixup":
+        if variants.get(variant).mix == "mixup":
             mixed = bg_mix(x, lam.view(B, 1, 1, 1), x[j])
         else:
             cut = cutmix_mask(B, H, W, lam, g, dev)
