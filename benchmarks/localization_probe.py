@@ -1,13 +1,18 @@
-"""One probe of ContraCAM localisation: generate scenes, pretrain, CAM, score.
+"""One probe of ContraCAM localisation: generate scenes (or take a dataset), pretrain, CAM, score.
 
     .venv/bin/python benchmarks/localization_probe.py --tag NAME \
-        [--scenes JSON] [--pretrain JSON] [--cam JSON] [--kind single] [--out DIR]
+        [--scenes JSON | --manifest results/data/<ds>/manifest.parquet] \
+        [--pretrain JSON] [--cam JSON] [--kind single] [--out DIR] [--gallery PNG]
 
-Runs the real stage commands (``oacl data scenes``, ``oacl pretrain``, ``oacl cam``)
+Runs the real stage commands (``oacl data synth`` unless ``--manifest`` names an
+existing dataset, e.g. the composite photo benchmark; ``oacl pretrain``; ``oacl cam``)
 in ``--out/NAME`` and prints one line of JSON: final loss against chance (ln(K+1)),
 kNN accuracy, and, on the test split, ContraCAM mask mIoU @0.5 and pixel AUC beside
 the centred Gaussian and the colour-saliency reference (oacl.evaluate.references).
-Used for the ablation table of docs/architecture.md ("Why ContraCAM finds objects").
+``auc_rot180`` is the AUC of the same maps turned by 180 degrees: a map that marks the
+visible background away from the object (a background-reliant model) scores higher
+turned than upright. ``--gallery`` writes image | GT mask | CAM overlay rows.
+Used for the ablation table of docs/architecture.md ("ContraCAM at laptop scale").
 """
 
 from __future__ import annotations
@@ -20,15 +25,26 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from oacl import artifacts
 from oacl.evaluate import references as refs
+from oacl.geometry import decode_mask, resize
 from oacl.io import decode_png, read_mask
 
 
 def sh(*cmd):
     subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL)
+
+
+def gallery_row(image: np.ndarray, gt: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """image | GT mask | CAM (jet) over the image, side by side, uint8 RGB."""
+    if image.ndim == 2:
+        image = np.stack([image] * 3, -1)
+    heat = cv2.applyColorMap((np.clip(cam, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    over = (0.5 * image + 0.5 * heat[:, :, ::-1]).astype(np.uint8)
+    return np.concatenate([image[:, :, :3], np.stack([gt.astype(np.uint8) * 255] * 3, -1), over], 1)
 
 
 def main(argv=None) -> int:
@@ -38,7 +54,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scenes", default="{}")
     ap.add_argument("--pretrain", default="{}")
     ap.add_argument("--cam", default="{}")
+    ap.add_argument("--manifest", default=None, help="an existing dataset instead of --scenes")
     ap.add_argument("--out", default="/tmp/oacl-probe")
+    ap.add_argument("--gallery", default=None, help="PNG: the first 8 test images")
     a = ap.parse_args(argv)
     out = Path(a.out) / a.tag
     out.mkdir(parents=True, exist_ok=True)
@@ -46,8 +64,10 @@ def main(argv=None) -> int:
     scenes = {"kind": a.kind, "seed": 1 if a.kind == "single" else 0, "n_val": 100,
               "variants": ["only_fg", "only_bg_t"], **json.loads(a.scenes)}
     t0 = time.perf_counter()
-    data = out / "data"
+    data = Path(a.manifest).parent if a.manifest else out / "data"
     if not (data / "manifest.parquet").exists():
+        if a.manifest:
+            raise SystemExit(f"--manifest: {a.manifest} does not exist")
         sh(oacl, "data", "synth", "--cfg", json.dumps(scenes), "--out", data, "--quiet")
     pre = {"arch": "resnet18_small", "image_size": 64, "epochs": 6, "batch_size": 128,
            "base_lr": 0.12, "moco": {"queue_size": 1024, "momentum": 0.99}, "workers": 0,
@@ -67,16 +87,22 @@ def main(argv=None) -> int:
     man = artifacts.read_manifest(data / "manifest.parquet").set_index("image_id", drop=False)
     soft = artifacts.read_masks([masks])
     scores = {"contracam": [], "gaussian": [], "colour": []}
+    rows = []
     for image_id, row in soft.items():
         m = man.loc[image_id]
         gt = read_mask(m["mask_abspath"]) > 0
         image = decode_png(open(m["abspath"], "rb").read())
         H, W = gt.shape
-        maps = {"contracam": refs.resize(decode_png(row["mask_png"]).astype(np.float32) / 255, H, W),
+        maps = {"contracam": resize(decode_mask(row["mask_png"]), (H, W)),
                 "gaussian": refs.centred_gaussian(H, W, 0.25),
                 "colour": refs.colour_saliency(image)}
         for k, cam_map in maps.items():
-            scores[k].append((refs.mask_iou(cam_map >= 0.5, gt), refs.pixel_auc(cam_map, gt)))
+            auc_rot = refs.pixel_auc(np.ascontiguousarray(cam_map[::-1, ::-1]), gt)
+            scores[k].append((refs.mask_iou(cam_map >= 0.5, gt), refs.pixel_auc(cam_map, gt), auc_rot))
+        if a.gallery and len(rows) < 8:
+            rows.append(gallery_row(image, gt, maps["contracam"]))
+    if rows:
+        cv2.imwrite(a.gallery, cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
     metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
     last = [r for r in metrics if "loss" in r][-1]
     knn = [r["knn_acc"] for r in metrics if r.get("knn_acc") is not None]
@@ -86,7 +112,8 @@ def main(argv=None) -> int:
            "time_s": {"data": round(t1 - t0), "pretrain": round(t2 - t1), "cam": round(t3 - t2)}}
     for k, v in scores.items():
         v = np.array(v)
-        res[k] = {"miou": round(float(v[:, 0].mean()), 3), "auc": round(float(np.nanmean(v[:, 1])), 3)}
+        res[k] = {"miou": round(float(v[:, 0].mean()), 3), "auc": round(float(np.nanmean(v[:, 1])), 3),
+                  "auc_rot180": round(float(np.nanmean(v[:, 2])), 3)}
     print(json.dumps(res))
     with open(Path(a.out) / "probes.jsonl", "a") as f:
         f.write(json.dumps(res) + "\n")
