@@ -77,7 +77,7 @@ NAMES = [s[0] for s in SECTIONS]
 BASE_NEEDS = ["torch", "torchvision", "numpy", "pandas", "pyarrow"]
 GPU_BUDGET, QUICK_BUDGET = 465, 240  # total wall seconds (the GPU run must end within 8 min)
 
-# sizes: the GPU figures the issue asks for, and tiny CPU ones running the same code
+# sizes: the GPU figures docs/gpu.md reports, and tiny CPU ones running the same code
 SIZES = {
     "gpu": dict(
         n_images=9728, src=256, train_n=1280, arch="resnet18", image=224, store=256,

@@ -1,7 +1,7 @@
 """Reference localisation maps and map-level scores for the localisation table.
 
 A localiser is only worth its cost if it beats maps that know nothing about objects
-(issue "ContraCAM must find the objects"). The references here are computed on the
+(docs/architecture.md, "Localisation"). The references here are computed on the
 same images, at the same size, and scored by the same code as ContraCAM:
 
 centred_gaussian   a centred Gaussian prior (objects tend to be central)

@@ -1,7 +1,7 @@
 """Training health: has the model left chance, and does it look at the object?
 
 ContraCAM can only localise what the encoder relies on, so the pretrain stage records
-two facts beside the loss (issue "ContraCAM must find the objects"):
+two facts beside the loss (docs/architecture.md, "Localisation"):
 
 chance_loss      the loss of a model that has learnt nothing: ln(1 + K) for MoCo's
                  InfoNCE with K queue negatives (uniform logits over K + 1 keys),
