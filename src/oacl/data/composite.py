@@ -117,21 +117,11 @@ def check_params(p: dict) -> dict:
         a, b = p[key]
         if not 0.05 <= a <= b <= 1.0:
             raise ValueError(f"composite: {key} must satisfy 0.05 <= lo <= hi <= 1, got {[a, b]}")
-    if p["image_size"] < 16 or p["crop_size"] < 8:
-        raise ValueError("composite: image_size must be >= 16 and crop_size >= 8")
     if int(p["min_per_class"]) < 2:
         raise ValueError(
             "composite: min_per_class must be >= 2 (the instance split needs both sides)"
         )
-    bad = [v for v in p["variants"] if v not in BC_VARIANTS]
-    if bad:
-        raise ValueError(f"composite: unknown variant(s) {bad} (known: {BC_VARIANTS})")
-    bad = [s for s in p["variant_splits"] if s not in SPLITS]
-    if bad:
-        raise ValueError(f"composite: unknown variant_splits {bad} (known: {SPLITS})")
-    if any(int(p[f"n_{s}"]) < 0 for s in SPLITS) or sum(int(p[f"n_{s}"]) for s in SPLITS) == 0:
-        raise ValueError("composite: n_train, n_val, n_test must be >= 0 with a positive sum")
-    return p
+    return sc_mod.check_layout(p, "composite", BC_VARIANTS)
 
 
 # ----------------------------------------------------------------------------- inputs

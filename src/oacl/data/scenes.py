@@ -130,19 +130,25 @@ def check_params(p: dict) -> dict:
         a, b = p[key]
         if not 0.05 <= a <= b <= 0.9:
             raise ValueError(f"scenes: {key} must satisfy 0.05 <= lo <= hi <= 0.9, got {[a, b]}")
+    return check_layout(p, "scenes", VARIANTS)
+
+
+def check_layout(p: dict, kind: str, known_variants) -> dict:
+    """The checks shared by every scene-planning dataset type (scenes, composite): sizes,
+    variant names, variant splits and split counts."""
     if p["image_size"] < 16 or p["crop_size"] < 8:
-        raise ValueError("scenes: image_size must be >= 16 and crop_size >= 8")
-    bad = [v for v in p["variants"] if v not in VARIANTS]
+        raise ValueError(f"{kind}: image_size must be >= 16 and crop_size >= 8")
+    bad = [v for v in p["variants"] if v not in known_variants]
     if bad:
-        raise ValueError(f"scenes: unknown variant(s) {bad} (known: {VARIANTS})")
+        raise ValueError(f"{kind}: unknown variant(s) {bad} (known: {known_variants})")
     bad = [s for s in p["variant_splits"] if s not in SPLITS]
     if bad:
-        raise ValueError(f"scenes: unknown variant_splits {bad} (known: {SPLITS})")
+        raise ValueError(f"{kind}: unknown variant_splits {bad} (known: {SPLITS})")
     for s in SPLITS:
         if int(p[f"n_{s}"]) < 0:
-            raise ValueError(f"scenes: n_{s} must be >= 0")
+            raise ValueError(f"{kind}: n_{s} must be >= 0")
     if sum(int(p[f"n_{s}"]) for s in SPLITS) == 0:
-        raise ValueError("scenes: n_train + n_val + n_test must be > 0")
+        raise ValueError(f"{kind}: n_train + n_val + n_test must be > 0")
     return p
 
 

@@ -273,6 +273,39 @@ def shorter_side_size(width: int, height: int, size: int) -> tuple[int, int]:
     return int(size * width / height), size
 
 
+def _image_for_crops(image_path, W, H, rel, reuse, out_dir):
+    """The image's pixels, or None when every crop file exists and may be reused."""
+    if reuse and all((out_dir / r).exists() for r in rel.values()):
+        return None
+    rgb = read_rgb(image_path)
+    if rgb.shape[:2] != (H, W):
+        raise ValueError(
+            f"{image_path}: size {rgb.shape[1]}x{rgb.shape[0]} differs from the annotation's {W}x{H}"
+        )
+    return rgb
+
+
+def _add_crop_row(rows, a, rel_path, split, iid, cat_index, window, out_size):
+    """One COCO-Crop row: the crop ``window`` (x1, y1, w, h) of annotation ``a`` in the
+    source image, stored at ``out_size``, its object box normalised inside the crop."""
+    x1, y1, cw, ch = window
+    x, y, bw, bh = a["bbox"]
+    label = cat_index[a["category_id"]]
+    inner = normalised_box(x - x1, y - y1, bw, bh, cw, ch)  # the object inside its crop
+    rows.add(
+        f"crop{a['id']}",
+        rel_path,
+        split,
+        out_size[0],
+        out_size[1],
+        scene_id=iid,
+        label=label,
+        labels=[label],
+        boxes=[inner],
+        box_labels=[label],
+    )
+
+
 def _add_crops(image_path, size, iid, objects, cat_index, split, src, params, out_dir, rows):
     """COCO-Crop rows for one image; the image is decoded only if an object qualifies."""
     if params["protocol"] == "paper":
@@ -285,33 +318,13 @@ def _add_crops(image_path, size, iid, objects, cat_index, split, src, params, ou
     reuse = params["reuse_files"]
     rel = {a["id"]: f"crops/{src}/{a['id']}.jpg" for a in keep}
     W, H = size
-    rgb = None
-    if not (reuse and all((out_dir / r).exists() for r in rel.values())):
-        rgb = read_rgb(image_path)
-        if rgb.shape[:2] != (H, W):
-            raise ValueError(
-                f"{image_path}: size {rgb.shape[1]}x{rgb.shape[0]} differs from the annotation's {W}x{H}"
-            )
+    rgb = _image_for_crops(image_path, W, H, rel, reuse, out_dir)
     for a in keep:
-        x, y, bw, bh = a["bbox"]
         x1, y1, x2, y2 = crop_window(a["bbox"], params["crop_margin"], W, H, xywh=True)
         if rgb is not None:
             write_jpeg(out_dir / rel[a["id"]], rgb[y1:y2, x1:x2], reuse=reuse)
         cw, ch = x2 - x1, y2 - y1
-        label = cat_index[a["category_id"]]
-        inner = normalised_box(x - x1, y - y1, bw, bh, cw, ch)  # the object inside its crop
-        rows.add(
-            f"crop{a['id']}",
-            rel[a["id"]],
-            split,
-            cw,
-            ch,
-            scene_id=iid,
-            label=label,
-            labels=[label],
-            boxes=[inner],
-            box_labels=[label],
-        )
+        _add_crop_row(rows, a, rel[a["id"]], split, iid, cat_index, (x1, y1, cw, ch), (cw, ch))
 
 
 def _add_paper_crops(image_path, size, iid, anns, cat_index, split, src, params, out_dir, rows):
@@ -324,13 +337,7 @@ def _add_paper_crops(image_path, size, iid, anns, cat_index, split, src, params,
 
     reuse = params["reuse_files"]
     rel = {a["id"]: f"crops/{src}/{a['id']}.jpg" for a in keep}
-    rgb = None
-    if not (reuse and all((out_dir / r).exists() for r in rel.values())):
-        rgb = read_rgb(image_path)
-        if rgb.shape[:2] != (H, W):
-            raise ValueError(
-                f"{image_path}: size {rgb.shape[1]}x{rgb.shape[0]} differs from the annotation's {W}x{H}"
-            )
+    rgb = _image_for_crops(image_path, W, H, rel, reuse, out_dir)
     for a in keep:
         x1, y1, x2, y2 = paper_crop_box(a["bbox"], W, H, params["crop_margin"])
         cw, ch = max(x2 - x1, 1), max(y2 - y1, 1)
@@ -338,18 +345,4 @@ def _add_paper_crops(image_path, size, iid, anns, cat_index, split, src, params,
         if rgb is not None:
             crop = Image.fromarray(rgb[y1 : y1 + ch, x1 : x1 + cw]).resize((out_w, out_h), Image.BILINEAR)
             write_jpeg(out_dir / rel[a["id"]], np.asarray(crop), reuse=reuse)
-        label = cat_index[a["category_id"]]
-        x, y, bw, bh = a["bbox"]
-        inner = normalised_box(x - x1, y - y1, bw, bh, cw, ch)  # the object inside its crop
-        rows.add(
-            f"crop{a['id']}",
-            rel[a["id"]],
-            split,
-            out_w,
-            out_h,
-            scene_id=iid,
-            label=label,
-            labels=[label],
-            boxes=[inner],
-            box_labels=[label],
-        )
+        _add_crop_row(rows, a, rel[a["id"]], split, iid, cat_index, (x1, y1, cw, ch), (out_w, out_h))
