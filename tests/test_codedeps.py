@@ -77,7 +77,7 @@ def test_fingerprints_use_the_derived_lists():
 
 def test_derived_lists_cover_what_python_imports():
     """What importing a stage module loads (sys.modules) is within its derived list."""
-    entries = ["oacl.train.loop", "oacl.report.report", "oacl.refine.refine", "oacl.cam.cli"]
+    entries = ["oacl.train.loop", "oacl.report.report", "oacl.refine.refine", "oacl.cam.cli", "oacl.cam.run"]
     prog = ("import importlib, json, sys\n"
             f"for e in {entries!r}: importlib.import_module(e); "
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'oacl')))")
