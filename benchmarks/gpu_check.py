@@ -629,7 +629,7 @@ def sec_contracam(c: Ctx) -> None:
 
     from oacl.artifacts import read_manifest
     from oacl.cam import CamEngine
-    from oacl.cam.cli import load_image
+    from oacl.cam.run import load_image
     from oacl.cam.reference import reference_contracam
 
     S = c.S

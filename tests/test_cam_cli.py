@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from oacl.artifacts import MASK_SCHEMA, read_masks, write_manifest
-from oacl.cam.cli import make_batches
+from oacl.cam.run import make_batches
 from oacl.cli import main
 from oacl.geometry import IMAGENET_MEAN, IMAGENET_STD
 from oacl.io import decode_png

@@ -12,7 +12,8 @@ through ``importlib`` by name are not seen (cli.py loads the stages' sub-command
 way, configcheck the stages' DEFAULTS, data.prepare the readers of its own package).
 
 Exceptions: the dispatchers (``oacl.cli``, ``oacl.configcheck``) may import every stage;
-EXCEPTIONS lists each other (module, imported module) pair with its reason.
+there are no others (the refinement that the refine stage and the localisation table
+share is ``oacl.refinement``, on the ground floor).
 """
 
 from __future__ import annotations
@@ -29,14 +30,6 @@ STAGES = ("data", "train", "cam", "refine", "evaluate", "report")
 DISPATCHERS = {
     "oacl.cli",  # the `oacl` command: each stage's sub-commands (through importlib today)
     "oacl.configcheck",  # generates each stage section's schema from that stage's DEFAULTS
-}
-# importer -> the other stages' modules it may import, with the reason
-EXCEPTIONS = {
-    # the localisation table scores the reference maps with the same refinement the CAM
-    # got (refine_one with the refine stage's DEFAULTS); the evaluate_localization rule
-    # lists refine/*.py among its code inputs for it. Moving refine_one and the CRF to
-    # the ground floor would make every rule depend on them (SHARED_CODE).
-    "oacl.evaluate.localization": {"oacl.refine.refine"},
 }
 
 
@@ -81,7 +74,7 @@ def area(module: str) -> str:
 
 
 def allowed(importer: str, target: str) -> bool:
-    return importer in DISPATCHERS or target in EXCEPTIONS.get(importer, ())
+    return importer in DISPATCHERS
 
 
 def violations(source: str, module: str, is_package: bool = False) -> list[str]:
@@ -108,15 +101,7 @@ def test_stages_import_only_themselves_and_the_ground_floor():
     assert not bad, "imports against the stage direction:\n" + "\n".join(bad)
 
 
-def test_exceptions_are_still_needed():
-    """An exception nobody uses any more is removed, so it cannot hide a new import."""
-    used = set()
-    for path, module in all_modules():
-        for _, target in imported_modules(path.read_text(encoding="utf-8"), module, path.name == "__init__.py"):
-            if target in EXCEPTIONS.get(module, ()):
-                used.add((module, target))
-    wanted = {(m, t) for m, targets in EXCEPTIONS.items() for t in targets}
-    assert wanted <= used, f"unused exceptions: {sorted(wanted - used)}"
+def test_dispatchers_exist():
     assert all((SRC.parent / (m.replace(".", "/") + ".py")).is_file() for m in DISPATCHERS)
 
 
@@ -127,14 +112,15 @@ def test_exceptions_are_still_needed():
         ("oacl.train.data", "def f():\n    from ..refine.background import largest_rectangle\n", 1),
         ("oacl.train.data", "import oacl.refine.refine\n", 1),
         ("oacl.evaluate.features", "from ..train.augment import eval_transform\n", 1),
-        ("oacl.evaluate.linear", "from ..refine import refine\n", 1),  # only localization may
+        ("oacl.evaluate.linear", "from ..refine import refine\n", 1),
+        ("oacl.evaluate.localization", "from ..refine import refine as refine_stage\n", 1),
         ("oacl.report.report", "from .. import refine\n", 1),
         ("oacl.geometry", "from .train import data\n", 1),
         ("oacl.models.checkpoint", "from ..cam import cli\n", 1),
         ("oacl.data.readers.coco", "from ...train import data\n", 1),
         ("oacl.train.data", "from ..geometry import resize\nfrom .. import io, artifacts\nfrom . import objaware\n", 0),
         ("oacl.data.readers.coco", "from ...geometry import expand_box\nfrom . import ManifestRows\n", 0),
-        ("oacl.evaluate.localization", "from ..refine import refine as refine_stage\n", 0),
+        ("oacl.evaluate.localization", "from .. import refinement\n", 0),
         ("oacl.cli", "from .train import cli\n", 0),
     ],
 )

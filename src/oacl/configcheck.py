@@ -8,9 +8,10 @@ Three steps, each failing with the config file, line and key it is about:
    in which every stage section (``pretrain`` and ``experiments.*.pretrain``,
    ``cam.configs.*``, ``refine``, ``evaluate.*``, ``report``, ``datasets.*``) is
    *generated* from that stage's ``DEFAULTS``: a key the stage does not know, or a value
-   of another type than its default, is rejected. The hand-written schema only adds
-   ranges and enums for named keys (and a key named there must exist in DEFAULTS, so
-   the two cannot drift);
+   of another type than its default, is rejected; a stage's ``CHOICES`` (beside its
+   DEFAULTS) are the enums of those keys. The hand-written schema only adds ranges and
+   other enums for named keys (and a key named there must exist in DEFAULTS, so the two
+   cannot drift);
 3. ``cross_check``: references between sections (datasets, CAM configurations, and that
    every model the DAG trains is one that an experiment lists).
 """
@@ -32,7 +33,7 @@ from .params import deep_merge
 # would be overwritten without a word, so it is not accepted)
 STAGES = {
     "pretrain": ("oacl.train.loop", ("method", "variant", "seed")),
-    "cam_config": ("oacl.cam.cli", ("device",)),
+    "cam_config": ("oacl.cam.run", ("device",)),
     "refine": ("oacl.refine.refine", ()),
     "eval_linear": ("oacl.evaluate.linear", ("device",)),
     "eval_shift": ("oacl.evaluate.shift", ("linear.device",)),
@@ -180,6 +181,11 @@ def full_schema(schema_path) -> dict:
     defs = schema.setdefault("$defs", {})
     for name, (module, drop) in STAGES.items():
         defs[name] = schema_from_defaults(_defaults(module), defs.get(name), drop, name)
+        # a stage's CHOICES (the values its check accepts) are the enums: one definition
+        props = defs[name]["properties"]
+        for key, values in getattr(importlib.import_module(module), "CHOICES", {}).items():
+            if key in props:
+                props[key]["enum"] = list(values)
     # datasets: one generated schema per type, chosen by the entry's `type`
     ds = schema["properties"]["datasets"]["additionalProperties"]
     branches = []

@@ -44,8 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .expand import prepare_encoder, trunk
-
-POS_MODES = ("batch_sum", "per_sample")
+from .run import check_choice
 
 
 def contrastive_score(
@@ -59,8 +58,7 @@ def contrastive_score(
 
     ``extra_negatives`` (N, D): further negatives (e.g. a memory bank), never masked.
     """
-    if pos_mode not in POS_MODES:
-        raise ValueError(f"pos_mode must be one of {POS_MODES}, got {pos_mode!r}")
+    check_choice("pos_mode", pos_mode, "contrastive_score")
     b = query.shape[0]
     pos = (query * key).sum(dim=1)
     bank = torch.cat(list(queues), dim=0)  # (T*B, D): queue t holds rows t*B .. t*B+B-1
@@ -185,8 +183,7 @@ class CamEngine:
         images = _check_images(images).to(self.device, self.dtype)
         if iters < 1:
             raise ValueError(f"iters must be >= 1, got {iters}")
-        if pos_mode not in POS_MODES:
-            raise ValueError(f"pos_mode must be one of {POS_MODES}, got {pos_mode!r}")
+        check_choice("pos_mode", pos_mode, "contracam")
         if self.projector is None:
             raise ValueError("model has no .projector: ContraCAM needs the projection head")
         size = tuple(images.shape[-2:])

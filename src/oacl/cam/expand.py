@@ -10,7 +10,7 @@ import copy
 import torch
 from torch import nn
 
-EXPAND_RES = (1, 2, 4)
+from .run import check_choice
 
 
 def expand_resolution(encoder: nn.Module, expand_res: int = 1) -> nn.Module:
@@ -21,8 +21,7 @@ def expand_resolution(encoder: nn.Module, expand_res: int = 1) -> nn.Module:
     gets stride 1, which doubles the layer4 map (7 -> 14 at 224 px); ``expand_res=4``
     does the same to layer3 as well. Weights are unchanged; used at inference only.
     """
-    if expand_res not in EXPAND_RES:
-        raise ValueError(f"expand_res must be one of {EXPAND_RES}, got {expand_res!r}")
+    check_choice("expand_res", expand_res, "expand_resolution")
     encoder = copy.deepcopy(encoder)
     layers = [] if expand_res == 1 else ["layer4"] if expand_res == 2 else ["layer4", "layer3"]
     for name in layers:

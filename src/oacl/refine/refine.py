@@ -1,20 +1,7 @@
 """The refine stage: ContraCAM soft masks -> CRF masks, object boxes, background patch.
 
-For every row of a mask shard: read the image, decode the soft mask, bring both to
-the CRF working resolution (shorter side ``work_size``; smaller images stay at their
-size with the CRF kernels scaled unless ``upsample``, see crf.py), then
-
-1. background rectangle: largest rectangle of zeros of the soft mask binarised at
-   ``bg_threshold`` (0.2, paper Sec. 3 / background mixup);
-2. binary mask: dense CRF (``crf: true``) keeping pixels whose foreground marginal is
-   >= ``box_threshold``; without CRF the soft mask binarised at ``box_threshold``;
-3. cleaning: drop connected components under ``min_component`` of the image;
-4. boxes: outer contours, boxes under ``min_box_area`` dropped, ``margin`` added.
-
-A soft mask with no pixel reaching ``bg_threshold`` is "empty": zero boxes, all-zero
-mask, full-image background rectangle, ``empty=True`` (never an error). A mask with no
-pixel below ``bg_threshold`` has no background: ``bg_rect = [0, 0, 0, 0]`` (zero
-area), counted in the log.
+``refine_shard`` runs ``oacl.refinement.refine_one`` (the refinement itself, with its
+parameters ``DEFAULTS``) on every row of a mask shard and writes the box shard.
 """
 
 from __future__ import annotations
@@ -27,49 +14,14 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import artifacts
-from ..geometry import background_rect, binarize, clean_components, decode_mask, mask_to_boxes, resize
+from ..geometry import decode_mask
 from ..io import ImageError, encode_png, read_rgb
 from ..params import merge_params, params_json
-from .crf import CRF_DEFAULTS, dense_crf, scaled_params, work_shape
+from ..refinement import DEFAULTS, refine_one
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {
-    "crf": True,  # dense CRF before box extraction (paper: yes)
-    "work_size": 224,  # shorter side (px) of the CRF / mask working resolution
-    "upsample": False,  # smaller images: False = own size, CRF sxy scaled; True = upscale
-    "crf_params": dict(CRF_DEFAULTS),  # pydensecrf defaults as the authors used
-    "box_threshold": 0.5,  # on the CRF foreground marginal, or on the soft mask if crf is off
-    "min_box_area": 0.01,  # boxes under 1% of the image are dropped
-    "margin": 0.2,  # each side grows by 20% of the box width (x) / height (y)
-    "largest_only": False,  # keep only the largest box
-    "bg_threshold": 0.2,  # soft mask < 0.2 is background for the background patch
-    "min_component": 0.001,  # connected components under 0.1% of the image are noise
-    "skip_bad": False,  # missing/corrupt image: skip and count instead of failing
-}
-
-
-def refine_one(image: np.ndarray, soft: np.ndarray, params: dict) -> dict:
-    """Refine one image. Returns boxes (normalised), binary mask (uint8 0/1 at the
-    working resolution), bg_rect (normalised), empty, full."""
-    work_size, crf_params = int(params["work_size"]), params["crf_params"]
-    side = min(image.shape[0], image.shape[1])
-    if side < work_size and not params["upsample"]:
-        crf_params = scaled_params(crf_params, side / work_size)
-        work_size = side
-    shape = work_shape(image.shape[0], image.shape[1], work_size)
-    img = resize(image, shape, "shrink_all")
-    prob = np.clip(resize(soft.astype(np.float32), shape, "shrink_all"), 0.0, 1.0)
-    rect, empty, full = background_rect(prob, params["bg_threshold"])
-    if empty:
-        return {"boxes": [], "mask": np.zeros(shape, np.uint8), "bg_rect": rect, "empty": True, "full": False}
-    if params["crf"]:
-        binary = dense_crf(img, prob, crf_params, threshold=params["box_threshold"])
-    else:
-        binary = binarize(prob, params["box_threshold"])
-    binary = clean_components(binary, params["min_component"])
-    boxes = mask_to_boxes(binary, params["min_box_area"], params["margin"], params["largest_only"])
-    return {"boxes": boxes, "mask": binary, "bg_rect": rect, "empty": False, "full": full}
+__all__ = ["DEFAULTS", "refine_one", "refine_shard"]  # the first two: oacl.refinement's
 
 
 def refine_shard(params: dict, manifest_path, masks_path, out_path, progress: bool = True) -> dict:

@@ -195,7 +195,54 @@ def pretrain(params: dict, manifest_path, out_path, boxes=(), masks=(), device: 
 
 def _pretrain(params, manifest_path, out_path, state_path, metrics_path, boxes, masks, dev,
               rank, world) -> dict:
-    cuda = dev.type == "cuda"
+    """The driver: set up, resume, train epoch by epoch, finish (cf. MoCo's main_moco.py)."""
+    run = _setup(params, manifest_path, boxes, masks, dev, rank, world)
+    _resume(run, state_path, boxes, masks)
+    _start(run)
+    while run.epoch < params["epochs"]:
+        _train_epoch(run, state_path, metrics_path)
+    dist.barrier()
+    return _finish(run, out_path, metrics_path)
+
+
+class _Run:
+    """What the steps of one training run share (set by _setup, _resume and _start)."""
+
+    params: dict
+    dev: torch.device
+    rank: int
+    world: int
+    manifest_path: Path
+    df: object  # the manifest (pandas DataFrame)
+    train_df: object  # its train split, variant original
+    num_classes: int
+    train_ds: data.ManifestImages
+    steps_per_epoch: int
+    total_steps: int
+    workers: int
+    method: nn.Module  # the method (encoders, heads, queue); what is saved and exported
+    model: nn.Module  # the method, wrapped in DDP with several processes
+    opt: torch.optim.Optimizer
+    aug: augment.TwoViewAugment
+    gen: torch.Generator  # this rank's augmentation generator
+    fp: dict  # the resume fingerprint
+    # progress: epoch, batch within it, optimiser steps, epoch metrics, seconds before a resume
+    epoch: int = 0
+    start_batch: int = 0
+    step: int = 0
+    history: list
+    elapsed: float = 0.0
+    t_start: float
+    knn_loaders: tuple | None
+    tty: bool
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.params["batch_size"])
+
+
+def _read_train_split(params, manifest_path, world):
+    """The manifest, its train split and the number of classes; checks the batch fits."""
     if not manifest_path.exists():
         raise FileNotFoundError(f"manifest not found: {manifest_path}")
     df = read_manifest(manifest_path)
@@ -217,14 +264,21 @@ def _pretrain(params, manifest_path, out_path, state_path, metrics_path, boxes, 
     num_classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
     if params["method"] == "supervised" and (labels < 0).any():
         raise ValueError(f"method supervised needs a label for every train row of {manifest_path}")
+    return df, train_df, num_classes
 
+
+def _setup(params, manifest_path, boxes, masks, dev, rank, world) -> _Run:
+    """Data (train split, dataset, workers, threads), then seeds, model, optimiser, augmentation."""
+    run = _Run()
+    run.params, run.dev, run.rank, run.world, run.manifest_path = params, dev, rank, world, manifest_path
+    run.df, run.train_df, run.num_classes = _read_train_split(params, manifest_path, world)
     variant = params["variant"]
     aux = _aux_inputs(variant, boxes, masks)
-    train_ds = data.ManifestImages(train_df, params["store_size"], variant=variant, **aux)
-    steps_per_epoch = len(train_df) // B
-    total_steps = steps_per_epoch * params["epochs"]
+    run.train_ds = data.ManifestImages(run.train_df, params["store_size"], variant=variant, **aux)
+    run.steps_per_epoch = len(run.train_df) // run.batch_size
+    run.total_steps = run.steps_per_epoch * params["epochs"]
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    workers = dist.default_workers(params["workers"], local_world)
+    run.workers = dist.default_workers(params["workers"], local_world)
     threads = params["threads"] or (dist.cpu_count() // local_world if local_world > 1 else None)
     if threads:  # oversubscribed OpenMP threads spin and can slow training tenfold
         torch.set_num_threads(max(1, int(threads)))
@@ -235,125 +289,157 @@ def _pretrain(params, manifest_path, out_path, state_path, metrics_path, boxes, 
     random.seed(params["seed"])
     # channels_last on every device: a 64 px ResNet train step is 1.3-1.5x faster on
     # CPU too, with the same loss (benchmarks/channels_last_cpu.py)
-    method = build_method(params, num_classes).to(dev).to(memory_format=torch.channels_last)
-    if cuda and world > 1:
+    method = build_method(params, run.num_classes).to(dev).to(memory_format=torch.channels_last)
+    if dev.type == "cuda" and world > 1:
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
-    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad],
-                          lr=lr_at(0, total_steps, params), momentum=params["momentum"],
-                          weight_decay=params["weight_decay"])
-    aug = augment.TwoViewAugment(params["augment"], variant, params["image_size"], method=params["method"])
-    gen = torch.Generator(device=dev).manual_seed(params["seed"] * 1000 + rank)
+    run.method = method
+    run.opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad],
+                              lr=lr_at(0, run.total_steps, params), momentum=params["momentum"],
+                              weight_decay=params["weight_decay"])
+    run.aug = augment.TwoViewAugment(params["augment"], variant, params["image_size"], method=params["method"])
+    run.gen = torch.Generator(device=dev).manual_seed(params["seed"] * 1000 + rank)
+    return run
 
+
+def _resume(run: _Run, state_path, boxes, masks) -> None:
+    """Fingerprint the run (rank 0 reads the inputs) and load ``train_state.pt`` if it matches."""
     t0 = time.time()
     fp = None
-    if rank == 0:  # one reader of every input file; the others receive the result
-        fp = resume_fingerprint(params, world, manifest_path, df, train_df, boxes, masks)
-        log.info("fingerprint %s (%d train images hashed in %.1f s)", fp["digest"][:16], len(train_df),
+    if run.rank == 0:  # one reader of every input file; the others receive the result
+        fp = resume_fingerprint(run.params, run.world, run.manifest_path, run.df, run.train_df, boxes, masks)
+        log.info("fingerprint %s (%d train images hashed in %.1f s)", fp["digest"][:16], len(run.train_df),
                  time.time() - t0)
-    fp = _broadcast_object(fp)
-    epoch, start_batch, step, history, elapsed = 0, 0, 0, [], 0.0
-    st = _load_state(state_path, fp) if state_path.exists() else None
+    run.fp = _broadcast_object(fp)
+    run.history = []
+    st = _load_state(state_path, run.fp) if state_path.exists() else None
     if st is not None:
-        method.load_state_dict(st["method"])
-        opt.load_state_dict(st["optimizer"])
-        _set_rng_state(st["rng"][rank], gen)
-        epoch, start_batch, step = st["epoch"], st["batch"], st["step"]
-        history, elapsed = st["metrics"], st["elapsed"]
-        if rank == 0:
-            log.info("resuming %s at epoch %d batch %d (step %d/%d)", state_path, epoch,
-                     start_batch, step, total_steps)
+        run.method.load_state_dict(st["method"])
+        run.opt.load_state_dict(st["optimizer"])
+        _set_rng_state(st["rng"][run.rank], run.gen)
+        run.epoch, run.start_batch, run.step = st["epoch"], st["batch"], st["step"]
+        run.history, run.elapsed = st["metrics"], st["elapsed"]
+        if run.rank == 0:
+            log.info("resuming %s at epoch %d batch %d (step %d/%d)", state_path, run.epoch,
+                     run.start_batch, run.step, run.total_steps)
 
-    model = method
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(
-            method, device_ids=[dev.index] if cuda else None, broadcast_buffers=False)
 
-    def save_state(ep, batch):
-        rng = _gather_objects(_rng_state(gen))  # every rank's generators
-        if rank == 0:
-            torch_save(state_path, {
-                "format": STATE_FORMAT, "fingerprint": fp, "params": params,
-                "method": method.state_dict(), "optimizer": opt.state_dict(), "rng": rng,
-                "epoch": ep, "batch": batch, "step": step, "metrics": history,
-                "elapsed": elapsed + time.time() - t_start,
-            })
+def _start(run: _Run) -> None:
+    """DDP wrapper, the kNN monitor's loaders (rank 0), the progress display, the clock."""
+    run.model = run.method
+    if run.world > 1:
+        run.model = nn.parallel.DistributedDataParallel(
+            run.method, device_ids=[run.dev.index] if run.dev.type == "cuda" else None,
+            broadcast_buffers=False)
+    run.knn_loaders = _knn_loaders(run.df, run.train_df, run.params, run.workers) if run.rank == 0 else None
+    run.tty = sys.stderr.isatty() and run.rank == 0
+    run.t_start = time.time()
 
-    knn_loaders = _knn_loaders(df, train_df, params, workers) if rank == 0 else None
-    tty = sys.stderr.isatty() and rank == 0
-    t_start = time.time()
-    while epoch < params["epochs"]:
-        loader = data.build_loader(train_ds, B, workers, shuffle=True, drop_last=True,
-                                   seed=params["seed"], epoch=epoch, start_batch=start_batch,
-                                   rank=rank, world=world)
-        bar = _progress(tty, steps_per_epoch, start_batch, epoch, params["epochs"])
-        t_epoch, n_seen, loss_sum = time.time(), 0, 0.0
-        with torch.random.fork_rng(devices=[]):  # DataLoader draws a seed from the global RNG;
-            batches = iter(loader)  # keep it out so resumed and uninterrupted runs agree
-        for i, batch in enumerate(batches, start=start_batch):
-            lr = lr_at(step, total_steps, params)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            batch = data.to_device(batch, dev)
-            v1, v2 = aug(batch, gen)
-            v1 = v1.contiguous(memory_format=torch.channels_last)
-            v2 = v2.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
-                loss, stats = model(v1, v2, batch["label"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            method.momentum_update(step / total_steps)
-            loss_v = float(stats["loss"])
-            if not math.isfinite(loss_v):
-                raise FloatingPointError(f"loss became {loss_v} at step {step}; lower base_lr")
-            loss_sum += loss_v
-            n_seen += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_v:.3f}", lr=f"{lr:.4f}")
-            elif rank == 0 and params["log_every"] and step % params["log_every"] == 0:
-                rate = n_seen * B / max(1e-9, time.time() - t_epoch)
-                eta = (total_steps - step) * B / max(rate, 1e-9)
-                log.info("epoch %d step %d/%d loss %.4f lr %.5f %.1f img/s eta %.0fs", epoch + 1,
-                         step, total_steps, loss_v, lr, rate, eta)
-            if i + 1 < steps_per_epoch and params["ckpt_every_steps"] and step % params["ckpt_every_steps"] == 0:
-                save_state(epoch, i + 1)
+
+def _save_state(run: _Run, state_path, epoch, batch) -> None:
+    """``train_state.pt`` (rank 0) with every rank's generators, to resume at (epoch, batch)."""
+    rng = _gather_objects(_rng_state(run.gen))  # every rank's generators
+    if run.rank == 0:
+        torch_save(state_path, {
+            "format": STATE_FORMAT, "fingerprint": run.fp, "params": run.params,
+            "method": run.method.state_dict(), "optimizer": run.opt.state_dict(), "rng": rng,
+            "epoch": epoch, "batch": batch, "step": run.step, "metrics": run.history,
+            "elapsed": run.elapsed + time.time() - run.t_start,
+        })
+
+
+def _train_step(run: _Run, batch) -> tuple[float, float]:
+    """One optimiser step on one batch; returns (loss, lr)."""
+    params, dev = run.params, run.dev
+    lr = lr_at(run.step, run.total_steps, params)
+    for g in run.opt.param_groups:
+        g["lr"] = lr
+    batch = data.to_device(batch, dev)
+    v1, v2 = run.aug(batch, run.gen)
+    v1 = v1.contiguous(memory_format=torch.channels_last)
+    v2 = v2.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        loss, stats = run.model(v1, v2, batch["label"])
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    run.step += 1
+    run.method.momentum_update(run.step / run.total_steps)
+    loss_v = float(stats["loss"])
+    if not math.isfinite(loss_v):
+        raise FloatingPointError(f"loss became {loss_v} at step {run.step}; lower base_lr")
+    return loss_v, lr
+
+
+def _train_epoch(run: _Run, state_path, metrics_path) -> None:
+    """One epoch (from ``start_batch`` when resumed), its metrics, the state and metrics.jsonl."""
+    params, B, epoch = run.params, run.batch_size, run.epoch
+    loader = data.build_loader(run.train_ds, B, run.workers, shuffle=True, drop_last=True,
+                               seed=params["seed"], epoch=epoch, start_batch=run.start_batch,
+                               rank=run.rank, world=run.world)
+    bar = _progress(run.tty, run.steps_per_epoch, run.start_batch, epoch, params["epochs"])
+    t_epoch, n_seen, loss_sum = time.time(), 0, 0.0
+    with torch.random.fork_rng(devices=[]):  # DataLoader draws a seed from the global RNG;
+        batches = iter(loader)  # keep it out so resumed and uninterrupted runs agree
+    for i, batch in enumerate(batches, start=run.start_batch):
+        loss_v, lr = _train_step(run, batch)
+        loss_sum += loss_v
+        n_seen += 1
         if bar is not None:
-            bar.close()
-        dt = time.time() - t_epoch
-        loss_mean = dist.all_reduce_mean(loss_sum / max(1, n_seen), dev)
-        rec = {"epoch": epoch + 1, "step": step, "loss": loss_mean, "lr": lr_at(step, total_steps, params),
-               "img_per_s": n_seen * B / max(dt, 1e-9), "time_s": dt, "knn_acc": None,
-               "chance_loss": health.chance_loss(params, num_classes)}
-        last = epoch + 1 == params["epochs"]
-        if rank == 0 and knn_loaders and (last or (params["knn_every"] and (epoch + 1) % params["knn_every"] == 0)):
-            t0 = time.time()
-            with torch.random.fork_rng(devices=[]):
-                rec["knn_acc"] = knn.knn_accuracy(method.encoder, *knn_loaders, params["image_size"], dev,
-                                                  k=params["knn_k"], channels_last=True)
-            rec["knn_time_s"] = time.time() - t0
-        if rank == 0 and last:
-            with torch.random.fork_rng(devices=[]):
-                rec["object_reliance"] = health.object_reliance(method.encoder, df, params, dev, workers)
-        if rank == 0:
-            log.info("epoch %d/%d: %s", epoch + 1, params["epochs"],
-                     ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()))
-        history.append(rec)
-        epoch, start_batch = epoch + 1, 0
-        save_state(epoch, 0)
-        if rank == 0:
-            write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
-    dist.barrier()
-    if rank == 0:
-        meta = {"method": params["method"], "arch": params["arch"], "variant": variant,
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_v:.3f}", lr=f"{lr:.4f}")
+        elif run.rank == 0 and params["log_every"] and run.step % params["log_every"] == 0:
+            rate = n_seen * B / max(1e-9, time.time() - t_epoch)
+            eta = (run.total_steps - run.step) * B / max(rate, 1e-9)
+            log.info("epoch %d step %d/%d loss %.4f lr %.5f %.1f img/s eta %.0fs", epoch + 1,
+                     run.step, run.total_steps, loss_v, lr, rate, eta)
+        if i + 1 < run.steps_per_epoch and params["ckpt_every_steps"] and run.step % params["ckpt_every_steps"] == 0:
+            _save_state(run, state_path, epoch, i + 1)
+    if bar is not None:
+        bar.close()
+    rec = _epoch_metrics(run, n_seen, loss_sum, time.time() - t_epoch)
+    run.history.append(rec)
+    run.epoch, run.start_batch = epoch + 1, 0
+    _save_state(run, state_path, run.epoch, 0)
+    if run.rank == 0:
+        write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in run.history))
+
+
+def _epoch_metrics(run: _Run, n_seen, loss_sum, dt) -> dict:
+    """The epoch's line of metrics.jsonl: loss, lr, speed; kNN accuracy and health (rank 0)."""
+    params, epoch, dev = run.params, run.epoch, run.dev
+    loss_mean = dist.all_reduce_mean(loss_sum / max(1, n_seen), dev)
+    rec = {"epoch": epoch + 1, "step": run.step, "loss": loss_mean,
+           "lr": lr_at(run.step, run.total_steps, params),
+           "img_per_s": n_seen * run.batch_size / max(dt, 1e-9), "time_s": dt, "knn_acc": None,
+           "chance_loss": health.chance_loss(params, run.num_classes)}
+    last = epoch + 1 == params["epochs"]
+    if run.rank == 0 and run.knn_loaders and (last or (params["knn_every"] and (epoch + 1) % params["knn_every"] == 0)):
+        t0 = time.time()
+        with torch.random.fork_rng(devices=[]):
+            rec["knn_acc"] = knn.knn_accuracy(run.method.encoder, *run.knn_loaders, params["image_size"], dev,
+                                              k=params["knn_k"], channels_last=True)
+        rec["knn_time_s"] = time.time() - t0
+    if run.rank == 0 and last:
+        with torch.random.fork_rng(devices=[]):
+            rec["object_reliance"] = health.object_reliance(run.method.encoder, run.df, params, dev, run.workers)
+    if run.rank == 0:
+        log.info("epoch %d/%d: %s", epoch + 1, params["epochs"],
+                 ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()))
+    return rec
+
+
+def _finish(run: _Run, out_path, metrics_path) -> dict:
+    """Rank 0 exports model.pt (weights + meta) and the final metrics.jsonl; the last metrics."""
+    params = run.params
+    if run.rank == 0:
+        meta = {"method": params["method"], "arch": params["arch"], "variant": params["variant"],
                 "image_size": params["image_size"], "store_size": params["store_size"],
-                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "num_classes": num_classes,
-                "feat_dim": feat_dim(params["arch"]), "epoch": epoch, "seed": params["seed"],
-                "fingerprint": fp["digest"]}
-        save_checkpoint(out_path, method.export(meta))  # SyncBN keeps BatchNorm's state keys
-        write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
-    return history[-1] if history else {}
+                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "num_classes": run.num_classes,
+                "feat_dim": feat_dim(params["arch"]), "epoch": run.epoch, "seed": params["seed"],
+                "fingerprint": run.fp["digest"]}
+        save_checkpoint(out_path, run.method.export(meta))  # SyncBN keeps BatchNorm's state keys
+        write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in run.history))
+    return run.history[-1] if run.history else {}
 
 
 def _load_state(path: Path, fp: dict) -> dict | None:

@@ -18,6 +18,19 @@ cutmix         with probability p_mix, one view is made from the image mixed wit
                target mixing: the positive stays the same image (input-mixing variant).
 
 Each function takes the batch on the device and draws from the given generator.
+
+BG-Mixup (``bg_mixup_cam``; ``bg_hardmix_gt`` alike) in three pieces, run in this order:
+
+1. background patches: the refine stage's ``bg_rect`` (largest rectangle below 0.2 of
+   the soft mask, oacl.refinement) of a partner image that the loader's sampler draws
+   per sample (oacl.train.data.build_loader), tiled to the stored size by
+   ``ManifestImages.background`` (batch key ``bg``, beside the soft mask ``mask``);
+2. the per-sample probability: ``augment.DEFAULTS["p_mix"][method]`` (0.4 MoCo, 0.3
+   BYOL) is ``TwoViewAugment.p_mix``; ``mix_sources`` draws the flag of each sample
+   and ``augment.DEFAULTS["mix_view"]`` which view gets the mix (TwoViewAugment);
+3. mixing: ``bg_mix`` (Eq. 4, ``m * x + (1 - m) * bg``), called by ``mix_sources``.
+
+The entry point is ``augment.TwoViewAugment.__call__``, which calls ``mix_sources``.
 """
 
 from __future__ import annotations
