@@ -423,8 +423,9 @@ def sec_env(c: Ctx) -> None:
 
 
 def sec_data(c: Ctx) -> None:
-    from oacl.artifacts import read_manifest, write_manifest
     from pretrain_throughput import make_jpeg_folder
+
+    from oacl.artifacts import read_manifest, write_manifest
 
     S = c.S
     folder = c.work / "data"
@@ -629,8 +630,8 @@ def sec_contracam(c: Ctx) -> None:
 
     from oacl.artifacts import read_manifest
     from oacl.cam import CamEngine
-    from oacl.cam.run import load_image
     from oacl.cam.reference import reference_contracam
+    from oacl.cam.run import load_image
 
     S = c.S
     model, source = cam_model(c)

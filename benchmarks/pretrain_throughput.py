@@ -40,7 +40,6 @@ from oacl.artifacts import read_manifest, write_manifest  # noqa: E402
 from oacl.io import encode_png, write_bytes  # noqa: E402
 from oacl.train import augment, data  # noqa: E402
 
-
 # ------------------------------------------------------------------ synthetic data
 
 
@@ -231,7 +230,7 @@ def profile_augment(batch, variant, S, dev, reps=10):
         for bm in ("conv", "matmul"):
             out[f"blur_half_batch_{bm}_{name}"] = ms(lambda: augment.gaussian_blur(y[: B // 2], sig, 23, bm))
         out[f"normalise_{name}"] = ms(lambda: geometry.normalise(y))
-    print("augment profile (ms per call, batch %d, %d px): " % (B, S)
+    print(f"augment profile (ms per call, batch {B}, {S} px): "
           + ", ".join(f"{k} {v:.2f}" for k, v in out.items()), flush=True)
     return {k: round(v, 3) for k, v in out.items()}
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from conftest import REPO
+
 from oacl import codedeps
 from oacl.codedeps import code_of
 

@@ -59,7 +59,7 @@ def sources(tmp_path_factory):
     (fg / "dog/broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     bg = root / "bg"
     bg.mkdir()
-    for i, name in enumerate(["beach", "forest"]):
+    for name in ["beach", "forest"]:
         Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(bg / f"{name}.jpg")
     group = bg / "city"
     for i in range(2):
@@ -122,7 +122,7 @@ def test_class_order_from_config(sources, tmp_path):
 
 def test_instance_split_is_disjoint(single):
     meta = json.loads((single / "classes.json").read_text())
-    for c, parts in meta["instances"].items():
+    for parts in meta["instances"].values():
         assert parts["train"] and parts["eval"]
         assert not set(parts["train"]) & set(parts["eval"])
     df = read_manifest(single / "manifest.parquet")

@@ -5,8 +5,8 @@ import re
 
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake
+
 from oacl import configcheck
 
 

@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 import torch
 
-from oacl.artifacts import BOX_SCHEMA, MASK_SCHEMA, read_boxes, read_manifest, read_masks, write_manifest, write_rows
+from oacl.artifacts import (
+    BOX_SCHEMA,
+    MASK_SCHEMA,
+    read_boxes,
+    read_manifest,
+    read_masks,
+    write_manifest,
+    write_rows,
+)
 from oacl.io import encode_png, write_bytes
 from oacl.train import data as D
 
@@ -55,8 +63,9 @@ def test_items_and_collate(df):
     assert torch.equal(batch["boxes"][1, 1], torch.zeros(4))  # padding
     assert batch["image"].shape == (3, 3, 32, 32)
     # squash: the stored image is the whole original resized, so a pixel block maps back
-    from oacl.io import read_rgb
     import cv2
+
+    from oacl.io import read_rgb
 
     ref = cv2.resize(read_rgb(df["abspath"][1]), (32, 32), interpolation=cv2.INTER_AREA)
     assert np.array_equal(ds[1]["image"].permute(1, 2, 0).numpy(), ref)

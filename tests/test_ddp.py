@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from oacl.params import merge_params
 from oacl.train.loop import DEFAULTS, pretrain
 from oacl.train.methods import build_method
-from oacl.params import merge_params
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _pretrain_data import TINY, make_manifest, one_thread  # noqa: E402

@@ -4,12 +4,12 @@ import shutil
 
 import numpy as np
 import pytest
+from test_refine_cli import H, W, make_data
 
 from oacl.cli import main
 from oacl.io import decode_png
 from oacl.overlay import gallery_ids
 from oacl.refine.refine import refine_shard
-from test_refine_cli import H, W, make_data
 
 
 @pytest.fixture()

@@ -116,7 +116,7 @@ def _randomised(encoder: nn.Module) -> nn.Module:
     return encoder
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _encoder() -> nn.Module:
     return _randomised(torchvision.models.resnet18(weights=None))
 

@@ -16,7 +16,6 @@ from oacl.train.methods import BYOL, MoCo, Supervised, build_method
 sys.path.insert(0, str(Path(__file__).parent))
 from _pretrain_data import one_thread  # noqa: E402
 
-
 _threads = pytest.fixture(autouse=True)(one_thread)
 
 

@@ -3,10 +3,9 @@ full DAG, with GPU resources on the training and CAM jobs."""
 
 import re
 
+import fixtures_real as fx
 import pytest
 import yaml
-
-import fixtures_real as fx
 from conftest import REPO, run_snakemake
 
 PRESETS = ["coco-r18", "coco-r50", "in9-r18", "cub-r18", "flowers-r18"]

@@ -234,7 +234,6 @@ def test_object_crops_are_labelled_with_their_object(multi):
     scenes_by_id = multi[multi.split.isin(["train", "val", "test"])].set_index("scene_id")
     crops = multi[multi.split.str.startswith("objcrop_")]
     assert len(crops) >= 2 * len(scenes_by_id) * 0.95  # nearly every object is visible
-    nc = scenes.DEFAULTS["n_classes"]
     for r in crops.head(150).itertuples():
         parent = scenes_by_id.loc[r.scene_id]
         assert r.split == f"objcrop_{parent.split}"

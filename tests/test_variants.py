@@ -4,8 +4,8 @@ import ast
 import re
 
 import pytest
-
 from conftest import REPO
+
 from oacl import configcheck, variants
 from oacl.report import report
 from oacl.train import objaware

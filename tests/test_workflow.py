@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import REPO, copy_workflow, run_snakemake
 
 SMOKE = ["--configfile", str(REPO / "workflow" / "configs" / "smoke.yaml")]

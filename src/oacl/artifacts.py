@@ -150,7 +150,7 @@ def write_rows(path: str | os.PathLike, rows: list[dict], schema: pa.Schema) -> 
     write_parquet(path, pa.Table.from_pydict(cols, schema=schema))
 
 
-def read_masks(paths) -> "dict[str, dict]":
+def read_masks(paths) -> dict[str, dict]:
     """Read mask shards into {image_id: row dict}."""
     out = {}
     for p in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
@@ -159,7 +159,7 @@ def read_masks(paths) -> "dict[str, dict]":
     return out
 
 
-def read_boxes(paths) -> "dict[str, dict]":
+def read_boxes(paths) -> dict[str, dict]:
     """Read box shards into {image_id: row dict}."""
     out = {}
     for p in [paths] if isinstance(paths, (str, os.PathLike)) else paths:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import yaml
 

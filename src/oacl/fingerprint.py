@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 PACKAGE = Path(__file__).resolve().parent
 FORMAT = "oacl-fingerprint-v1"

@@ -125,14 +125,14 @@ def import_boxes(manifest: str | Path, boxes_txt: str | Path, out: str | Path) -
 # --------------------------------------------------------------------------- export
 
 
-def encoder_state_dict(encoder) -> "OrderedDict[str, object]":
+def encoder_state_dict(encoder) -> OrderedDict[str, object]:
     """The encoder's weights on CPU without the (Identity) head: torchvision key layout."""
     return OrderedDict(
         (k, v.detach().cpu().clone()) for k, v in encoder.state_dict().items() if not k.startswith("fc.")
     )
 
 
-def torchvision_state_dict(model) -> "OrderedDict[str, object]":
+def torchvision_state_dict(model) -> OrderedDict[str, object]:
     """A state_dict for ``torchvision.models.<arch>()``; adds ``fc.*`` from a linear classifier."""
     import torch.nn as nn
 

@@ -37,7 +37,7 @@ the authors' released code agrees with this reading):
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -85,7 +85,7 @@ def reference_contracam(model, image, n_iters=1, expand=1, nsr=True, pos_mode="b
     b, c, h, w = image.shape
     mask_color = image.mean(dim=(0, 2, 3), keepdim=True)
     masked_image = image  # initial: original image
-    queues = []
+    queues, mask = [], None
     for i in range(n_iters):
         feature = get_features(encoder, masked_image)  # spatial features
         feature.requires_grad = True

@@ -380,7 +380,8 @@ def _render_chunk(args) -> list[dict]:
         draw = lambda label, rng: draw_background(label, rng, s)  # noqa: E731
 
         def variant(name, sc=sc, scene=scene):
-            return sc_mod.background_challenge_variant(p, sc, scene, name, split_scenes, draw)
+            # called within this iteration (write_scene), so the current `draw` is meant
+            return sc_mod.background_challenge_variant(p, sc, scene, name, split_scenes, draw)  # noqa: B023
 
         rows += sc_mod.write_scene(p, Path(out), sc, scene, variant)
     return rows

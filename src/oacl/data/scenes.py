@@ -494,7 +494,7 @@ def _plan_variants(p: dict, scenes: list[dict]) -> None:
         src = {}
 
         def pick(cands):
-            return int(cands[rng.integers(len(cands))]) if cands else -1
+            return int(cands[rng.integers(len(cands))]) if cands else -1  # noqa: B023 (used in this iteration)
 
         # mixed_same: another scene of this split with the same background class
         src["mixed_same"] = pick([j for j in by_bg[sc["bg"]] if j != sc["index"]])

@@ -56,7 +56,14 @@ from ..geometry import clean_components, decode_mask, mask_to_boxes, resize
 from ..io import decode_png, read_mask, read_rgb, write_json
 from ..params import merge_params, params_json
 from . import protocols
-from .references import centred_gaussian, colour_saliency, mask_iou, mass_inside, pixel_auc, pointing_hit
+from .references import (
+    centred_gaussian,
+    colour_saliency,
+    mask_iou,
+    mass_inside,
+    pixel_auc,
+    pointing_hit,
+)
 
 REFERENCES = ("gaussian", "colour")  # trivial reference maps scored beside every CAM
 

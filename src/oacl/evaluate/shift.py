@@ -20,8 +20,6 @@ from __future__ import annotations
 import copy
 import time
 
-import numpy as np
-
 from . import linear
 
 BG_VARIANTS = ["original", "only_fg", "mixed_same", "mixed_rand", "mixed_next", "only_bg_b", "only_bg_t"]

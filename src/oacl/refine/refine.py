@@ -10,7 +10,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from .. import artifacts

@@ -38,13 +38,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..artifacts import read_boxes, read_manifest, read_masks
-from .. import fingerprint as fpr
-from ..io import torch_save, write_text
-from ..params import merge_params
 from .. import codedeps, variants
+from .. import fingerprint as fpr
+from ..artifacts import read_boxes, read_manifest, read_masks
 from ..geometry import IMAGENET_MEAN, IMAGENET_STD
+from ..io import torch_save, write_text
 from ..models import feat_dim, save_checkpoint
+from ..params import merge_params
 from . import augment, data, dist, health, knn
 from .methods import build_method
 

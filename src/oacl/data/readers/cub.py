@@ -27,7 +27,16 @@ import logging
 from pathlib import Path
 
 from ...io import read_mask, write_json
-from . import ManifestRows, holdout, image_size, normalised_box, progress, require, require_root, write_png
+from . import (
+    ManifestRows,
+    holdout,
+    image_size,
+    normalised_box,
+    progress,
+    require,
+    require_root,
+    write_png,
+)
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from ...io import ImageError, write_json
-from . import ManifestRows, holdout, image_size, mask_box, progress, require, require_root, write_png
+from . import (
+    ManifestRows,
+    holdout,
+    image_size,
+    mask_box,
+    progress,
+    require,
+    require_root,
+    write_png,
+)
 
 DEFAULTS = {
     "type": "pets",
