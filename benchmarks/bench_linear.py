@@ -3,6 +3,7 @@
 Features shaped like the default run (N=200 train, 60 val, 128-d, 8 classes).
     .venv/bin/python /tmp/bench_linear.py
 """
+
 import time
 
 import numpy as np
@@ -12,12 +13,17 @@ from oacl.evaluate import linear
 
 rng = np.random.default_rng(0)
 centers = rng.normal(size=(8, 128))
+
+
 def data(n):
     y = rng.integers(0, 8, n)
     return (centers[y] + 2.0 * rng.normal(size=(n, 128))).astype(np.float32), y
+
+
 Xtr, ytr = data(200)
 Xva, yva = data(60)
 grid = linear.reg_grid(linear.DEFAULTS["c_grid"])
+
 
 def timed(threads_limit):
     linear.SINGLE_THREAD_BELOW = threads_limit
@@ -26,7 +32,10 @@ def timed(threads_limit):
     lam, _ = linear.select_lambda(Xtr, ytr, Xva, yva, grid)
     return time.perf_counter() - t, lam
 
+
 timed(0)  # warm-up (first L-BFGS call pays torch's start-up)
-base, lam_b = timed(0)          # never single-threaded: torch's 2 threads
-fast, lam_f = timed(1 << 22)    # the default rule: small problems single-threaded
-print(f"2 threads {base:.2f} s, 1 thread {fast:.2f} s, speed-up x{base / fast:.1f}; same lambda: {lam_b == lam_f}")
+base, lam_b = timed(0)  # never single-threaded: torch's 2 threads
+fast, lam_f = timed(1 << 22)  # the default rule: small problems single-threaded
+print(
+    f"2 threads {base:.2f} s, 1 thread {fast:.2f} s, speed-up x{base / fast:.1f}; same lambda: {lam_b == lam_f}"
+)

@@ -48,7 +48,9 @@ def timed_inference(channels_last: bool, params: dict, steps: int) -> float:
     enc = build_method(params, 10).encoder.eval()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     enc = enc.to(memory_format=fmt)
-    x = torch.randn(256, 3, params["image_size"], params["image_size"]).contiguous(memory_format=fmt)
+    x = torch.randn(256, 3, params["image_size"], params["image_size"]).contiguous(
+        memory_format=fmt
+    )
     times = []
     with torch.no_grad():
         for i in range(steps + 1):
@@ -67,8 +69,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=2)
     a = ap.parse_args()
-    params = merge_params(DEFAULTS, {"arch": a.arch, "image_size": a.image_size, "batch_size": a.batch,
-                                     "moco": {"queue_size": 1024, "momentum": 0.99}}, "bench")
+    params = merge_params(
+        DEFAULTS,
+        {
+            "arch": a.arch,
+            "image_size": a.image_size,
+            "batch_size": a.batch,
+            "moco": {"queue_size": 1024, "momentum": 0.99},
+        },
+        "bench",
+    )
     train = {False: [], True: []}
     infer = {False: [], True: []}
     losses = {}
@@ -79,9 +89,13 @@ def main() -> None:
             infer[cl].append(timed_inference(cl, params, a.steps))
     for name, d in (("train step", train), ("inference (256 images)", infer)):
         base, cl = statistics.median(d[False]), statistics.median(d[True])
-        print(f"{name:24s} contiguous {base:.3f} s  channels_last {cl:.3f} s  speed-up {base / cl:.2f}x")
-    print(f"loss after the last step: contiguous {losses[False]:.7f}  channels_last {losses[True]:.7f}  "
-          f"|diff| {abs(losses[False] - losses[True]):.1e}")
+        print(
+            f"{name:24s} contiguous {base:.3f} s  channels_last {cl:.3f} s  speed-up {base / cl:.2f}x"
+        )
+    print(
+        f"loss after the last step: contiguous {losses[False]:.7f}  channels_last {losses[True]:.7f}  "
+        f"|diff| {abs(losses[False] - losses[True]):.1e}"
+    )
 
 
 if __name__ == "__main__":

@@ -122,7 +122,10 @@ def main(argv=None):
     t_ref = t_ours = float("inf")
     for _ in range(args.repeats):  # alternating, best of each: robust to a busy machine
         t0 = time.perf_counter()
-        ref = [reference_contracam(model, x, args.iters, args.expand, pos_mode=args.pos_mode) for x in batches]
+        ref = [
+            reference_contracam(model, x, args.iters, args.expand, pos_mode=args.pos_mode)
+            for x in batches
+        ]
         sync(device)
         t_ref = min(t_ref, time.perf_counter() - t0)
 
@@ -144,7 +147,11 @@ def main(argv=None):
     iou = torch.where((a | b).sum((1, 2, 3)) > 0, iou, torch.ones_like(iou)).mean().item()
     delta = (ref - ours).abs()
     n = args.batch * args.batches
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu x{torch.get_num_threads()}"
+    )
     print(
         f"contracam_speed device={name} arch={args.arch} size={args.image_size} "
         f"iters={args.iters} expand={args.expand} batch={args.batch}x{args.batches} "
@@ -152,20 +159,42 @@ def main(argv=None):
         f"repeats={args.repeats}"
     )
     print(f"  reference (pseudo-code): {n / t_ref:8.2f} img/s  ({t_ref:.2f} s)")
-    print(f"  oacl.cam.contracam     : {n / t_ours:8.2f} img/s  ({t_ours:.2f} s; engine setup "
-          f"{t_setup:.2f} s once, not counted; trunk passes skipped "
-          f"{1 - trunk_images / (n * args.iters):.1%})")
-    print(f"  speed-up: {t_ref / t_ours:.2f}x   agreement: mIoU@0.5 {iou:.4f}  "
-          f"max|d| {delta.max().item():.2e}  mean|d| {delta.mean().item():.2e}")
+    print(
+        f"  oacl.cam.contracam     : {n / t_ours:8.2f} img/s  ({t_ours:.2f} s; engine setup "
+        f"{t_setup:.2f} s once, not counted; trunk passes skipped "
+        f"{1 - trunk_images / (n * args.iters):.1%})"
+    )
+    print(
+        f"  speed-up: {t_ref / t_ours:.2f}x   agreement: mIoU@0.5 {iou:.4f}  "
+        f"max|d| {delta.max().item():.2e}  mean|d| {delta.mean().item():.2e}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "device": name, "arch": args.arch, "checkpoint": args.checkpoint, "image_size": args.image_size,
-            "iters": args.iters, "expand": args.expand, "images": n, "bf16": args.bf16,
-            "channels_last": args.channels_last, "fuse_bn": args.fuse_bn, "repeats": args.repeats,
-            "ref_img_s": n / t_ref, "ours_img_s": n / t_ours, "speedup": t_ref / t_ours,
-            "engine_setup_s": t_setup, "trunk_skipped": 1 - trunk_images / (n * args.iters),
-            "miou": iou, "max_abs_diff": delta.max().item(), "mean_abs_diff": delta.mean().item(),
-        }, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "device": name,
+                    "arch": args.arch,
+                    "checkpoint": args.checkpoint,
+                    "image_size": args.image_size,
+                    "iters": args.iters,
+                    "expand": args.expand,
+                    "images": n,
+                    "bf16": args.bf16,
+                    "channels_last": args.channels_last,
+                    "fuse_bn": args.fuse_bn,
+                    "repeats": args.repeats,
+                    "ref_img_s": n / t_ref,
+                    "ours_img_s": n / t_ours,
+                    "speedup": t_ref / t_ours,
+                    "engine_setup_s": t_setup,
+                    "trunk_skipped": 1 - trunk_images / (n * args.iters),
+                    "miou": iou,
+                    "max_abs_diff": delta.max().item(),
+                    "mean_abs_diff": delta.mean().item(),
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

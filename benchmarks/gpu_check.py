@@ -80,21 +80,58 @@ GPU_BUDGET, QUICK_BUDGET = 465, 240  # total wall seconds (the GPU run must end 
 # sizes: the GPU figures docs/gpu.md reports, and tiny CPU ones running the same code
 SIZES = {
     "gpu": dict(
-        n_images=9728, src=256, train_n=1280, arch="resnet18", image=224, store=256,
-        batch=64, epochs=10, queue=1024, workers=None, log_every=20,
-        resume_n=160, resume_batch=32, resume_workers=4,
-        cam_images=16, cam_iters=10,  # the float64 CPU reference: ~1 s per image-iteration per core
-        tp_args=[], tp_archs=["resnet18", "resnet50"],
+        n_images=9728,
+        src=256,
+        train_n=1280,
+        arch="resnet18",
+        image=224,
+        store=256,
+        batch=64,
+        epochs=10,
+        queue=1024,
+        workers=None,
+        log_every=20,
+        resume_n=160,
+        resume_batch=32,
+        resume_workers=4,
+        cam_images=16,
+        cam_iters=10,  # the float64 CPU reference: ~1 s per image-iteration per core
+        tp_args=[],
+        tp_archs=["resnet18", "resnet50"],
         cs_args=["--batch", "64", "--batches", "4", "--repeats", "2", "--bf16"],
         refine_per_core=32,
     ),
     "quick": dict(
-        n_images=64, src=40, train_n=48, arch="resnet18_small", image=32, store=32,
-        batch=16, epochs=4, queue=48, workers=0, log_every=1,
-        resume_n=48, resume_batch=16, resume_workers=0,
-        cam_images=6, cam_iters=2,
-        tp_args=["--image-size", "32", "--store-size", "36", "--batch", "8", "--steps", "2",
-                 "--warmup", "1", "--workers", "0"],
+        n_images=64,
+        src=40,
+        train_n=48,
+        arch="resnet18_small",
+        image=32,
+        store=32,
+        batch=16,
+        epochs=4,
+        queue=48,
+        workers=0,
+        log_every=1,
+        resume_n=48,
+        resume_batch=16,
+        resume_workers=0,
+        cam_images=6,
+        cam_iters=2,
+        tp_args=[
+            "--image-size",
+            "32",
+            "--store-size",
+            "36",
+            "--batch",
+            "8",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--workers",
+            "0",
+        ],
         tp_archs=["resnet18_small", "resnet50"],
         cs_args=["--batch", "4", "--batches", "1", "--image-size", "32", "--threads", "1"],
         refine_per_core=2,
@@ -140,8 +177,22 @@ def install_wheels(whl_dir: Path) -> dict:
     names = sorted({w.name.split("-")[0].lower().replace("_", "-") for w in wheels})
     missing = [n for n in names if not _dist_installed(n)]
     rec["present"] = len(names) - len(missing)
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-           "--disable-pip-version-check", "--find-links", str(whl_dir), "--target", str(site), "--upgrade"]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-index",
+        "--no-deps",
+        "--no-compile",
+        "--disable-pip-version-check",
+        "--find-links",
+        str(whl_dir),
+        "--target",
+        str(site),
+        "--upgrade",
+    ]
     if missing:
         proc = subprocess.run(pip + missing, capture_output=True, text=True)
         if proc.returncode == 0:
@@ -174,7 +225,9 @@ def make_shim(bindir: Path) -> None:
     """An `oacl` command for Snakemake's rules (the repo is not pip-installed there)."""
     bindir.mkdir(parents=True, exist_ok=True)
     shim = bindir / "oacl"
-    shim.write_text(f"#!{sys.executable}\nimport sys\nfrom oacl.cli import main\nsys.exit(main())\n")
+    shim.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom oacl.cli import main\nsys.exit(main())\n"
+    )
     shim.chmod(0o755)
 
 
@@ -204,13 +257,27 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_section(name: str, ctx_path: Path, res_path: Path, timeout: float, env: dict, log: Path) -> dict:
+def run_section(
+    name: str, ctx_path: Path, res_path: Path, timeout: float, env: dict, log: Path
+) -> dict:
     t0, cpu0 = time.perf_counter(), _children_cpu()
     res_path.unlink(missing_ok=True)
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", name,
-                                 "--ctx", str(ctx_path)], cwd=REPO, env=env, stdout=fh,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--child",
+                name,
+                "--ctx",
+                str(ctx_path),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             rc = proc.wait(timeout=timeout)
             timed_out = False
@@ -230,14 +297,18 @@ def run_section(name: str, ctx_path: Path, res_path: Path, timeout: float, env: 
     if not res["status"].startswith("ok"):
         res.setdefault("log_tail", log.read_text(errors="replace")[-3000:])
     res["time_s"] = round(time.perf_counter() - t0, 1)
-    res["cpu_s"] = round(_children_cpu() - cpu0, 1)  # CPU time of the section's processes (waited for)
+    res["cpu_s"] = round(
+        _children_cpu() - cpu0, 1
+    )  # CPU time of the section's processes (waited for)
     return res
 
 
 def print_table(report: dict) -> None:
     rows = [("section", "status", "time_s", "figures")]
     for name, r in report["sections"].items():
-        rows.append((name, r.get("status", "")[:40], f"{r.get('time_s', 0):.1f}", r.get("headline", "")))
+        rows.append(
+            (name, r.get("status", "")[:40], f"{r.get('time_s', 0):.1f}", r.get("headline", ""))
+        )
     w = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:>{w[2]}}  {r[3]}")
@@ -255,7 +326,9 @@ def parent(a) -> int:
     t_start = time.perf_counter()
     budget = (a.budget or (QUICK_BUDGET if a.quick else GPU_BUDGET)) * a.budget_scale
     out = Path(a.out).resolve()
-    work = Path(a.workdir).resolve() if a.workdir else Path(tempfile.mkdtemp(prefix="oacl_gpu_check_"))
+    work = (
+        Path(a.workdir).resolve() if a.workdir else Path(tempfile.mkdtemp(prefix="oacl_gpu_check_"))
+    )
     work.mkdir(parents=True, exist_ok=True)
     (work / "results").mkdir(exist_ok=True)
     (work / "logs").mkdir(exist_ok=True)
@@ -270,18 +343,35 @@ def parent(a) -> int:
     if unknown:
         raise SystemExit(f"unknown section(s) {sorted(unknown)}; sections: {', '.join(NAMES)}")
     budgets = dict(kv.split("=") for kv in (a.section_budget or []))
-    ctx = {"quick": a.quick, "work": str(work), "sizes": SIZES["quick" if a.quick else "gpu"],
-           "device": "cpu" if a.quick else "cuda", "assume_missing": sorted(assume_missing)}
+    ctx = {
+        "quick": a.quick,
+        "work": str(work),
+        "sizes": SIZES["quick" if a.quick else "gpu"],
+        "device": "cpu" if a.quick else "cuda",
+        "assume_missing": sorted(assume_missing),
+    }
     ctx_path = work / "ctx.json"
     ctx_path.write_text(json.dumps(ctx))
 
-    report = {"meta": {"argv": sys.argv[1:], "quick": a.quick, "budget_s": budget, "workdir": str(work),
-                       "python": platform.python_version(), "wheels": wheels,
-                       "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "wall_s": 0.0},
-              "sections": {}}
+    report = {
+        "meta": {
+            "argv": sys.argv[1:],
+            "quick": a.quick,
+            "budget_s": budget,
+            "workdir": str(work),
+            "python": platform.python_version(),
+            "wheels": wheels,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "wall_s": 0.0,
+        },
+        "sections": {},
+    }
     missing_base = [m for m in BASE_NEEDS if not have_module(m, assume_missing)]
-    print(f"gpu_check: {'quick (CPU)' if a.quick else 'GPU'} run, budget {budget} s, work {work}, "
-          f"json {out}", flush=True)
+    print(
+        f"gpu_check: {'quick (CPU)' if a.quick else 'GPU'} run, budget {budget} s, work {work}, "
+        f"json {out}",
+        flush=True,
+    )
     for name, b_gpu, b_quick, needs, needs_data in SECTIONS:
         left = budget - (time.perf_counter() - t_start)
         if name not in only or name in skip:
@@ -292,22 +382,36 @@ def parent(a) -> int:
             reason = f"missing module(s) {', '.join(missing_base)}"
         elif missing:
             reason = f"missing module(s) {', '.join(missing)}"
-        elif needs_data and report["sections"].get("data", {}).get("status") != "ok" \
-                and not (work / "data" / "manifest.parquet").exists():
+        elif (
+            needs_data
+            and report["sections"].get("data", {}).get("status") != "ok"
+            and not (work / "data" / "manifest.parquet").exists()
+        ):
             reason = "no data (the data section did not run or failed)"
         elif left < 15:
             reason = f"not enough time left ({left:.0f} s of the {budget} s budget)"
         if reason:
             res = {"status": f"skipped: {reason}", "time_s": 0.0}
         else:
-            timeout = min(float(budgets.get(name, (b_quick if a.quick else b_gpu) * a.budget_scale)), left)
-            res = run_section(name, ctx_path, work / "results" / f"{name}.json", timeout, env,
-                              work / "logs" / f"{name}.log")
+            timeout = min(
+                float(budgets.get(name, (b_quick if a.quick else b_gpu) * a.budget_scale)), left
+            )
+            res = run_section(
+                name,
+                ctx_path,
+                work / "results" / f"{name}.json",
+                timeout,
+                env,
+                work / "logs" / f"{name}.log",
+            )
         report["sections"][name] = res
         report["meta"]["wall_s"] = round(time.perf_counter() - t_start, 1)
         write_json(out, report)
-        print(f"[{report['meta']['wall_s']:6.1f} s] {name}: {res['status']} ({res['time_s']} s) "
-              f"{res.get('headline', '')}", flush=True)
+        print(
+            f"[{report['meta']['wall_s']:6.1f} s] {name}: {res['status']} ({res['time_s']} s) "
+            f"{res.get('headline', '')}",
+            flush=True,
+        )
     counts: dict[str, int] = {}
     for r in report["sections"].values():
         key = r["status"].split(":")[0].split(" ")[0]
@@ -338,7 +442,9 @@ class Ctx:
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)
         self.assume_missing = set(d.get("assume_missing", []))
-        self.device = d["device"]  # the parent checked CUDA (sections that only launch need no torch)
+        self.device = d[
+            "device"
+        ]  # the parent checked CUDA (sections that only launch need no torch)
         self.cuda = self.device == "cuda"
 
     def save(self, **kv) -> None:
@@ -375,8 +481,20 @@ def tail(path: Path, n: int = 2500) -> str:
 
 
 def oacl_pretrain_cmd(cfg: dict, manifest: Path, out: Path, device: str) -> list[str]:
-    return [sys.executable, "-m", "oacl.cli", "pretrain", "--cfg", json.dumps(cfg), "--manifest",
-            str(manifest), "--out", str(out), "--device", device]
+    return [
+        sys.executable,
+        "-m",
+        "oacl.cli",
+        "pretrain",
+        "--cfg",
+        json.dumps(cfg),
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(out),
+        "--device",
+        device,
+    ]
 
 
 # ---------------------------------------------------------------------------- env
@@ -388,9 +506,24 @@ def sec_env(c: Ctx) -> None:
     import torch
 
     versions = {}
-    for dist in ("torch", "torchvision", "numpy", "pandas", "pyarrow", "opencv-python-headless", "opencv-python",
-                 "scikit-learn", "scipy", "pillow", "pytest", "snakemake", "pydensecrf2", "pycocotools",
-                 "jsonschema", "pyyaml"):
+    for dist in (
+        "torch",
+        "torchvision",
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "opencv-python-headless",
+        "opencv-python",
+        "scikit-learn",
+        "scipy",
+        "pillow",
+        "pytest",
+        "snakemake",
+        "pydensecrf2",
+        "pycocotools",
+        "jsonschema",
+        "pyyaml",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -404,19 +537,36 @@ def sec_env(c: Ctx) -> None:
     gpu = None
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
-        gpu = {"name": p.name, "count": torch.cuda.device_count(), "memory_gib": round(p.total_memory / 2**30, 1),
-               "capability": f"{p.major}.{p.minor}", "cuda": torch.version.cuda,
-               "cudnn": torch.backends.cudnn.version(), "bf16": torch.cuda.is_bf16_supported()}
+        gpu = {
+            "name": p.name,
+            "count": torch.cuda.device_count(),
+            "memory_gib": round(p.total_memory / 2**30, 1),
+            "capability": f"{p.major}.{p.minor}",
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "bf16": torch.cuda.is_bf16_supported(),
+        }
     smi = shutil.which("nvidia-smi")
     if smi:
-        q = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                           capture_output=True, text=True)
+        q = subprocess.run(
+            [smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        )
         gpu = dict(gpu or {}, nvidia_smi=q.stdout.strip())
-    c.save(status="ok", python=sys.version.split()[0], executable=sys.executable, platform=platform.platform(),
-           cpus=os.cpu_count(), versions=versions, cuda_available=torch.cuda.is_available(), gpu=gpu,
-           device=c.device,
-           headline=f"python {sys.version.split()[0]}, torch {torch.__version__}, "
-                    f"{gpu['name'] + ' x' + str(gpu['count']) if gpu else 'no CUDA'}, {os.cpu_count()} CPUs")
+    c.save(
+        status="ok",
+        python=sys.version.split()[0],
+        executable=sys.executable,
+        platform=platform.platform(),
+        cpus=os.cpu_count(),
+        versions=versions,
+        cuda_available=torch.cuda.is_available(),
+        gpu=gpu,
+        device=c.device,
+        headline=f"python {sys.version.split()[0]}, torch {torch.__version__}, "
+        f"{gpu['name'] + ' x' + str(gpu['count']) if gpu else 'no CUDA'}, {os.cpu_count()} CPUs",
+    )
 
 
 # ---------------------------------------------------------------------------- data
@@ -434,8 +584,13 @@ def sec_data(c: Ctx) -> None:
     for n in {S["train_n"], S["resume_n"]}:
         write_manifest(c.subset(n), df.iloc[:n].reset_index(drop=True))
     dt = time.perf_counter() - t0
-    c.save(status="ok", images=len(df), src_px=S["src"], seconds=round(dt, 1),
-           headline=f"{len(df)} JPEGs of {S['src']} px in {dt:.1f} s")
+    c.save(
+        status="ok",
+        images=len(df),
+        src_px=S["src"],
+        seconds=round(dt, 1),
+        headline=f"{len(df)} JPEGs of {S['src']} px in {dt:.1f} s",
+    )
     assert len(read_manifest(c.subset(S["train_n"]))) == S["train_n"]
 
 
@@ -443,19 +598,33 @@ def sec_data(c: Ctx) -> None:
 
 
 def sec_pytest_gpu(c: Ctx) -> None:
-    files = sorted(str(p.relative_to(REPO)) for p in TESTS.glob("test_*.py")
-                   if "mark.gpu" in p.read_text(errors="replace"))
+    files = sorted(
+        str(p.relative_to(REPO))
+        for p in TESTS.glob("test_*.py")
+        if "mark.gpu" in p.read_text(errors="replace")
+    )
     log = c.dir / "pytest.log"
-    rc = run_cmd([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *files],
-                 log, timeout=3600)
+    rc = run_cmd(
+        [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *files],
+        log,
+        timeout=3600,
+    )
     lines = [ln for ln in tail(log, 100_000).splitlines() if ln.strip()]
     summary = lines[-1] if lines else ""  # "2 passed, 1 skipped, 11 deselected in 3.1s"
-    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", summary)}
+    counts = {
+        k: int(v)
+        for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", summary)
+    }
     failed = counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0)
     ok = rc in (0, 5) and not failed
-    c.save(status="ok" if ok else "fail", rc=rc, files=files, **counts,
-           headline=", ".join(f"{v} {k}" for k, v in counts.items()) or f"rc {rc}",
-           **({} if ok else {"tail": tail(log)}))
+    c.save(
+        status="ok" if ok else "fail",
+        rc=rc,
+        files=files,
+        **counts,
+        headline=", ".join(f"{v} {k}" for k, v in counts.items()) or f"rc {rc}",
+        **({} if ok else {"tail": tail(log)}),
+    )
 
 
 # ---------------------------------------------------------------------------- train
@@ -466,10 +635,21 @@ def _losses(metrics: Path) -> list[dict]:
 
 
 def train_cfg(S: dict, method: str) -> dict:
-    cfg = dict(arch=S["arch"], image_size=S["image"], store_size=S["store"], batch_size=S["batch"],
-               epochs=S["epochs"], base_lr=0.12, knn_every=0, log_every=S["log_every"], workers=S["workers"],
-               method=method)
-    if method == "moco":  # queue = 16 batches (fills in the first epoch), key momentum for 200 steps
+    cfg = dict(
+        arch=S["arch"],
+        image_size=S["image"],
+        store_size=S["store"],
+        batch_size=S["batch"],
+        epochs=S["epochs"],
+        base_lr=0.12,
+        knn_every=0,
+        log_every=S["log_every"],
+        workers=S["workers"],
+        method=method,
+    )
+    if (
+        method == "moco"
+    ):  # queue = 16 batches (fills in the first epoch), key momentum for 200 steps
         cfg["moco"] = {"queue_size": S["queue"], "momentum": 0.99}
     if S["arch"] == "resnet18_small":
         cfg["byol"] = {"hidden": 64}
@@ -498,19 +678,36 @@ def sec_train(c: Ctx) -> None:
         ref = 1 if method == "moco" and len(losses) > 2 else 0
         decreased = finite and losses[-1] < losses[ref]
         rates = [h["img_per_s"] for h in hist[1:]] or [hist[0]["img_per_s"]]
-        r = {"steps": hist[-1]["step"], "loss_by_epoch": [round(v, 4) for v in losses], "finite": finite,
-             # MoCo at chance (positive no closer than the queued keys): ln(queue + 1)
-             **({"chance_loss": round(math.log(S["queue"] + 1), 4)} if method == "moco" else {}),
-             "decreased": decreased, "compared_epochs": [ref + 1, len(losses)],
-             "min_after_ref": round(min(losses[ref + 1:], default=losses[-1]), 4), "seconds": round(dt, 1),
-             "img_per_s": round(sum(rates) / len(rates), 1), "arch": S["arch"], "image_size": S["image"],
-             "batch": S["batch"], "bf16_autocast": c.cuda, "channels_last": True}
+        r = {
+            "steps": hist[-1]["step"],
+            "loss_by_epoch": [round(v, 4) for v in losses],
+            "finite": finite,
+            # MoCo at chance (positive no closer than the queued keys): ln(queue + 1)
+            **({"chance_loss": round(math.log(S["queue"] + 1), 4)} if method == "moco" else {}),
+            "decreased": decreased,
+            "compared_epochs": [ref + 1, len(losses)],
+            "min_after_ref": round(min(losses[ref + 1 :], default=losses[-1]), 4),
+            "seconds": round(dt, 1),
+            "img_per_s": round(sum(rates) / len(rates), 1),
+            "arch": S["arch"],
+            "image_size": S["image"],
+            "batch": S["batch"],
+            "bf16_autocast": c.cuda,
+            "channels_last": True,
+        }
         # a tiny CPU run is too short to promise a decrease; the GPU run must show it
         r["pass"] = finite and (decreased or c.quick)
         ok &= r["pass"]
-        heads.append(f"{method} {losses[ref]:.3f}->{losses[-1]:.3f} ({r['steps']} steps, {r['img_per_s']:.0f} img/s)")
+        heads.append(
+            f"{method} {losses[ref]:.3f}->{losses[-1]:.3f} ({r['steps']} steps, {r['img_per_s']:.0f} img/s)"
+        )
         c.save(**{method: r})
-    c.save(status="ok" if ok else "fail", device=c.device, torch=torch.__version__, headline="; ".join(heads))
+    c.save(
+        status="ok" if ok else "fail",
+        device=c.device,
+        torch=torch.__version__,
+        headline="; ".join(heads),
+    )
 
 
 # ---------------------------------------------------------------------------- resume
@@ -524,8 +721,12 @@ def _max_gap(a: dict, b: dict) -> tuple[float, int]:
         if not torch.equal(a[k], b[k]):
             differ += 1
             # counters (num_batches_tracked, the queue pointer) must agree exactly
-            gap = max(gap, (a[k].double() - b[k].double()).abs().max().item()
-                      if a[k].is_floating_point() else math.inf)
+            gap = max(
+                gap,
+                (a[k].double() - b[k].double()).abs().max().item()
+                if a[k].is_floating_point()
+                else math.inf,
+            )
     return gap, differ
 
 
@@ -555,10 +756,20 @@ def sec_resume(c: Ctx) -> None:
     S = c.S
     manifest = c.subset(S["resume_n"])
     steps_per_epoch = S["resume_n"] // S["resume_batch"]
-    cfg = dict(arch=S["arch"], image_size=S["image"], store_size=S["store"], batch_size=S["resume_batch"],
-               epochs=3, base_lr=0.12, knn_every=0, ckpt_every_steps=1, log_every=1,
-               workers=S["resume_workers"], method="moco",
-               moco={"queue_size": 2 * S["resume_batch"], "momentum": 0.99})
+    cfg = dict(
+        arch=S["arch"],
+        image_size=S["image"],
+        store_size=S["store"],
+        batch_size=S["resume_batch"],
+        epochs=3,
+        base_lr=0.12,
+        knn_every=0,
+        ckpt_every_steps=1,
+        log_every=1,
+        workers=S["resume_workers"],
+        method="moco",
+        moco={"queue_size": 2 * S["resume_batch"], "momentum": 0.99},
+    )
     total = steps_per_epoch * cfg["epochs"]
     kill_step = total // 2 + 1  # mid-epoch 2
     runs = {}
@@ -581,8 +792,10 @@ def sec_resume(c: Ctx) -> None:
     runs["c"] = out
 
     def load(p):
-        return (torch.load(p, map_location="cpu", weights_only=True)["state_dict"],
-                torch.load(p.parent / "train_state.pt", map_location="cpu", weights_only=False))
+        return (
+            torch.load(p, map_location="cpu", weights_only=True)["state_dict"],
+            torch.load(p.parent / "train_state.pt", map_location="cpu", weights_only=False),
+        )
 
     (wa, sa), (wb, sb), (wc, sc) = (load(runs[k]) for k in "abc")
     noise_w, _ = _max_gap(wa, wb)
@@ -592,14 +805,32 @@ def sec_resume(c: Ctx) -> None:
     identical = differ_w == 0 and differ_s == 0 and sa["step"] == sc["step"] == total
     noise = max(noise_w, noise_s)
     within = noise > 0 and max(gap_w, gap_s) <= RESUME_NOISE_FACTOR * noise
-    c.save(status="ok" if (identical or within) else "fail", device=c.device, total_steps=total,
-           killed_at_step=killed_at, last_step_logged=seen, identical=identical,
-           tensors_differing=differ_w + differ_s, max_abs_diff_weights=gap_w, max_abs_diff_state=gap_s,
-           noise_floor_weights=noise_w, noise_floor_state=noise_s, tolerance_factor=RESUME_NOISE_FACTOR,
-           within_noise=within, arch=S["arch"], image_size=S["image"], batch=S["resume_batch"],
-           headline=(f"killed at step {killed_at}/{total}: "
-                     + ("bit-identical" if identical else
-                        f"max|d| {max(gap_w, gap_s):.2e} vs run-to-run {noise:.2e}")))
+    c.save(
+        status="ok" if (identical or within) else "fail",
+        device=c.device,
+        total_steps=total,
+        killed_at_step=killed_at,
+        last_step_logged=seen,
+        identical=identical,
+        tensors_differing=differ_w + differ_s,
+        max_abs_diff_weights=gap_w,
+        max_abs_diff_state=gap_s,
+        noise_floor_weights=noise_w,
+        noise_floor_state=noise_s,
+        tolerance_factor=RESUME_NOISE_FACTOR,
+        within_noise=within,
+        arch=S["arch"],
+        image_size=S["image"],
+        batch=S["resume_batch"],
+        headline=(
+            f"killed at step {killed_at}/{total}: "
+            + (
+                "bit-identical"
+                if identical
+                else f"max|d| {max(gap_w, gap_s):.2e} vs run-to-run {noise:.2e}"
+            )
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------- contracam
@@ -656,14 +887,26 @@ def sec_contracam(c: Ctx) -> None:
             d = (got - ref).abs()
             iou = _iou(got, ref)
             passed = iou >= PASS_IOU[prec]
-            out[key][prec] = {"max_abs_diff": d.max().item(), "mean_abs_diff": d.mean().item(),
-                              "miou": round(iou, 4), "min_iou": PASS_IOU[prec], "pass": passed}
+            out[key][prec] = {
+                "max_abs_diff": d.max().item(),
+                "mean_abs_diff": d.mean().item(),
+                "miou": round(iou, 4),
+                "min_iou": PASS_IOU[prec],
+                "pass": passed,
+            }
             ok &= passed
             heads.append(f"{key} {prec} IoU {iou:.3f} max|d| {d.max().item():.1e}")
         c.save(**{key: out[key]})
-    c.save(status="ok" if ok else "fail", device=c.device, images=len(x), image_size=S["image"],
-           checkpoint=source, reference="float64 on CPU (oacl.cam.reference)",
-           engine="fuse_bn, channels_last; bf16 = `oacl cam` on CUDA (amp auto)", headline="; ".join(heads))
+    c.save(
+        status="ok" if ok else "fail",
+        device=c.device,
+        images=len(x),
+        image_size=S["image"],
+        checkpoint=source,
+        reference="float64 on CPU (oacl.cam.reference)",
+        engine="fuse_bn, channels_last; bf16 = `oacl cam` on CUDA (amp auto)",
+        headline="; ".join(heads),
+    )
 
 
 # ---------------------------------------------------------------------------- ddp
@@ -688,9 +931,19 @@ def sec_ddp(c: Ctx) -> None:
         from oacl.artifacts import read_manifest, write_manifest
 
         write_manifest(manifest, read_manifest(c.manifest).iloc[:n].reset_index(drop=True))
-    base = dict(arch=S["arch"], image_size=S["image"], store_size=S["store"], batch_size=B, epochs=2,
-                knn_every=0, base_lr=0.5, augment=IDENTITY_AUG, workers=S["resume_workers"], method="moco",
-                moco={"queue_size": 2 * B, "bn_splits": 1, "shuffle_bn": False})
+    base = dict(
+        arch=S["arch"],
+        image_size=S["image"],
+        store_size=S["store"],
+        batch_size=B,
+        epochs=2,
+        knn_every=0,
+        base_lr=0.5,
+        augment=IDENTITY_AUG,
+        workers=S["resume_workers"],
+        method="moco",
+        moco={"queue_size": 2 * B, "bn_splits": 1, "shuffle_bn": False},
+    )
     single = dict(base)
     if not c.cuda and world > 1:  # gloo ranks normalise their half: the single run splits BN alike
         single = dict(base, moco=dict(base["moco"], bn_splits=world))
@@ -698,38 +951,89 @@ def sec_ddp(c: Ctx) -> None:
     pretrain(single, manifest, c.dir / "single" / "model.pt", device=c.device)
     c.save(single_s=round(time.perf_counter() - t0, 1))
 
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}"]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={world}",
+    ]
     t0 = time.perf_counter()
-    rc = run_cmd(torchrun + ["-m", "oacl.cli", "pretrain", "--cfg", json.dumps(base), "--manifest", str(manifest),
-                             "--out", str(c.dir / "ddp" / "model.pt"), "--device", c.device],
-                 c.dir / "torchrun.log", 600)
+    rc = run_cmd(
+        torchrun
+        + [
+            "-m",
+            "oacl.cli",
+            "pretrain",
+            "--cfg",
+            json.dumps(base),
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(c.dir / "ddp" / "model.pt"),
+            "--device",
+            c.device,
+        ],
+        c.dir / "torchrun.log",
+        600,
+    )
     c.save(torchrun_s=round(time.perf_counter() - t0, 1), torchrun_rc=rc)
     if rc:
         c.save(status="fail", tail=tail(c.dir / "torchrun.log"), headline=f"torchrun exited {rc}")
         return
     probe_out = c.dir / "probe.json"
-    prc = run_cmd(torchrun + [str(Path(__file__).resolve()), "--dist-probe", str(probe_out),
-                              "--probe-device", c.device], c.dir / "probe.log", 300)
-    probe = json.loads(probe_out.read_text()) if probe_out.exists() else {"ok": False, "rc": prc,
-                                                                           "tail": tail(c.dir / "probe.log")}
+    prc = run_cmd(
+        torchrun
+        + [
+            str(Path(__file__).resolve()),
+            "--dist-probe",
+            str(probe_out),
+            "--probe-device",
+            c.device,
+        ],
+        c.dir / "probe.log",
+        300,
+    )
+    probe = (
+        json.loads(probe_out.read_text())
+        if probe_out.exists()
+        else {"ok": False, "rc": prc, "tail": tail(c.dir / "probe.log")}
+    )
     a = torch.load(c.dir / "single" / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(c.dir / "ddp" / "model.pt", weights_only=True)["state_dict"]
     torch.manual_seed(DEFAULTS["seed"])  # the initial weights, as the loop builds them
     init = build_method(merge_params(DEFAULTS, single), 4).encoder.state_dict()
-    params = [k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    params = [
+        k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    ]
     gap = max((a[k] - b[k]).abs().max().item() for k in params)
-    moved = max((a[k] - init[k[len("encoder."):]]).abs().max().item() for k in params if k.startswith("encoder."))
+    moved = max(
+        (a[k] - init[k[len("encoder.") :]]).abs().max().item()
+        for k in params
+        if k.startswith("encoder.")
+    )
     match = moved > 0 and gap <= DDP_REL_GAP * moved
     lines = (c.dir / "ddp" / "metrics.jsonl").read_text().splitlines()
     ok = match and probe.get("ok") and len(lines) == 2
-    c.save(status="ok" if ok else "fail", world_size=world, backend=probe.get("backend"), probe=probe,
-           max_abs_diff=gap, moved=moved, rel_gap=gap / moved if moved else None, max_rel_gap=DDP_REL_GAP,
-           match=match, epochs_logged=len(lines),
-           note=None if world > 1 else "world size 1: oacl.train.dist.init joins no process group; "
-                                       "the probe exercises torchrun + the backend",
-           headline=f"world {world} {probe.get('backend')}: |single-ddp| {gap:.1e} = "
-                    f"{gap / max(moved, 1e-30):.1e} of training's change, all-reduce "
-                    f"{'ok' if probe.get('ok') else 'FAILED'}")
+    c.save(
+        status="ok" if ok else "fail",
+        world_size=world,
+        backend=probe.get("backend"),
+        probe=probe,
+        max_abs_diff=gap,
+        moved=moved,
+        rel_gap=gap / moved if moved else None,
+        max_rel_gap=DDP_REL_GAP,
+        match=match,
+        epochs_logged=len(lines),
+        note=None
+        if world > 1
+        else "world size 1: oacl.train.dist.init joins no process group; "
+        "the probe exercises torchrun + the backend",
+        headline=f"world {world} {probe.get('backend')}: |single-ddp| {gap:.1e} = "
+        f"{gap / max(moved, 1e-30):.1e} of training's change, all-reduce "
+        f"{'ok' if probe.get('ok') else 'FAILED'}",
+    )
 
 
 def dist_probe(out: str, device: str) -> int:
@@ -750,7 +1054,9 @@ def dist_probe(out: str, device: str) -> int:
     ok = t.item() == world * (world + 1) / 2
     tdist.destroy_process_group()
     if rank == 0:
-        Path(out).write_text(json.dumps({"ok": ok, "backend": backend, "world": world, "sum": t.item()}))
+        Path(out).write_text(
+            json.dumps({"ok": ok, "backend": backend, "world": world, "sum": t.item()})
+        )
     return 0 if ok else 1
 
 
@@ -762,8 +1068,22 @@ def sec_speed_pretrain(c: Ctx) -> None:
     heads, res = [], {}
     for arch in S["tp_archs"]:
         js = c.dir / f"{arch}.json"
-        cmd = [sys.executable, str(BENCH / "pretrain_throughput.py"), "--device", c.device, "--arch", arch,
-               "--manifest", str(c.manifest), "--decode", "cpu", "--skip-plain", "--json", str(js), *S["tp_args"]]
+        cmd = [
+            sys.executable,
+            str(BENCH / "pretrain_throughput.py"),
+            "--device",
+            c.device,
+            "--arch",
+            arch,
+            "--manifest",
+            str(c.manifest),
+            "--decode",
+            "cpu",
+            "--skip-plain",
+            "--json",
+            str(js),
+            *S["tp_args"],
+        ]
         rc = run_cmd(cmd, c.dir / f"{arch}.log", 600)
         if rc or not js.exists():
             res[arch] = {"error": f"rc {rc}", "tail": tail(c.dir / f"{arch}.log")}
@@ -771,10 +1091,17 @@ def sec_speed_pretrain(c: Ctx) -> None:
         else:
             s = json.loads(js.read_text())
             ratio = s.get("ratio_b_cpu")
-            res[arch] = {"ceiling_img_s": s.get("a_ceiling"), "pipeline_img_s": s.get("b_pipeline_cpu"),
-                         "ratio": ratio, "goal": 0.8, "goal_met": ratio is not None and ratio >= 0.8,
-                         "benchmark": s}
-            heads.append(f"{arch} {s.get('b_pipeline_cpu', 0):.0f}/{s.get('a_ceiling', 0):.0f} img/s = {ratio}")
+            res[arch] = {
+                "ceiling_img_s": s.get("a_ceiling"),
+                "pipeline_img_s": s.get("b_pipeline_cpu"),
+                "ratio": ratio,
+                "goal": 0.8,
+                "goal_met": ratio is not None and ratio >= 0.8,
+                "benchmark": s,
+            }
+            heads.append(
+                f"{arch} {s.get('b_pipeline_cpu', 0):.0f}/{s.get('a_ceiling', 0):.0f} img/s = {ratio}"
+            )
         c.save(**{arch: res[arch]})
     ok = all("ratio" in r for r in res.values())
     c.save(status="ok" if ok else "fail", device=c.device, headline="; ".join(heads))
@@ -787,8 +1114,20 @@ def sec_speed_contracam(c: Ctx) -> None:
     for iters, expand in ((1, 1), (S["cam_iters"], 2)):
         key = f"iter{iters}_expand{expand}"
         js = c.dir / f"{key}.json"
-        cmd = [sys.executable, str(BENCH / "contracam_speed.py"), "--device", c.device, "--iters", str(iters),
-               "--expand", str(expand), "--json", str(js), *ckpt, *S["cs_args"]]
+        cmd = [
+            sys.executable,
+            str(BENCH / "contracam_speed.py"),
+            "--device",
+            c.device,
+            "--iters",
+            str(iters),
+            "--expand",
+            str(expand),
+            "--json",
+            str(js),
+            *ckpt,
+            *S["cs_args"],
+        ]
         rc = run_cmd(cmd, c.dir / f"{key}.log", 600)
         if rc or not js.exists():
             c.save(**{key: {"error": f"rc {rc}", "tail": tail(c.dir / f"{key}.log")}})
@@ -798,7 +1137,9 @@ def sec_speed_contracam(c: Ctx) -> None:
         s = json.loads(js.read_text())
         s.update(goal=2.0, goal_met=s["speedup"] >= 2.0)
         c.save(**{key: s})
-        heads.append(f"{key} {s['ours_img_s']:.0f}/{s['ref_img_s']:.0f} img/s = {s['speedup']:.2f}x")
+        heads.append(
+            f"{key} {s['ours_img_s']:.0f}/{s['ref_img_s']:.0f} img/s = {s['speedup']:.2f}x"
+        )
     c.save(status="ok" if ok else "fail", device=c.device, headline="; ".join(heads))
 
 
@@ -816,9 +1157,16 @@ def sec_speed_refine(c: Ctx) -> None:
     with get_context("fork").Pool(procs) as pool:
         cpu = sum(pool.map(rs._job, jobs))
     wall = time.perf_counter() - t0
-    c.save(status="ok", processes=procs, images=n, image_px=224, wall_s=round(wall, 2),
-           img_per_s=round(n / wall, 1), img_per_cpu_s=round(n / cpu, 1),
-           headline=f"{n / wall:.0f} img/s on {procs} processes ({n / cpu:.1f} per CPU-second)")
+    c.save(
+        status="ok",
+        processes=procs,
+        images=n,
+        image_px=224,
+        wall_s=round(wall, 2),
+        img_per_s=round(n / wall, 1),
+        img_per_cpu_s=round(n / cpu, 1),
+        headline=f"{n / wall:.0f} img/s on {procs} processes ({n / cpu:.1f} per CPU-second)",
+    )
 
 
 # ---------------------------------------------------------------------------- pipeline
@@ -847,10 +1195,17 @@ def _pipeline(c: Ctx, smoke: bool) -> None:
     cmd = [sys.executable, "-m", "snakemake", "--cores", "all", "--configfile", *configs]
     if c.quick:
         cmd.append("--dry-run")  # a real default run takes ~20 min on 2 CPU cores
-    env = dict(os.environ, PYTHONPATH=str(wd / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        os.environ, PYTHONPATH=str(wd / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     log = c.dir / "snakemake.log"
-    c.save(status="error: running", command=" ".join(cmd[1:]), overlay=overlay, dry_run=c.quick,
-           config="workflow/configs/smoke.yaml" if smoke else "config.yaml")
+    c.save(
+        status="error: running",
+        command=" ".join(cmd[1:]),
+        overlay=overlay,
+        dry_run=c.quick,
+        config="workflow/configs/smoke.yaml" if smoke else "config.yaml",
+    )
     t0 = time.perf_counter()
     try:
         rc = run_cmd(cmd, log, timeout=10**6, env=env, cwd=wd)
@@ -858,12 +1213,21 @@ def _pipeline(c: Ctx, smoke: bool) -> None:
         text = tail(log, 10**7)
         done = re.findall(r"(\d+) of (\d+) steps \((\d+)%\) done", text)
         planned = re.search(r"^total\s+(\d+)", text, re.M)
-        c.save(wall_s=round(time.perf_counter() - t0, 1), jobs_done=int(done[-1][0]) if done else 0,
-               jobs_total=int(done[-1][1]) if done else (int(planned.group(1)) if planned else None))
+        c.save(
+            wall_s=round(time.perf_counter() - t0, 1),
+            jobs_done=int(done[-1][0]) if done else 0,
+            jobs_total=int(done[-1][1]) if done else (int(planned.group(1)) if planned else None),
+        )
     ok = rc == 0
-    c.save(status="ok" if ok else "fail", rc=rc, **({} if ok else {"tail": tail(log)}),
-           headline=(f"{'dry run, ' if c.quick else ''}{c.res['jobs_total']} jobs, "
-                     f"{c.res['wall_s']:.0f} s, device {c.device}" + ("" if ok else f", rc {rc}")))
+    c.save(
+        status="ok" if ok else "fail",
+        rc=rc,
+        **({} if ok else {"tail": tail(log)}),
+        headline=(
+            f"{'dry run, ' if c.quick else ''}{c.res['jobs_total']} jobs, "
+            f"{c.res['wall_s']:.0f} s, device {c.device}" + ("" if ok else f", rc {rc}")
+        ),
+    )
 
 
 def sec_pipeline_smoke(c: Ctx) -> None:
@@ -882,28 +1246,53 @@ def child(name: str, ctx_path: str) -> int:
     try:
         globals()[f"sec_{name}"](c)
     except Exception as exc:  # noqa: BLE001 - recorded in the JSON; the parent goes on
-        c.save(status=f"error: {type(exc).__name__}: {str(exc)[:300]}", traceback=traceback.format_exc()[-3000:])
+        c.save(
+            status=f"error: {type(exc).__name__}: {str(exc)[:300]}",
+            traceback=traceback.format_exc()[-3000:],
+        )
         traceback.print_exc()
         return 1
     return 0
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="CPU, tiny sizes (the test suite runs this)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="CPU, tiny sizes (the test suite runs this)"
+    )
     ap.add_argument("--out", default=str(REPO / "results" / "gpu_check" / "gpu_check.json"))
-    ap.add_argument("--workdir", default=None, help="keep data and logs here (default: a temp dir, removed)")
+    ap.add_argument(
+        "--workdir", default=None, help="keep data and logs here (default: a temp dir, removed)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp workdir")
-    ap.add_argument("--wheels", default=str(REPO / ".whl"), help="carried wheels (benchmarks/gpu_wheels.sh)")
-    ap.add_argument("--budget", type=float, default=None,
-                    help=f"total seconds (default {GPU_BUDGET} on the GPU, {QUICK_BUDGET} with --quick)")
+    ap.add_argument(
+        "--wheels", default=str(REPO / ".whl"), help="carried wheels (benchmarks/gpu_wheels.sh)"
+    )
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help=f"total seconds (default {GPU_BUDGET} on the GPU, {QUICK_BUDGET} with --quick)",
+    )
     ap.add_argument("--only", default=None, help="comma-separated sections to run")
     ap.add_argument("--skip", default=None, help="comma-separated sections to leave out")
-    ap.add_argument("--section-budget", action="append", metavar="NAME=S", help="override one section's budget")
-    ap.add_argument("--budget-scale", type=float, default=1.0,
-                    help="multiply every budget (a slow or shared machine)")
-    ap.add_argument("--assume-missing", action="append", metavar="MODULE",
-                    help="treat a module as missing (tests the skip path)")
+    ap.add_argument(
+        "--section-budget", action="append", metavar="NAME=S", help="override one section's budget"
+    )
+    ap.add_argument(
+        "--budget-scale",
+        type=float,
+        default=1.0,
+        help="multiply every budget (a slow or shared machine)",
+    )
+    ap.add_argument(
+        "--assume-missing",
+        action="append",
+        metavar="MODULE",
+        help="treat a module as missing (tests the skip path)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--ctx", help=argparse.SUPPRESS)
     ap.add_argument("--dist-probe", help=argparse.SUPPRESS)
@@ -918,7 +1307,10 @@ def main(argv=None) -> int:
             import torch
 
             if not torch.cuda.is_available():
-                print("gpu_check: no CUDA device here; run with --quick for the CPU check", file=sys.stderr)
+                print(
+                    "gpu_check: no CUDA device here; run with --quick for the CPU check",
+                    file=sys.stderr,
+                )
                 return 2
         except ImportError:
             print("gpu_check: torch is not importable", file=sys.stderr)

@@ -21,7 +21,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--manifest", required=True)
-    ap.add_argument("--variants", nargs="*", default=["original", "only_fg", "mixed_same", "mixed_rand"])
+    ap.add_argument(
+        "--variants", nargs="*", default=["original", "only_fg", "mixed_same", "mixed_rand"]
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
     model = load_checkpoint(args.checkpoint)
@@ -31,8 +33,13 @@ def main():
     size = int(meta["image_size"])
 
     def loader(rows):
-        return build_loader(ManifestImages(rows.reset_index(drop=True), meta.get("store_size", size)),
-                            256, 0, False, False)
+        return build_loader(
+            ManifestImages(rows.reset_index(drop=True), meta.get("store_size", size)),
+            256,
+            0,
+            False,
+            False,
+        )
 
     train = df[(df.split == "train") & (df.variant == "original")]
     evals = {"val/original": df[(df.split == "val") & (df.variant == "original")]}
@@ -44,8 +51,10 @@ def main():
     dev = torch.device("cpu")
     print(f"{'set':<18} {'trained':>8} {'random':>8}")
     with torch.no_grad():
-        tr = {name: extract(enc, loader(train), size, dev)
-              for name, enc in (("trained", model.encoder), ("random", random_enc))}
+        tr = {
+            name: extract(enc, loader(train), size, dev)
+            for name, enc in (("trained", model.encoder), ("random", random_enc))
+        }
         for set_name, rows in evals.items():
             accs = []
             for name, enc in (("trained", model.encoder), ("random", random_enc)):

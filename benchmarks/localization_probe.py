@@ -61,28 +61,71 @@ def main(argv=None) -> int:
     out = Path(a.out) / a.tag
     out.mkdir(parents=True, exist_ok=True)
     oacl = Path(sys.executable).parent / "oacl"
-    scenes = {"kind": a.kind, "seed": 1 if a.kind == "single" else 0, "n_val": 100,
-              "variants": ["only_fg", "only_bg_t"], **json.loads(a.scenes)}
+    scenes = {
+        "kind": a.kind,
+        "seed": 1 if a.kind == "single" else 0,
+        "n_val": 100,
+        "variants": ["only_fg", "only_bg_t"],
+        **json.loads(a.scenes),
+    }
     t0 = time.perf_counter()
     data = Path(a.manifest).parent if a.manifest else out / "data"
     if not (data / "manifest.parquet").exists():
         if a.manifest:
             raise SystemExit(f"--manifest: {a.manifest} does not exist")
         sh(oacl, "data", "synth", "--cfg", json.dumps(scenes), "--out", data, "--quiet")
-    pre = {"arch": "resnet18_small", "image_size": 64, "epochs": 6, "batch_size": 128,
-           "base_lr": 0.12, "moco": {"queue_size": 1024, "momentum": 0.99}, "workers": 0,
-           "gpus": 0, "knn_every": 0, **json.loads(a.pretrain)}
+    pre = {
+        "arch": "resnet18_small",
+        "image_size": 64,
+        "epochs": 6,
+        "batch_size": 128,
+        "base_lr": 0.12,
+        "moco": {"queue_size": 1024, "momentum": 0.99},
+        "workers": 0,
+        "gpus": 0,
+        "knn_every": 0,
+        **json.loads(a.pretrain),
+    }
     model = out / "model.pt"
     t1 = time.perf_counter()
     if not model.exists():
-        sh(oacl, "pretrain", "--cfg", json.dumps(pre), "--manifest", data / "manifest.parquet",
-           "--out", model, "--device", "cpu", "--nproc", "1")
+        sh(
+            oacl,
+            "pretrain",
+            "--cfg",
+            json.dumps(pre),
+            "--manifest",
+            data / "manifest.parquet",
+            "--out",
+            model,
+            "--device",
+            "cpu",
+            "--nproc",
+            "1",
+        )
     t2 = time.perf_counter()
-    cam = {"iters": 1 if a.kind == "single" else 10, "expand_res": 1 if a.kind == "single" else 2,
-           "splits": ["test"], "batch_size": 64, **json.loads(a.cam)}
+    cam = {
+        "iters": 1 if a.kind == "single" else 10,
+        "expand_res": 1 if a.kind == "single" else 2,
+        "splits": ["test"],
+        "batch_size": 64,
+        **json.loads(a.cam),
+    }
     masks = out / "masks.parquet"
-    sh(oacl, "cam", "--cfg", json.dumps(cam), "--checkpoint", model, "--manifest",
-       data / "manifest.parquet", "--device", "cpu", "--out", masks)
+    sh(
+        oacl,
+        "cam",
+        "--cfg",
+        json.dumps(cam),
+        "--checkpoint",
+        model,
+        "--manifest",
+        data / "manifest.parquet",
+        "--device",
+        "cpu",
+        "--out",
+        masks,
+    )
     t3 = time.perf_counter()
     man = artifacts.read_manifest(data / "manifest.parquet").set_index("image_id", drop=False)
     soft = artifacts.read_masks([masks])
@@ -93,12 +136,16 @@ def main(argv=None) -> int:
         gt = read_mask(m["mask_abspath"]) > 0
         image = decode_png(open(m["abspath"], "rb").read())
         H, W = gt.shape
-        maps = {"contracam": resize(decode_mask(row["mask_png"]), (H, W)),
-                "gaussian": refs.centred_gaussian(H, W, 0.25),
-                "colour": refs.colour_saliency(image)}
+        maps = {
+            "contracam": resize(decode_mask(row["mask_png"]), (H, W)),
+            "gaussian": refs.centred_gaussian(H, W, 0.25),
+            "colour": refs.colour_saliency(image),
+        }
         for k, cam_map in maps.items():
             auc_rot = refs.pixel_auc(np.ascontiguousarray(cam_map[::-1, ::-1]), gt)
-            scores[k].append((refs.mask_iou(cam_map >= 0.5, gt), refs.pixel_auc(cam_map, gt), auc_rot))
+            scores[k].append(
+                (refs.mask_iou(cam_map >= 0.5, gt), refs.pixel_auc(cam_map, gt), auc_rot)
+            )
         if a.gallery and len(rows) < 8:
             rows.append(gallery_row(image, gt, maps["contracam"]))
     if rows:
@@ -106,14 +153,20 @@ def main(argv=None) -> int:
     metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
     last = [r for r in metrics if "loss" in r][-1]
     knn = [r["knn_acc"] for r in metrics if r.get("knn_acc") is not None]
-    res = {"tag": a.tag, "loss": round(last["loss"], 3),
-           "chance": round(math.log(1 + pre["moco"]["queue_size"]), 3),
-           "knn": knn[-1] if knn else None,
-           "time_s": {"data": round(t1 - t0), "pretrain": round(t2 - t1), "cam": round(t3 - t2)}}
+    res = {
+        "tag": a.tag,
+        "loss": round(last["loss"], 3),
+        "chance": round(math.log(1 + pre["moco"]["queue_size"]), 3),
+        "knn": knn[-1] if knn else None,
+        "time_s": {"data": round(t1 - t0), "pretrain": round(t2 - t1), "cam": round(t3 - t2)},
+    }
     for k, v in scores.items():
         v = np.array(v)
-        res[k] = {"miou": round(float(v[:, 0].mean()), 3), "auc": round(float(np.nanmean(v[:, 1])), 3),
-                  "auc_rot180": round(float(np.nanmean(v[:, 2])), 3)}
+        res[k] = {
+            "miou": round(float(v[:, 0].mean()), 3),
+            "auc": round(float(np.nanmean(v[:, 1])), 3),
+            "auc_rot180": round(float(np.nanmean(v[:, 2])), 3),
+        }
     print(json.dumps(res))
     with open(Path(a.out) / "probes.jsonl", "a") as f:
         f.write(json.dumps(res) + "\n")

@@ -52,7 +52,9 @@ def synth_annotations(path: Path, n: int, anns: int, seed: int = 0) -> None:
         fh.write('{"images": [')
         fh.write(
             ",".join(
-                json.dumps({"id": i + 1, "file_name": f"{i + 1:012d}.jpg", "width": 640, "height": 480})
+                json.dumps(
+                    {"id": i + 1, "file_name": f"{i + 1:012d}.jpg", "width": 640, "height": 480}
+                )
                 for i in range(n)
             )
         )
@@ -75,7 +77,9 @@ def synth_annotations(path: Path, n: int, anns: int, seed: int = 0) -> None:
                     )
                 )
             fh.write(("," if i else "") + ",".join(parts))
-        fh.write('], "categories": ' + json.dumps([{"id": c, "name": f"c{c}"} for c in cat_ids]) + "}")
+        fh.write(
+            '], "categories": ' + json.dumps([{"id": c, "name": f"c{c}"} for c in cat_ids]) + "}"
+        )
 
 
 def main() -> int:
@@ -121,7 +125,11 @@ def main() -> int:
         for s in range(args.shards):
             idx = shard_rows(len(df), s, args.shards)
             table = pa.table(
-                {"row": pa.array(idx, pa.int64()), "image_id": ids[idx].tolist(), "path": paths[idx].tolist()}
+                {
+                    "row": pa.array(idx, pa.int64()),
+                    "image_id": ids[idx].tolist(),
+                    "path": paths[idx].tolist(),
+                }
             )
             write_parquet(out / f"shards/rows_{s:03d}.parquet", table)
         t_shard = time.perf_counter() - t

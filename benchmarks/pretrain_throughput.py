@@ -71,10 +71,24 @@ def make_jpeg_folder(folder: Path, n: int, size: int, procs: int):
     jobs = [(folder / f"img{i:06d}.jpg", size, i) for i in range(n)]
     with Pool(procs) as pool:
         meta = pool.map(_make_one, jobs, chunksize=64)
-    rows = [dict(image_id=f"img{i:06d}", path=f"img{i:06d}.jpg", split="train", variant="original",
-                 scene_id=i, width=w, height=h, label=i % 10, labels=[i % 10], bg_label=-1,
-                 boxes=[box], box_labels=[i % 10], mask_path=f"img{i:06d}_mask.png")
-            for i, (h, w, box) in enumerate(meta)]
+    rows = [
+        dict(
+            image_id=f"img{i:06d}",
+            path=f"img{i:06d}.jpg",
+            split="train",
+            variant="original",
+            scene_id=i,
+            width=w,
+            height=h,
+            label=i % 10,
+            labels=[i % 10],
+            bg_label=-1,
+            boxes=[box],
+            box_labels=[i % 10],
+            mask_path=f"img{i:06d}_mask.png",
+        )
+        for i, (h, w, box) in enumerate(meta)
+    ]
     import pandas as pd
 
     write_manifest(folder / "manifest.parquet", pd.DataFrame(rows))
@@ -95,7 +109,9 @@ class _LocalMoCo(torch.nn.Module):
 
         net = getattr(torchvision.models, "resnet50" if arch == "resnet50" else "resnet18")()
         f = net.fc.in_features
-        net.fc = torch.nn.Sequential(torch.nn.Linear(f, f), torch.nn.ReLU(), torch.nn.Linear(f, dim))
+        net.fc = torch.nn.Sequential(
+            torch.nn.Linear(f, f), torch.nn.ReLU(), torch.nn.Linear(f, dim)
+        )
         self.encoder, self.key = net, copy.deepcopy(net)
         for p in self.key.parameters():
             p.requires_grad_(False)
@@ -110,7 +126,7 @@ class _LocalMoCo(torch.nn.Module):
         logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.clone().t()], 1) / 0.2
         loss = F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
         n = len(k)
-        self.queue[self.ptr:self.ptr + n] = k.detach()
+        self.queue[self.ptr : self.ptr + n] = k.detach()
         self.ptr = (self.ptr + n) % len(self.queue)
         return loss, {"loss": loss.detach()}
 
@@ -127,14 +143,18 @@ def build_step(arch, batch, dev, bf16, channels_last):
 
         model, label = MoCo(arch, queue_size=queue), "oacl.train.methods.MoCo"
     except Exception as exc:  # the training module is not there yet: say so
-        print(f"note: oacl.train.methods unavailable ({type(exc).__name__}: {exc}); "
-              "using the LOCAL minimal MoCo step", flush=True)
+        print(
+            f"note: oacl.train.methods unavailable ({type(exc).__name__}: {exc}); "
+            "using the LOCAL minimal MoCo step",
+            flush=True,
+        )
         model, label = _LocalMoCo(arch, queue), "local minimal MoCo"
     model = model.to(dev).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.03,
-                          momentum=0.9, weight_decay=1e-4)
+    opt = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad], lr=0.03, momentum=0.9, weight_decay=1e-4
+    )
 
     def step(v1, v2, labels):
         if channels_last:
@@ -228,10 +248,15 @@ def profile_augment(batch, variant, S, dev, reps=10):
         out[f"jitter_all4_{name}"] = ms(lambda: augment.color_jitter(y, f, steps))
         out[f"hue_{name}"] = ms(lambda: augment.adjust_hue(y, f[:, 3]))
         for bm in ("conv", "matmul"):
-            out[f"blur_half_batch_{bm}_{name}"] = ms(lambda: augment.gaussian_blur(y[: B // 2], sig, 23, bm))
+            out[f"blur_half_batch_{bm}_{name}"] = ms(
+                lambda: augment.gaussian_blur(y[: B // 2], sig, 23, bm)
+            )
         out[f"normalise_{name}"] = ms(lambda: geometry.normalise(y))
-    print(f"augment profile (ms per call, batch {B}, {S} px): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in out.items()), flush=True)
+    print(
+        f"augment profile (ms per call, batch {B}, {S} px): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in out.items()),
+        flush=True,
+    )
     return {k: round(v, 3) for k, v in out.items()}
 
 
@@ -247,15 +272,17 @@ class PlainTwoView(torch.utils.data.Dataset):
         k = augment.blur_kernel_size(image_size)
         s = image_size / 224
         self.paths, self.labels = paths, labels
-        self.t = T.Compose([
-            T.RandomResizedCrop(image_size, scale=(0.08, 1.0)),
-            T.RandomHorizontalFlip(),
-            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-            T.RandomGrayscale(p=0.2),
-            T.RandomApply([T.GaussianBlur(k, (0.1 * s, 2.0 * s))], p=0.5),
-            T.ToTensor(),
-            T.Normalize(geometry.IMAGENET_MEAN, geometry.IMAGENET_STD),
-        ])
+        self.t = T.Compose(
+            [
+                T.RandomResizedCrop(image_size, scale=(0.08, 1.0)),
+                T.RandomHorizontalFlip(),
+                T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+                T.RandomGrayscale(p=0.2),
+                T.RandomApply([T.GaussianBlur(k, (0.1 * s, 2.0 * s))], p=0.5),
+                T.ToTensor(),
+                T.Normalize(geometry.IMAGENET_MEAN, geometry.IMAGENET_STD),
+            ]
+        )
 
     def __len__(self):
         return len(self.paths)
@@ -272,9 +299,13 @@ class PlainTwoView(torch.utils.data.Dataset):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--arch", default="resnet50", choices=["resnet18", "resnet50", "resnet18_small"])
+    ap.add_argument(
+        "--arch", default="resnet50", choices=["resnet18", "resnet50", "resnet18_small"]
+    )
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--store-size", type=int, default=None, help="default: image_size * 256/224")
     ap.add_argument("--batch", type=int, default=256)
@@ -286,16 +317,24 @@ def main(argv=None):
     ap.add_argument("--src-size", type=int, default=256, help="height of the made JPEGs")
     ap.add_argument("--manifest", default=None, help="use this manifest's train rows instead")
     ap.add_argument("--data-dir", default=None, help="where to make the JPEGs (default: temp)")
-    ap.add_argument("--variant", default="baseline", choices=["baseline", "oa_crop_gt", "bg_hardmix_gt"])
-    ap.add_argument("--decode", default=None, choices=["cpu", "device", "both"],
-                    help="(b)'s decode mode; default both on CUDA, cpu otherwise")
+    ap.add_argument(
+        "--variant", default="baseline", choices=["baseline", "oa_crop_gt", "bg_hardmix_gt"]
+    )
+    ap.add_argument(
+        "--decode",
+        default=None,
+        choices=["cpu", "device", "both"],
+        help="(b)'s decode mode; default both on CUDA, cpu otherwise",
+    )
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--skip-plain", action="store_true")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
 
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    dev = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    )
     cuda = dev.type == "cuda"
     bf16 = cuda if a.bf16 is None else a.bf16
     cl = cuda if a.channels_last is None else a.channels_last
@@ -306,7 +345,9 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = True
     store = a.store_size or int(round(a.image_size * 256 / 224))
     B, S = a.batch, a.image_size
-    decodes = {"both": ["cpu", "device"], None: ["cpu", "device"] if cuda else ["cpu"]}.get(a.decode, [a.decode])
+    decodes = {"both": ["cpu", "device"], None: ["cpu", "device"] if cuda else ["cpu"]}.get(
+        a.decode, [a.decode]
+    )
     if a.variant != "baseline" and "device" in decodes and a.variant in data.NEEDS_BG:
         decodes = ["cpu"]
 
@@ -315,18 +356,26 @@ def main(argv=None):
         df = read_manifest(a.manifest)
         df = df[df["split"] == "train"].reset_index(drop=True)
     else:
-        folder = Path(a.data_dir) if a.data_dir else Path(tmp := tempfile.mkdtemp(prefix="oacl_bench_"))
+        folder = (
+            Path(a.data_dir) if a.data_dir else Path(tmp := tempfile.mkdtemp(prefix="oacl_bench_"))
+        )
         n = a.n_images or max(4 * B, B * (a.warmup + a.steps))
         t0 = time.perf_counter()
         df = make_jpeg_folder(folder, n, a.src_size, max(1, os.cpu_count() or 1))
-        print(f"made {n} JPEGs of {a.src_size} px in {time.perf_counter() - t0:.1f}s ({folder})", flush=True)
+        print(
+            f"made {n} JPEGs of {a.src_size} px in {time.perf_counter() - t0:.1f}s ({folder})",
+            flush=True,
+        )
     if len(df) < B:
         raise SystemExit(f"only {len(df)} images for batch {B}")
 
     step, label = build_step(a.arch, B, dev, bf16, cl)
-    print(f"device {dev} ({torch.cuda.get_device_name(dev) if cuda else 'cpu'}), arch {a.arch}, "
-          f"image {S}, store {store}, batch {B}, workers {workers}, bf16 {bf16}, channels_last {cl}, "
-          f"step = {label}", flush=True)
+    print(
+        f"device {dev} ({torch.cuda.get_device_name(dev) if cuda else 'cpu'}), arch {a.arch}, "
+        f"image {S}, store {store}, batch {B}, workers {workers}, bf16 {bf16}, channels_last {cl}, "
+        f"step = {label}",
+        flush=True,
+    )
     res = {}
 
     # (a) ceiling: synthetic, already-normalised views on the device
@@ -370,9 +419,15 @@ def main(argv=None):
         plain = PlainTwoView(list(df["abspath"]), list(df["label"]), S)
 
         def plain_loader(e):
-            return torch.utils.data.DataLoader(plain, batch_size=B, shuffle=True, drop_last=True,
-                                               num_workers=workers, pin_memory=cuda,
-                                               prefetch_factor=4 if workers else None)
+            return torch.utils.data.DataLoader(
+                plain,
+                batch_size=B,
+                shuffle=True,
+                drop_last=True,
+                num_workers=workers,
+                pin_memory=cuda,
+                prefetch_factor=4 if workers else None,
+            )
 
         def plain_step(batch):
             x1, x2, y = (t.to(dev, non_blocking=True) for t in batch)
@@ -393,8 +448,16 @@ def main(argv=None):
     res["a_ceiling"] = (a_first + a_last) / 2
     prof = None
     if cuda:
-        one = data.to_device(next(iter(data.build_loader(
-            data.ManifestImages(df, store, variant=a.variant), B, 0, True, True))), dev)
+        one = data.to_device(
+            next(
+                iter(
+                    data.build_loader(
+                        data.ManifestImages(df, store, variant=a.variant), B, 0, True, True
+                    )
+                )
+            ),
+            dev,
+        )
         res["syncs_per_augment"] = count_syncs(aug, one, dev)
         prof = profile_augment(one, a.variant, S, dev)
         res["a_ms_per_step"] = 1000 * B / res["a_ceiling"]
@@ -405,10 +468,21 @@ def main(argv=None):
     for k in list(res):
         if k.startswith(("b_", "c_")):
             summary[f"ratio_{k[0]}_{k.split('_', 2)[-1]}"] = round(res[k] / res["a_ceiling"], 3)
-    summary.update(device=str(dev), gpu=torch.cuda.get_device_name(dev) if cuda else None,
-                   arch=a.arch, image_size=S, store_size=store, batch=B, steps=a.steps,
-                   workers=workers, bf16=bf16, channels_last=cl, step=label, variant=a.variant,
-                   images=len(df))
+    summary.update(
+        device=str(dev),
+        gpu=torch.cuda.get_device_name(dev) if cuda else None,
+        arch=a.arch,
+        image_size=S,
+        store_size=store,
+        batch=B,
+        steps=a.steps,
+        workers=workers,
+        bf16=bf16,
+        channels_last=cl,
+        step=label,
+        variant=a.variant,
+        images=len(df),
+    )
     print("SUMMARY " + json.dumps(summary), flush=True)
     if a.json:
         from oacl.io import write_json

@@ -46,8 +46,11 @@ def main() -> None:
         loc = evaluate_localization(dict(LOC_DEFAULTS), args.manifest, args.masks, boxes)
         c = loc["metrics"]["contracam"]
         res[name] = (n / t, c.get("crf_mask_miou"), c.get("box_miou"))
-        print(f"{name:28s} {res[name][0]:7.1f} img/s  CRF-mask mIoU {res[name][1]:.4f}  "
-              f"box mIoU {res[name][2]:.4f}", flush=True)
+        print(
+            f"{name:28s} {res[name][0]:7.1f} img/s  CRF-mask mIoU {res[name][1]:.4f}  "
+            f"box mIoU {res[name][2]:.4f}",
+            flush=True,
+        )
     (b, s) = res.values()
     print(f"speed ratio (own size / upsampled): {s[0] / b[0]:.1f}x")
 

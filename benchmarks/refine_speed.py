@@ -42,7 +42,9 @@ def synthetic(n: int, size: int, seed: int = 0):
     images, masks = [], []
     for _ in range(n):
         bg = cv2.resize(
-            rng.integers(0, 255, (6, 6, 3), dtype=np.uint8), (size, size), interpolation=cv2.INTER_CUBIC
+            rng.integers(0, 255, (6, 6, 3), dtype=np.uint8),
+            (size, size),
+            interpolation=cv2.INTER_CUBIC,
         )
         img = np.clip(bg + rng.normal(0, 6, bg.shape), 0, 255).astype(np.uint8)
         truth = np.zeros((size, size), np.uint8)
@@ -126,7 +128,9 @@ def make_shards(root: Path, images, masks, n_shards: int):
     shards = []
     for s in range(n_shards):
         idx = artifacts.shard_rows(len(mrows), s, n_shards)
-        artifacts.write_rows(root / f"masks_{s}.parquet", [mrows[i] for i in idx], artifacts.MASK_SCHEMA)
+        artifacts.write_rows(
+            root / f"masks_{s}.parquet", [mrows[i] for i in idx], artifacts.MASK_SCHEMA
+        )
         shards.append(root / f"masks_{s}.parquet")
     return root / "manifest.parquet", shards
 
@@ -179,14 +183,18 @@ def main() -> None:
         refine_shard({"crf": False}, manifest, shards[0], tmp / "nocrf.parquet", progress=False)
         r_nocrf = len(artifacts.read_masks(shards[0])) / (time.process_time() - t)
 
-    print(f"{n} synthetic images, 224 px, 1 thread per process; rates per CPU-second unless marked wall")
+    print(
+        f"{n} synthetic images, 224 px, 1 thread per process; rates per CPU-second unless marked wall"
+    )
     print(f"CRF at work res 224       : {r_crf:7.1f} img/s  ({1000 / r_crf:.1f} ms/img)")
     print(
         f"  baseline CRF at 448 px  : {r_crf_full:7.1f} img/s  -> work res is {r_crf / r_crf_full:.1f}x faster"
     )
     print(f"clean + boxes             : {r_boxes:7.1f} img/s  ({1000 / r_boxes:.2f} ms/img)")
     print(f"largest rectangle (DP)    : {r_rect:7.1f} img/s  ({1000 / r_rect:.2f} ms/img)")
-    print(f"  baseline pure-Python    : {r_rect_py:7.1f} img/s  -> DP is {r_rect / r_rect_py:.1f}x faster")
+    print(
+        f"  baseline pure-Python    : {r_rect_py:7.1f} img/s  -> DP is {r_rect / r_rect_py:.1f}x faster"
+    )
     print(f"whole refine_shard        : {n / cpu_seq:7.1f} img/s per CPU-second (goal >= 20)")
     print(f"  same without CRF        : {r_nocrf:7.1f} img/s per CPU-second")
     print(f"2 shards, 1 process       : {n / wall_seq:7.1f} img/s wall")

@@ -18,7 +18,9 @@ def _image(path: Path, w: int, h: int, seed: int = 0, fmt: str | None = None) ->
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
     base = rng.integers(0, 200, 3)
-    rgb = np.stack([(base[c] + 2 * xx + (c + 1) * yy) % 256 for c in range(3)], axis=2).astype(np.uint8)
+    rgb = np.stack([(base[c] + 2 * xx + (c + 1) * yy) % 256 for c in range(3)], axis=2).astype(
+        np.uint8
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rgb).save(path, format=fmt)
     return rgb
@@ -214,8 +216,22 @@ def make_cub(root: Path) -> dict:
             (0.0, 0.0, 30.0, 20.0),
             (30, 20),
         ),
-        (3, "002.Laysan_Albatross/Laysan_Albatross_0001_545.jpg", 2, 1, (5.0, 5.0, 12.0, 10.0), (26, 22)),
-        (4, "002.Laysan_Albatross/Laysan_Albatross_0002_1027.jpg", 2, 0, (1.5, 2.5, 4.0, 4.0), (26, 22)),
+        (
+            3,
+            "002.Laysan_Albatross/Laysan_Albatross_0001_545.jpg",
+            2,
+            1,
+            (5.0, 5.0, 12.0, 10.0),
+            (26, 22),
+        ),
+        (
+            4,
+            "002.Laysan_Albatross/Laysan_Albatross_0002_1027.jpg",
+            2,
+            0,
+            (1.5, 2.5, 4.0, 4.0),
+            (26, 22),
+        ),
     ]
     lines = {k: [] for k in ("images", "image_class_labels", "train_test_split", "bounding_boxes")}
     for iid, rel, cls, tr, (x, y, w, h), (W, H) in items:
@@ -263,7 +279,11 @@ def make_flowers(root: Path) -> dict:
         seg[..., 2] = 254  # the blue background of segmim
         y0, x0 = n, 2 * n
         seg[y0 : y0 + 8, x0 : x0 + 10] = (200, 60, 40)  # the flower
-        seg[y0 : y0 + 4, x0 : x0 + 4] = (0, 160, 40)  # a part with R == 0: ReDO's rule calls it background
+        seg[y0 : y0 + 4, x0 : x0 + 4] = (
+            0,
+            160,
+            40,
+        )  # a part with R == 0: ReDO's rule calls it background
         (root / "segmim").mkdir(parents=True, exist_ok=True)
         Image.fromarray(seg).save(root / "segmim" / f"segmim_{n:05d}.jpg", quality=90)
         fg_boxes[n] = (x0, y0, x0 + 10, y0 + 8)
@@ -293,16 +313,22 @@ def make_cifar(root: Path, which: str = "cifar10", per_batch: int = 3) -> dict:
             ["test_batch"],
             "batches.meta",
         )
-        label_key, names = b"labels", {
-            b"label_names": [f"class{i}".encode() for i in range(10)],
-            b"num_cases_per_batch": per_batch,
-        }
+        label_key, names = (
+            b"labels",
+            {
+                b"label_names": [f"class{i}".encode() for i in range(10)],
+                b"num_cases_per_batch": per_batch,
+            },
+        )
     else:
         folder, train, test, meta = "cifar-100-python", ["train"], ["test"], "meta"
-        label_key, names = b"fine_labels", {
-            b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
-            b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
-        }
+        label_key, names = (
+            b"fine_labels",
+            {
+                b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
+                b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
+            },
+        )
     (root / folder).mkdir(parents=True, exist_ok=True)
     written = {"train": [], "test": []}
     for part, files in (("train", train), ("test", test)):

@@ -119,8 +119,15 @@ def test_crop_sampler_stays_inside_and_follows_original_aspect():
     g = torch.Generator().manual_seed(0)
     n = 4000
     r = torch.rand(n, 4, generator=g)
-    regions = torch.stack([torch.minimum(r[:, 0], r[:, 2]), torch.minimum(r[:, 1], r[:, 3]),
-                           torch.maximum(r[:, 0], r[:, 2]), torch.maximum(r[:, 1], r[:, 3])], 1)
+    regions = torch.stack(
+        [
+            torch.minimum(r[:, 0], r[:, 2]),
+            torch.minimum(r[:, 1], r[:, 3]),
+            torch.maximum(r[:, 0], r[:, 2]),
+            torch.maximum(r[:, 1], r[:, 3]),
+        ],
+        1,
+    )
     regions[:5] = torch.tensor([0.0, 0.0, 1.0, 1.0])
     regions[5:10] = torch.tensor([0.5, 0.5, 0.5001, 0.9])  # very thin: fallback path
     hw = torch.tensor([[100.0, 300.0]]).expand(n, 2)
@@ -128,7 +135,9 @@ def test_crop_sampler_stays_inside_and_follows_original_aspect():
     assert (boxes[:, :2] >= regions[:, :2]).all() and (boxes[:, 2:] <= regions[:, 2:]).all()
     assert (boxes[:, 2:] > boxes[:, :2]).all()
     # whole-image crops of a 100x300 image: aspect in original pixels within the range
-    full = A.sample_crops(torch.tensor([[0.0, 0, 1, 1]]).expand(n, 4), hw, (0.08, 1.0), (3 / 4, 4 / 3), g)
+    full = A.sample_crops(
+        torch.tensor([[0.0, 0, 1, 1]]).expand(n, 4), hw, (0.08, 1.0), (3 / 4, 4 / 3), g
+    )
     aspect = (full[:, 2] - full[:, 0]) * 300 / ((full[:, 3] - full[:, 1]) * 100)
     assert (aspect >= 3 / 4 - 1e-4).all() and (aspect <= 4 / 3 + 1e-4).all()
     area = (full[:, 2] - full[:, 0]) * (full[:, 3] - full[:, 1])

@@ -23,7 +23,9 @@ def test_small_blob_dropped_by_area_filter():
 
 def test_margin_math_exact():
     # box 20 wide, 10 high at (30, 40): each side grows by 0.2*w in x, 0.2*h in y
-    assert expand_box((30, 40, 50, 50), 0.2, 200, 100) == pytest.approx([30 - 4, 40 - 2, 50 + 4, 50 + 2])
+    assert expand_box((30, 40, 50, 50), 0.2, 200, 100) == pytest.approx(
+        [30 - 4, 40 - 2, 50 + 4, 50 + 2]
+    )
     # clipped at the image border
     assert expand_box((0, 0, 10, 100), 0.2, 100, 100) == pytest.approx([0.0, 0.0, 12.0, 100.0])
     # normalised boxes (the defaults) clip to [0, 1]

@@ -30,10 +30,17 @@ def one_thread():
 def _checkpoint(path, method="moco"):
     torch.manual_seed(0)
     meta = {
-        "method": method, "arch": "resnet18_small", "image_size": 32,
-        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-        "num_classes": 3, "feat_dim": 128, "epoch": 0,
-        "projector": None if method == "supervised" else {"in": 128, "hidden": 64, "out": 32, "bn": False},
+        "method": method,
+        "arch": "resnet18_small",
+        "image_size": 32,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "num_classes": 3,
+        "feat_dim": 128,
+        "epoch": 0,
+        "projector": None
+        if method == "supervised"
+        else {"in": 128, "hidden": 64, "out": 32, "bn": False},
     }
     models.save_checkpoint(path, models.EmbeddingModel(meta))
     return path
@@ -49,18 +56,48 @@ def data(tmp_path):
         img[10:25, 12 + i : 30 + i] = [220, 40, 40]
         Image.fromarray(img).save(tmp_path / f"im{i}.png")
         split = "val" if i == 4 else "train" if i % 2 else "test"
-        rows.append({"image_id": f"im{i}", "path": f"im{i}.png", "split": split,
-                     "variant": "original", "scene_id": i, "width": w, "height": h, "label": i % 3,
-                     "labels": [i % 3], "bg_label": -1, "boxes": [], "box_labels": [], "mask_path": ""})
+        rows.append(
+            {
+                "image_id": f"im{i}",
+                "path": f"im{i}.png",
+                "split": split,
+                "variant": "original",
+                "scene_id": i,
+                "width": w,
+                "height": h,
+                "label": i % 3,
+                "labels": [i % 3],
+                "bg_label": -1,
+                "boxes": [],
+                "box_labels": [],
+                "mask_path": "",
+            }
+        )
     rows.append(dict(rows[0], image_id="im0_fg", variant="only_fg"))  # not masked
     write_manifest(tmp_path / "manifest.parquet", pd.DataFrame(rows))
     return tmp_path
 
 
 def _run(data, ckpt, out, cfg, shard=0, n=1):
-    return main(["cam", "--cfg", json.dumps(cfg), "--checkpoint", str(ckpt), "--manifest",
-                 str(data / "manifest.parquet"), "--shard", str(shard), "--n-shards", str(n),
-                 "--device", "cpu", "--out", str(out)])
+    return main(
+        [
+            "cam",
+            "--cfg",
+            json.dumps(cfg),
+            "--checkpoint",
+            str(ckpt),
+            "--manifest",
+            str(data / "manifest.parquet"),
+            "--shard",
+            str(shard),
+            "--n-shards",
+            str(n),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
 
 
 def test_make_batches_pads_from_start():

@@ -17,7 +17,9 @@ def rule_entries():
     """{rule: entry modules} as the rule files name them in `code=code(...)`."""
     out = {}
     for path in sorted(RULES.glob("*.smk")):
-        for rule, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", path.read_text(), re.MULTILINE | re.DOTALL):
+        for rule, body in re.findall(
+            r"^rule (\w+):\n(.*?)(?=^rule |\Z)", path.read_text(), re.MULTILINE | re.DOTALL
+        ):
             m = re.search(r"^\s+code=code\(([^)]*)\)", body, re.MULTILINE)
             if m:
                 out[rule] = tuple(re.findall(r'"([\w.]+)"', m[1]))
@@ -26,8 +28,15 @@ def rule_entries():
 
 def test_every_rule_names_existing_entry_modules():
     entries = rule_entries()
-    assert {"pretrain", "refine", "evaluate_linear", "evaluate_shift", "evaluate_localization",
-            "evaluate_transfer", "report"} <= set(entries)
+    assert {
+        "pretrain",
+        "refine",
+        "evaluate_linear",
+        "evaluate_shift",
+        "evaluate_localization",
+        "evaluate_transfer",
+        "report",
+    } <= set(entries)
     for rule, mods in entries.items():
         assert mods, rule
         for mod in mods:
@@ -81,29 +90,53 @@ def test_fingerprints_use_the_derived_lists():
 
 def test_derived_lists_cover_what_python_imports():
     """What importing a stage module loads (sys.modules) is within its derived list."""
-    entries = ["oacl.train.loop", "oacl.report.report", "oacl.refine.refine", "oacl.cam.cli", "oacl.cam.run"]
-    prog = ("import importlib, json, sys\n"
-            f"for e in {entries!r}: importlib.import_module(e); "
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'oacl')))")
-    proc = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True,
-                          env={"PYTHONPATH": str(REPO / "src"), "PATH": ""}, check=True)
+    entries = [
+        "oacl.train.loop",
+        "oacl.report.report",
+        "oacl.refine.refine",
+        "oacl.cam.cli",
+        "oacl.cam.run",
+    ]
+    prog = (
+        "import importlib, json, sys\n"
+        f"for e in {entries!r}: importlib.import_module(e); "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'oacl')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", prog],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": ""},
+        check=True,
+    )
     for entry, line in zip(entries, proc.stdout.splitlines()):
-        loaded = {codedeps.module_file(m).relative_to(codedeps.PACKAGE).as_posix()
-                  for m in json.loads(line)}
+        loaded = {
+            codedeps.module_file(m).relative_to(codedeps.PACKAGE).as_posix()
+            for m in json.loads(line)
+        }
         derived = set().union(*(code_of(e) for e in entries[: entries.index(entry) + 1]))
         assert loaded <= derived, (entry, loaded - derived)
 
 
 def test_every_module_is_some_rules_code():
     """A module no rule runs is one of these; a new stage module is covered by an import."""
-    not_rules = {"cli.py", "configcheck.py", "interop.py", "data/fetch.py", "cam/reference.py",
-                 "refine/inspect.py",  # `oacl inspect`, run by hand
-                 "data/folder.py", "data/composite.py"}  # the last two: other dataset types
+    not_rules = {
+        "cli.py",
+        "configcheck.py",
+        "interop.py",
+        "data/fetch.py",
+        "cam/reference.py",
+        "refine/inspect.py",  # `oacl inspect`, run by hand
+        "data/folder.py",
+        "data/composite.py",
+    }  # the last two: other dataset types
     covered = set()
     for mods in rule_entries().values():
         covered |= set(code_of(*mods))
     covered |= set(code_of("oacl.data.cli", "oacl.data.prepare", "oacl.data.scenes"))
-    readers = {p.relative_to(codedeps.PACKAGE).as_posix()
-               for p in (codedeps.PACKAGE / "data" / "readers").glob("[!_]*.py")}
+    readers = {
+        p.relative_to(codedeps.PACKAGE).as_posix()
+        for p in (codedeps.PACKAGE / "data" / "readers").glob("[!_]*.py")
+    }
     every = {p.relative_to(codedeps.PACKAGE).as_posix() for p in codedeps.PACKAGE.rglob("*.py")}
     assert every - covered - readers - not_rules == set()

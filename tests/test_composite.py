@@ -249,8 +249,12 @@ def test_preset_runs_end_to_end_on_own_folders(sources, tmp_path):
     roots = {"foregrounds": str(sources / "fg"), "backgrounds": str(sources / "bg"),
              "classes": [], "bg_classes": [], "min_object_size": 8, "min_per_class": 3}  # fmt: skip
     own = tmp_path / "mine.yaml"
-    own.write_text(yaml.safe_dump({"datasets": {"composite_single": roots, "composite_multi": roots}}))
-    configs = [str(REPO / "workflow/configs" / f) for f in ("composite.yaml", "composite-smoke.yaml")]
+    own.write_text(
+        yaml.safe_dump({"datasets": {"composite_single": roots, "composite_multi": roots}})
+    )
+    configs = [
+        str(REPO / "workflow/configs" / f) for f in ("composite.yaml", "composite-smoke.yaml")
+    ]
     run_snakemake(wf, "--cores", "2", "--configfile", *configs, str(own))
     res = wf / "results"
     shift = json.loads((res / "eval/composite_single/moco-bg_hardmix_gt-s0/shift.json").read_text())
@@ -263,5 +267,12 @@ def test_preset_runs_end_to_end_on_own_folders(sources, tmp_path):
 def test_missing_root_points_at_fetch_and_own_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"oacl data fetch.*Bring your own folders"):
         # an explicit missing root: the default one (results/sources/...) may exist in the cwd
-        prepare({"type": "composite", "foregrounds": str(tmp_path / "missing"), "backgrounds": str(tmp_path)},
-                tmp_path / "o", progress=False)
+        prepare(
+            {
+                "type": "composite",
+                "foregrounds": str(tmp_path / "missing"),
+                "backgrounds": str(tmp_path),
+            },
+            tmp_path / "o",
+            progress=False,
+        )

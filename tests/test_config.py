@@ -20,8 +20,16 @@ def test_default_config_dry_run_shows_every_stage(workflow_copy):
     proc = dry_run(workflow_copy)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
-    for rule in ("prepare_data", "pretrain", "cam", "refine", "evaluate_linear",
-                 "evaluate_shift", "evaluate_localization", "report"):
+    for rule in (
+        "prepare_data",
+        "pretrain",
+        "cam",
+        "refine",
+        "evaluate_linear",
+        "evaluate_shift",
+        "evaluate_localization",
+        "report",
+    ):
         assert rule in out
 
 
@@ -57,23 +65,39 @@ def test_wrong_value_is_named(workflow_copy, tmp_path):
 
 
 def test_unknown_dataset_reference_is_named(workflow_copy, tmp_path):
-    bad = {"experiments": {"extra": {"dataset": "nope", "methods": ["moco"],
-                                     "variants": ["baseline"], "seeds": [0]}}}
+    bad = {
+        "experiments": {
+            "extra": {
+                "dataset": "nope",
+                "methods": ["moco"],
+                "variants": ["baseline"],
+                "seeds": [0],
+            }
+        }
+    }
     proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
     assert proc.returncode != 0
     assert "experiments.extra.dataset" in proc.stderr and "nope" in proc.stderr
 
 
 def test_unknown_cam_config_is_named(workflow_copy, tmp_path):
-    bad = {"localization_tables": {"scenes_multi": {"model": "moco-baseline-s0", "cams": ["iter99"]}}}
+    bad = {
+        "localization_tables": {"scenes_multi": {"model": "moco-baseline-s0", "cams": ["iter99"]}}
+    }
     proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
     assert proc.returncode != 0
     assert "iter99" in proc.stderr
 
 
 def test_no_job_runs_on_invalid_config(workflow_copy, tmp_path):
-    proc = run_snakemake(workflow_copy, "--cores", "1", "--configfile",
-                         _write(tmp_path, {"pretrain": {"epochs": 0}}), check=False)
+    proc = run_snakemake(
+        workflow_copy,
+        "--cores",
+        "1",
+        "--configfile",
+        _write(tmp_path, {"pretrain": {"epochs": 0}}),
+        check=False,
+    )
     assert proc.returncode != 0
     assert not (workflow_copy / "results").exists()
 
@@ -86,8 +110,11 @@ def test_localisation_only_cam_masks_only_the_scored_splits(workflow_copy, tmp_p
 
     proc = run_snakemake(workflow_copy, "-n", "-p")
     cfgs = {}
-    for m in re.finditer(r"oacl cam --cfg '(\{[^']*\})' --checkpoint results/models/(\w+)/[^/]+/model\.pt"
-                         r".*?--out results/cam/\w+/[^/]+/(\w+)/masks_0", proc.stdout):
+    for m in re.finditer(
+        r"oacl cam --cfg '(\{[^']*\})' --checkpoint results/models/(\w+)/[^/]+/model\.pt"
+        r".*?--out results/cam/\w+/[^/]+/(\w+)/masks_0",
+        proc.stdout,
+    ):
         cfgs[(m[2], m[3])] = json.loads(m[1])
     assert "splits" not in cfgs[("scenes_single", "iter1")]  # cam DEFAULTS: train and test
     assert "splits" not in cfgs[("scenes_multi", "iter10")]  # OA-Crop trains on these boxes
@@ -96,8 +123,11 @@ def test_localisation_only_cam_masks_only_the_scored_splits(workflow_copy, tmp_p
     # a *_cam variant that trains on iter1 of scenes_multi brings its train masks back
     override = _write(tmp_path, {"experiments": {"contextual": {"cam": "iter1"}}})
     proc = run_snakemake(workflow_copy, "-n", "-p", "--configfile", override)
-    assert re.search(r"oacl cam --cfg '\{(?![^']*splits)[^']*\}' --checkpoint results/models/scenes_multi/"
-                     r"[^\n]*iter1/masks_0", proc.stdout)
+    assert re.search(
+        r"oacl cam --cfg '\{(?![^']*splits)[^']*\}' --checkpoint results/models/scenes_multi/"
+        r"[^\n]*iter1/masks_0",
+        proc.stdout,
+    )
 
 
 # ------------------------------------------------------------------ stage sections
@@ -116,13 +146,18 @@ def test_stage_section_errors_stop_the_run_before_any_job(workflow_copy, tmp_pat
     for section, value in bad.items():
         override = tmp_path / f"{section}.yaml"
         override.write_text(yaml.safe_dump({section: value}))
-        proc = run_snakemake(workflow_copy, "--cores", "1", "--configfile", str(override),
-                             check=False)
+        proc = run_snakemake(
+            workflow_copy, "--cores", "1", "--configfile", str(override), check=False
+        )
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0, section
-        key = {"refine": "refine.crf", "pretrain": "pretrain.base_lr",
-               "cam": "cam.configs.iter1", "experiments": "experiments.contextual.pretrain.epochs",
-               "evaluate": "evaluate.shift.linear.c_grid.n"}[section]
+        key = {
+            "refine": "refine.crf",
+            "pretrain": "pretrain.base_lr",
+            "cam": "cam.configs.iter1",
+            "experiments": "experiments.contextual.pretrain.epochs",
+            "evaluate": "evaluate.shift.linear.c_grid.n",
+        }[section]
         assert key in out, (section, out[-1500:])
         assert f"{override}:" in out  # the file (and line) the value came from
         assert not (workflow_copy / "results").exists()
@@ -143,14 +178,20 @@ def test_model_outside_every_experiment_is_an_error(workflow_copy, tmp_path):
     proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
     assert proc.returncode != 0
     assert "experiments.contextual.cam_model" in proc.stderr and "moco-baseline-s7" in proc.stderr
-    bad = {"localization_tables": {"scenes_single": {"model": "byol-baseline-s0", "cams": ["iter1"]}}}
+    bad = {
+        "localization_tables": {"scenes_single": {"model": "byol-baseline-s0", "cams": ["iter1"]}}
+    }
     proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
     assert proc.returncode != 0
-    assert "localization_tables.scenes_single.model" in proc.stderr and "byol-baseline-s0" in proc.stderr
+    assert (
+        "localization_tables.scenes_single.model" in proc.stderr
+        and "byol-baseline-s0" in proc.stderr
+    )
 
 
-@pytest.mark.parametrize("text,what", [("", "empty"), ("pretrain:\n  epochs: [1, 2\n", "syntax"),
-                                       ("- a\n- b\n", "list")])
+@pytest.mark.parametrize(
+    "text,what", [("", "empty"), ("pretrain:\n  epochs: [1, 2\n", "syntax"), ("- a\n- b\n", "list")]
+)
 def test_broken_base_config_names_file_and_line(workflow_copy, text, what):
     (workflow_copy / "config.yaml").write_text(text)
     proc = dry_run(workflow_copy)
@@ -169,6 +210,7 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 def _stage_locations():
     """(label, DEFAULTS, dropped keys, function placing a section into a config)."""
+
     def at(*path):
         def place(cfg, section):
             d = cfg
@@ -176,6 +218,7 @@ def _stage_locations():
                 d = d.setdefault(p, {})
             d[path[-1]] = section
             return cfg
+
         return place
 
     where = {
@@ -192,7 +235,9 @@ def _stage_locations():
         for place in where[name]:
             yield name, defaults, drop, place
     schema = yaml.safe_load(SCHEMA.read_text())
-    for kind in schema["properties"]["datasets"]["additionalProperties"]["properties"]["type"]["enum"]:
+    for kind in schema["properties"]["datasets"]["additionalProperties"]["properties"]["type"][
+        "enum"
+    ]:
         defaults = configcheck.dataset_defaults(kind)
         yield f"data_{kind}", defaults, ("type",), at("datasets", "extra")
 
@@ -243,13 +288,20 @@ def test_schema_rejects_a_wrong_type_and_an_unknown_key_for_every_stage_key():
             dotted = ".".join(path)
             if dotted in drop or path[0] in drop:
                 continue
-            for bad, what in [(_wrong(value), "wrong type"),
-                              (_nest(path[:-1] + ("no_such_key",), 1), "unknown key")]:
+            for bad, what in [
+                (_wrong(value), "wrong type"),
+                (_nest(path[:-1] + ("no_such_key",), 1), "unknown key"),
+            ]:
                 section = _nest(path, bad) if what == "wrong type" else bad
                 with pytest.raises(configcheck.ConfigError) as exc:
                     configcheck.check_config(_cfg_with(place, section, name), SCHEMA)
                 msg = str(exc.value)
-                assert (path[-1] if what == "wrong type" else "no_such_key") in msg, (name, dotted, what, msg)
+                assert (path[-1] if what == "wrong type" else "no_such_key") in msg, (
+                    name,
+                    dotted,
+                    what,
+                    msg,
+                )
             checked += 1
         # keys the rule sets itself are not accepted from the config
         for dotted in drop:
@@ -287,21 +339,40 @@ def test_results_outside_the_repository(workflow_copy, tmp_path):
         assert proc.returncode == 0, out[-2000:]
         assert "results/report.html" in out and "evaluate_localization" in out
         assert (run1 / ".snakemake").is_dir() and not (workflow_copy / ".snakemake").exists()
-    smoke = run_snakemake(workflow_copy, "-n", "-p", "--directory", str(run1),
-                          "--configfile", "workflow/configs/smoke.yaml").stdout
+    smoke = run_snakemake(
+        workflow_copy,
+        "-n",
+        "-p",
+        "--directory",
+        str(run1),
+        "--configfile",
+        "workflow/configs/smoke.yaml",
+    ).stdout
     assert '"n_train":96' in smoke  # the preset is merged over the base config
     run2 = tmp_path / "run2"
     run2.mkdir()
-    proc = run_snakemake(run2, "-n", "-s", str(workflow_copy / "Snakefile"), "--configfile",
-                         str(workflow_copy / "workflow/configs/smoke.yaml"), check=False)
+    proc = run_snakemake(
+        run2,
+        "-n",
+        "-s",
+        str(workflow_copy / "Snakefile"),
+        "--configfile",
+        str(workflow_copy / "workflow/configs/smoke.yaml"),
+        check=False,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
     assert not (workflow_copy / "results").exists() and not (run1 / "results").exists()
 
 
 def test_report_command_lists_exactly_the_configured_files(workflow_copy, tmp_path):
     """The report rule passes its inputs; a seed dropped from the config is not among them."""
-    override = _write(tmp_path, {"experiments": {"background": {"seeds": [1], "cam_model": "moco-baseline-s1"}},
-                                 "localization_tables": {"scenes_single": {"model": "moco-baseline-s1"}}})
+    override = _write(
+        tmp_path,
+        {
+            "experiments": {"background": {"seeds": [1], "cam_model": "moco-baseline-s1"}},
+            "localization_tables": {"scenes_single": {"model": "moco-baseline-s1"}},
+        },
+    )
     out = run_snakemake(workflow_copy, "-n", "-p", "--configfile", override).stdout
     cmd = re.search(r"oacl report .*--inputs (.*?) --out", out)[1].split()
     assert "results/eval/scenes_single/moco-bg_mixup_cam-s1/shift.json" in cmd
@@ -336,11 +407,19 @@ def test_check_config_names_file_and_line_of_a_preset(tmp_path, capsys):
 def test_deep_merge_keeps_keys_an_override_does_not_name():
     from oacl.params import deep_merge
 
-    base = {"epochs": 6, "moco": {"queue_size": 1024, "momentum": 0.99}, "augment": {"p_mix": {"moco": 1.0}}}
+    base = {
+        "epochs": 6,
+        "moco": {"queue_size": 1024, "momentum": 0.99},
+        "augment": {"p_mix": {"moco": 1.0}},
+    }
     over = {"moco": {"queue_size": 4096}, "augment": {"p_mix": {"byol": 0.5}}, "workers": None}
     merged = deep_merge(base, over)
-    assert merged == {"epochs": 6, "moco": {"queue_size": 4096, "momentum": 0.99},
-                      "augment": {"p_mix": {"moco": 1.0, "byol": 0.5}}, "workers": None}
+    assert merged == {
+        "epochs": 6,
+        "moco": {"queue_size": 4096, "momentum": 0.99},
+        "augment": {"p_mix": {"moco": 1.0, "byol": 0.5}},
+        "workers": None,
+    }
     assert base["moco"] == {"queue_size": 1024, "momentum": 0.99}  # inputs unchanged
     merged["augment"]["p_mix"]["moco"] = 0.0
     assert over["augment"]["p_mix"] == {"byol": 0.5} and base["augment"]["p_mix"]["moco"] == 1.0
@@ -350,7 +429,9 @@ def test_deep_merge_keeps_keys_an_override_does_not_name():
 def test_experiment_pretrain_override_is_merged_key_by_key(workflow_copy, tmp_path):
     """An experiment setting only moco.queue_size used to drop config.yaml's moco.momentum
     (0.99) for the stage default (0.999): the override replaced the whole `moco` mapping."""
-    override = _write(tmp_path, {"experiments": {"contextual": {"pretrain": {"moco": {"queue_size": 2048}}}}})
+    override = _write(
+        tmp_path, {"experiments": {"contextual": {"pretrain": {"moco": {"queue_size": 2048}}}}}
+    )
     out = run_snakemake(workflow_copy, "-n", "-p", "--configfile", override).stdout
     cfgs = {}
     for m in re.finditer(r"oacl pretrain --cfg '(\{.*?\})'", out):
@@ -365,7 +446,11 @@ def test_one_name_per_stage():
     everywhere (rule, command, results folder, resources key, logs)."""
     rules = {}
     for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        rules.update(re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", path.read_text(), re.MULTILINE | re.DOTALL))
+        rules.update(
+            re.findall(
+                r"^rule (\w+):\n(.*?)(?=^rule |\Z)", path.read_text(), re.MULTILINE | re.DOTALL
+            )
+        )
     assert {"prepare_data", "pretrain", "cam", "refine", "report"} <= set(rules)
     for rule, body in rules.items():
         for kind in ("logs", "benchmarks"):
@@ -381,7 +466,12 @@ def test_old_localization_key_is_named_with_its_new_name(tmp_path):
     that `localization` means one thing: the evaluation's parameters, evaluate.localization."""
     bad = tmp_path / "old.yaml"
     bad.write_text("localization:\n  scenes_multi: {model: moco-baseline-s0, cams: [iter10]}\n")
-    with pytest.raises(configcheck.ConfigError, match=r"old.yaml:1: localization: renamed to localization_tables"):
+    with pytest.raises(
+        configcheck.ConfigError, match=r"old.yaml:1: localization: renamed to localization_tables"
+    ):
         paths = [REPO / "config.yaml", bad]
-        configcheck.check_config(configcheck.merge_configs(paths), REPO / "workflow/schemas/config.schema.yaml",
-                                 configcheck.load_config_files(paths))
+        configcheck.check_config(
+            configcheck.merge_configs(paths),
+            REPO / "workflow/schemas/config.schema.yaml",
+            configcheck.load_config_files(paths),
+        )

@@ -48,7 +48,11 @@ class TinyResNet(nn.Module):
             ds = None
             if stride != 1 or cin != c:
                 ds = nn.Sequential(nn.Conv2d(cin, c, 1, stride, bias=False), nn.BatchNorm2d(c))
-            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(cin, c, stride, ds), BasicBlock(c, c)))
+            setattr(
+                self,
+                f"layer{i + 1}",
+                nn.Sequential(BasicBlock(cin, c, stride, ds), BasicBlock(c, c)),
+            )
             cin = c
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Identity()
@@ -62,7 +66,9 @@ class Model(nn.Module):
     def __init__(self, encoder, dim, n_classes=5):
         super().__init__()
         self.encoder = encoder
-        self.projector = nn.Sequential(nn.Linear(dim, 64), nn.ReLU(), nn.Linear(64, 32), L2Normalize())
+        self.projector = nn.Sequential(
+            nn.Linear(dim, 64), nn.ReLU(), nn.Linear(64, 32), L2Normalize()
+        )
         self.classifier = nn.Linear(dim, n_classes)
 
 
@@ -226,15 +232,25 @@ def test_contrastive_score_literal():
     for mode in ("batch_sum", "per_sample"):
         got = contrastive_score(q, k, queues, mode, extra)
         for n in range(3):
-            num = sum(torch.exp(q[m] @ k[m]) for m in range(3)) if mode == "batch_sum" else torch.exp(q[n] @ k[n])
-            den = sum(torch.exp(q[n] @ e[j]) if j != n else torch.tensor(1.0) for e in queues for j in range(3))
+            num = (
+                sum(torch.exp(q[m] @ k[m]) for m in range(3))
+                if mode == "batch_sum"
+                else torch.exp(q[n] @ k[n])
+            )
+            den = sum(
+                torch.exp(q[n] @ e[j]) if j != n else torch.tensor(1.0)
+                for e in queues
+                for j in range(3)
+            )
             den = den + sum(torch.exp(q[n] @ e) for e in extra)
             assert torch.isclose(got[n], torch.log(num / den), atol=1e-6)
     # with masked queries (q != k) the modes give different gradients
     grads = []
     for mode in ("batch_sum", "per_sample"):
         z = q.clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(contrastive_score(F.normalize(z, dim=1), k, queues, mode).sum(), z)
+        (g,) = torch.autograd.grad(
+            contrastive_score(F.normalize(z, dim=1), k, queues, mode).sum(), z
+        )
         grads.append(g)
     assert (grads[0] - grads[1]).abs().max() > 1e-2
     with pytest.raises(ValueError, match="pos_mode"):

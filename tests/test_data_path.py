@@ -38,10 +38,23 @@ def _write_set(tmp_path, n=12, jpeg_every=3):
         m = np.zeros((h, w), np.uint8)
         m[: h // 2, : w // 2] = 255  # object top-left; background = right half / bottom
         write_bytes(tmp_path / f"m{i}.png", encode_png(m))
-        rows.append(dict(image_id=f"id{i}", path=name, split="train", variant="original",
-                         scene_id=i, width=w, height=h, label=i % 4, labels=[i % 4], bg_label=0,
-                         boxes=[[0.0, 0.0, 0.5, 0.5]] * (i % 3), box_labels=[0] * (i % 3),
-                         mask_path=f"m{i}.png"))
+        rows.append(
+            dict(
+                image_id=f"id{i}",
+                path=name,
+                split="train",
+                variant="original",
+                scene_id=i,
+                width=w,
+                height=h,
+                label=i % 4,
+                labels=[i % 4],
+                bg_label=0,
+                boxes=[[0.0, 0.0, 0.5, 0.5]] * (i % 3),
+                box_labels=[0] * (i % 3),
+                mask_path=f"m{i}.png",
+            )
+        )
     write_manifest(tmp_path / "manifest.parquet", pd.DataFrame(rows))
     return read_manifest(tmp_path / "manifest.parquet")
 
@@ -74,12 +87,31 @@ def test_items_and_collate(df):
 def test_cam_boxes_masks_and_missing_fallbacks(df, tmp_path):
     box_rows, mask_rows = [], []
     for i in range(1, 12):  # id0 has neither boxes nor mask
-        box_rows.append(dict(image_id=f"id{i}", boxes=[[0.1, 0.1, 0.4, 0.6]], n_boxes=1, height=8, width=8,
-                             mask_png=encode_png(np.zeros((8, 8), np.uint8)),
-                             bg_rect=None if i == 5 else [0.5, 0.5, 1.0, 1.0], empty=False, params="{}"))
+        box_rows.append(
+            dict(
+                image_id=f"id{i}",
+                boxes=[[0.1, 0.1, 0.4, 0.6]],
+                n_boxes=1,
+                height=8,
+                width=8,
+                mask_png=encode_png(np.zeros((8, 8), np.uint8)),
+                bg_rect=None if i == 5 else [0.5, 0.5, 1.0, 1.0],
+                empty=False,
+                params="{}",
+            )
+        )
         m = np.full((10, 10), 128, np.uint8)
-        mask_rows.append(dict(image_id=f"id{i}", height=10, width=10, orig_height=1, orig_width=1,
-                              mask_png=encode_png(m), params="{}"))
+        mask_rows.append(
+            dict(
+                image_id=f"id{i}",
+                height=10,
+                width=10,
+                orig_height=1,
+                orig_width=1,
+                mask_png=encode_png(m),
+                params="{}",
+            )
+        )
     write_rows(tmp_path / "b.parquet", box_rows, BOX_SCHEMA)
     write_rows(tmp_path / "m.parquet", mask_rows, MASK_SCHEMA)
     boxes, masks = read_boxes(tmp_path / "b.parquet"), read_masks(tmp_path / "m.parquet")
@@ -94,7 +126,9 @@ def test_cam_boxes_masks_and_missing_fallbacks(df, tmp_path):
     bg = ds[(1, 3)]["bg"].permute(1, 2, 0).numpy()
     q = img3[8:, 8:]
     assert np.array_equal(bg[:8, :8], q) and np.array_equal(bg[8:, 8:], q)
-    assert np.array_equal(ds[(1, 5)]["bg"].permute(1, 2, 0).numpy(), ds.load_image(5)[0])  # fallback
+    assert np.array_equal(
+        ds[(1, 5)]["bg"].permute(1, 2, 0).numpy(), ds.load_image(5)[0]
+    )  # fallback
     with pytest.raises(ValueError, match="box shards"):
         D.ManifestImages(df, 16, variant="oa_crop_cam")
     with pytest.raises(ValueError, match="mask shards"):
@@ -107,7 +141,9 @@ def test_gt_variants(df):
     ds = D.ManifestImages(df, 16, variant="bg_hardmix_gt")
     it = ds[(2, 3)]
     m = it["mask"][0]
-    assert set(m.unique().tolist()) <= {0.0, 1.0} and m[:4, :4].min() == 1 and m[12:, 12:].max() == 0
+    assert (
+        set(m.unique().tolist()) <= {0.0, 1.0} and m[:4, :4].min() == 1 and m[12:, 12:].max() == 0
+    )
     # background from the partner's GT mask: the largest zero rectangle, tiled
     assert it["bg"].shape == (3, 16, 16)
     assert D.ManifestImages(df, 16, variant="oa_crop_gt")[2]["boxes"].shape == (2, 4)
@@ -141,7 +177,11 @@ def test_loader_order_resume_and_sharding(df):
     assert sorted(sum(full, [])) == list(range(12)) and len(full) == 3
     assert full == _batches(D.build_loader(ds, 4, 0, True, False, seed=3, epoch=1))
     assert full != _batches(D.build_loader(ds, 4, 0, True, False, seed=3, epoch=2))
-    assert _batches(D.build_loader(ds, 4, 0, False, False)) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert _batches(D.build_loader(ds, 4, 0, False, False)) == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9, 10, 11],
+    ]
     # resume mid-epoch: exactly the remaining batches
     for k in range(4):
         ld = D.build_loader(ds, 4, 0, True, False, seed=3, epoch=1, start_batch=k)
@@ -151,8 +191,12 @@ def test_loader_order_resume_and_sharding(df):
     assert [len(b) for b in odd] == [5, 5, 2]
     assert [len(b) for b in _batches(D.build_loader(ds, 5, 0, True, True, seed=3))] == [5, 5]
     # DDP: each rank takes its slice of every global batch
-    shards = [_batches(D.build_loader(ds, 4, 0, True, False, seed=3, epoch=1, start_batch=1, rank=r, world=2))
-              for r in range(2)]
+    shards = [
+        _batches(
+            D.build_loader(ds, 4, 0, True, False, seed=3, epoch=1, start_batch=1, rank=r, world=2)
+        )
+        for r in range(2)
+    ]
     assert [a + b for a, b in zip(*shards)] == full[1:]
     with pytest.raises(ValueError, match="divisible"):
         D.build_loader(ds, 5, 0, True, False, world=2)
@@ -182,7 +226,9 @@ def test_decode_on_device_cpu_matches_cpu_path(df):
     # through worker processes (one flat byte tensor per batch)
     for b in D.build_loader(raw, 4, 2, False, False):
         dec = D.decode_on_device(b, 24, "cpu")
-        assert torch.equal(dec["image"], D.decode_on_device(D.collate([raw[int(i)] for i in b["index"]]), 24, "cpu")["image"])
+        assert torch.equal(
+            dec["image"],
+            D.decode_on_device(D.collate([raw[int(i)] for i in b["index"]]), 24, "cpu")["image"],
+        )
     with pytest.raises(ValueError, match="not supported"):
         D.ManifestImages(df, 24, variant="bg_hardmix_gt", decode="device")
-

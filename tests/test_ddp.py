@@ -38,8 +38,14 @@ from _pretrain_data import TINY, make_manifest, one_thread  # noqa: E402
 
 _threads = pytest.fixture(autouse=True)(one_thread)
 
-IDENTITY_AUG = {"scale": [1.0, 1.0], "ratio": [1.0, 1.0], "flip_p": 0.0, "jitter_p": 0.0,
-                "grayscale_p": 0.0, "blur_p": 0.0}
+IDENTITY_AUG = {
+    "scale": [1.0, 1.0],
+    "ratio": [1.0, 1.0],
+    "flip_p": 0.0,
+    "jitter_p": 0.0,
+    "grayscale_p": 0.0,
+    "blur_p": 0.0,
+}
 
 
 def test_two_gloo_processes_match_single_process(tmp_path):
@@ -51,22 +57,47 @@ def test_two_gloo_processes_match_single_process(tmp_path):
     pretrain(single, manifest, tmp_path / "single" / "model.pt", device="cpu")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "oacl.cli", "pretrain", "--cfg", json.dumps(ddp), "--manifest",
-         str(manifest), "--out", str(tmp_path / "ddp" / "model.pt"), "--device", "cpu", "--nproc", "2"],
-        env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "oacl.cli",
+            "pretrain",
+            "--cfg",
+            json.dumps(ddp),
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(tmp_path / "ddp" / "model.pt"),
+            "--device",
+            "cpu",
+            "--nproc",
+            "2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     a = torch.load(tmp_path / "single" / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "ddp" / "model.pt", weights_only=True)["state_dict"]
     torch.manual_seed(DEFAULTS["seed"])  # the initial weights, as the loop builds them
     init = build_method(merge_params(DEFAULTS, single), 4).encoder.state_dict()
-    params = [k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    params = [
+        k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    ]
     gap = max((a[k] - b[k]).abs().max().item() for k in params)
-    moved = max((a[k] - init[k[len("encoder."):]]).abs().max().item()
-                for k in params if k.startswith("encoder."))
+    moved = max(
+        (a[k] - init[k[len("encoder.") :]]).abs().max().item()
+        for k in params
+        if k.startswith("encoder.")
+    )
     print(f"max |single - ddp| = {gap:.3g}, max |trained - init| = {moved:.3g}")
     assert moved > 1e-3, f"training barely moved the weights ({moved})"
-    assert gap <= 1e-2 * moved, f"DDP and single-process weights differ by {gap} (training moved {moved})"
+    assert gap <= 1e-2 * moved, (
+        f"DDP and single-process weights differ by {gap} (training moved {moved})"
+    )
     lines = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2
 
@@ -76,7 +107,16 @@ def test_gpus_beyond_device_count_fail_clearly(tmp_path, capsys):
 
     have = torch.cuda.device_count()
     n = max(2, have + 1)
-    rc = main(["pretrain", "--cfg", json.dumps({"gpus": n}), "--manifest", str(tmp_path / "m.parquet"),
-               "--out", str(tmp_path / "model.pt")])
+    rc = main(
+        [
+            "pretrain",
+            "--cfg",
+            json.dumps({"gpus": n}),
+            "--manifest",
+            str(tmp_path / "m.parquet"),
+            "--out",
+            str(tmp_path / "model.pt"),
+        ]
+    )
     assert rc == 2
     assert f"{n} GPUs requested but torch.cuda.device_count() is {have}" in capsys.readouterr().err

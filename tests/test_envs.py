@@ -171,7 +171,9 @@ ENV_NAMES = sorted(p.stem for p in ENVS.glob("*.yaml"))
 
 # ------------------------------------------------------------------- tests
 def test_every_family_has_an_environment():
-    assert set(FAMILIES) <= set(ENV_NAMES), f"missing envs/*.yaml for {set(FAMILIES) - set(ENV_NAMES)}"
+    assert set(FAMILIES) <= set(ENV_NAMES), (
+        f"missing envs/*.yaml for {set(FAMILIES) - set(ENV_NAMES)}"
+    )
 
 
 @pytest.mark.parametrize("name", ENV_NAMES)

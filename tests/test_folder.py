@@ -173,7 +173,9 @@ def test_links_and_empty_class_folders_are_reported(root, tmp_path):
     df = read_manifest(index_folder(_params(root, skip_bad=True), out, progress=False))
     assert sorted(df["image_id"]) == sorted(GOOD)
     skipped = json.loads((out / "skipped.json").read_text())
-    assert {s["path"]: s["kind"] for s in skipped["skipped"]} == {str(root / r): k for r, k in expected.items()}
+    assert {s["path"]: s["kind"] for s in skipped["skipped"]} == {
+        str(root / r): k for r, k in expected.items()
+    }
     assert skipped["counts"] == {"broken_link": 2, "symlink_loop": 1, "empty_class": 1}
     assert skipped["n_skipped"] == 4
 

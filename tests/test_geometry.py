@@ -28,12 +28,26 @@ def test_expand_box_equals_the_former_copies():
         m = float(rng.choice([0.0, 0.1, 0.2, 0.35]))
         # readers.expand_box (normalised)
         dx, dy = (x2 - x1) * m, (y2 - y1) * m
-        assert G.expand_box([x1, y1, x2, y2], m) == [max(x1 - dx, 0.0), max(y1 - dy, 0.0),
-                                                      min(x2 + dx, 1.0), min(y2 + dy, 1.0)]
+        assert G.expand_box([x1, y1, x2, y2], m) == [
+            max(x1 - dx, 0.0),
+            max(y1 - dy, 0.0),
+            min(x2 + dx, 1.0),
+            min(y2 + dy, 1.0),
+        ]
         # train.data.gt_crop_boxes (normalised, 1% filter)
         w, h = x2 - x1, y2 - y1
-        old = [] if w * h < 0.01 else [[max(0.0, x1 - m * w), max(0.0, y1 - m * h),
-                                        min(1.0, x2 + m * w), min(1.0, y2 + m * h)]]
+        old = (
+            []
+            if w * h < 0.01
+            else [
+                [
+                    max(0.0, x1 - m * w),
+                    max(0.0, y1 - m * h),
+                    min(1.0, x2 + m * w),
+                    min(1.0, y2 + m * h),
+                ]
+            ]
+        )
         assert G.oa_crop_boxes([[x1, y1, x2, y2]], 0.01, m) == old
         # refine.boxes.expand_box (pixels -> normalised)
         H, W = (int(v) for v in rng.integers(8, 300, 2))
@@ -41,8 +55,12 @@ def test_expand_box_equals_the_former_copies():
         py = sorted(int(v) for v in rng.integers(0, H + 1, 2))
         b = (px[0], py[0], px[1], py[1])
         bw, bh = b[2] - b[0], b[3] - b[1]
-        old = [max(0.0, b[0] - m * bw) / W, max(0.0, b[1] - m * bh) / H,
-               min(float(W), b[2] + m * bw) / W, min(float(H), b[3] + m * bh) / H]
+        old = [
+            max(0.0, b[0] - m * bw) / W,
+            max(0.0, b[1] - m * bh) / H,
+            min(float(W), b[2] + m * bw) / W,
+            min(float(H), b[3] + m * bh) / H,
+        ]
         e = G.expand_box(b, m, W, H)
         assert [e[0] / W, e[1] / H, e[2] / W, e[3] / H] == old
 
@@ -56,27 +74,41 @@ def test_crop_windows_equal_the_former_copies():
         m = float(rng.choice([0.0, 0.2, 0.33]))
         # coco._add_crops (xywh, floored / ceiled)
         mx, my = bw * m, bh * m
-        old = (int(max(np.floor(x - mx), 0)), int(max(np.floor(y - my), 0)),
-               int(min(np.ceil(x + bw + mx), W)), int(min(np.ceil(y + bh + my), H)))
+        old = (
+            int(max(np.floor(x - mx), 0)),
+            int(max(np.floor(y - my), 0)),
+            int(min(np.ceil(x + bw + mx), W)),
+            int(min(np.ceil(y + bh + my), H)),
+        )
         assert G.crop_window([x, y, bw, bh], m, W, H, xywh=True) == old
         # coco.paper_crop_box (xywh, rounded)
-        old = (max(0.0, x - bw * m), max(0.0, y - bh * m),
-               min(float(W), x + bw + bw * m), min(float(H), y + bh + bh * m))
+        old = (
+            max(0.0, x - bw * m),
+            max(0.0, y - bh * m),
+            min(float(W), x + bw + bw * m),
+            min(float(H), y + bh + bh * m),
+        )
         assert G.expand_box([x, y, bw, bh], m, W, H, xywh=True) == list(old)
         # scenes._write_crops (inclusive pixel bounds)
         s = W
         x0, y0 = (int(v) for v in rng.integers(0, s, 2))
         x1, y1 = int(rng.integers(x0, s)), int(rng.integers(y0, s))
         mx, my = m * (x1 - x0 + 1), m * (y1 - y0 + 1)
-        old = (max(0, math.floor(x0 - mx)), max(0, math.floor(y0 - my)),
-               min(s, math.ceil(x1 + 1 + mx)), min(s, math.ceil(y1 + 1 + my)))
+        old = (
+            max(0, math.floor(x0 - mx)),
+            max(0, math.floor(y0 - my)),
+            min(s, math.ceil(x1 + 1 + mx)),
+            min(s, math.ceil(y1 + 1 + my)),
+        )
         assert G.crop_window((x0, y0, x1 + 1, y1 + 1), m, s, s) == old
 
 
 def test_filter_boxes_pixels_and_normalised():
     boxes = [(0, 0, 10, 10), (0, 0, 9, 11), (5, 5, 6, 6)]
     assert G.filter_boxes(boxes, 0.01, 100, 100) == [(0, 0, 10, 10)]  # 1% inclusive
-    assert G.filter_boxes([[0.0, 0.0, 0.1, 0.1], [0.0, 0.0, 0.05, 0.1]], 0.01) == [[0.0, 0.0, 0.1, 0.1]]
+    assert G.filter_boxes([[0.0, 0.0, 0.1, 0.1], [0.0, 0.0, 0.05, 0.1]], 0.01) == [
+        [0.0, 0.0, 0.1, 0.1]
+    ]
 
 
 def test_resize_rules():
@@ -90,7 +122,9 @@ def test_resize_rules():
     assert np.array_equal(all_, cv2.resize(a, (64, 64), interpolation=cv2.INTER_LINEAR))
     # both shrink: area for both rules
     for rule in ("shrink_any", "shrink_all", "area"):
-        assert np.array_equal(G.resize(a, (20, 45), rule), cv2.resize(a, (45, 20), interpolation=cv2.INTER_AREA))
+        assert np.array_equal(
+            G.resize(a, (20, 45), rule), cv2.resize(a, (45, 20), interpolation=cv2.INTER_AREA)
+        )
     m = (rng.random((10, 10)) > 0.5).astype(np.uint8)
     assert set(np.unique(G.resize(m, (33, 17), "nearest"))) <= {0, 1}
     with pytest.raises(KeyError):

@@ -11,7 +11,9 @@ from oacl.train import health
 
 
 def test_chance_loss_per_method():
-    assert health.chance_loss({"method": "moco", "moco": {"queue_size": 1024}}, 8) == pytest.approx(math.log(1025))
+    assert health.chance_loss({"method": "moco", "moco": {"queue_size": 1024}}, 8) == pytest.approx(
+        math.log(1025)
+    )
     assert health.chance_loss({"method": "supervised"}, 8) == pytest.approx(math.log(8))
     assert health.chance_loss({"method": "byol"}, 8) is None
 

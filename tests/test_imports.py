@@ -57,8 +57,10 @@ def imported_modules(source: str, module: str, is_package: bool) -> list[tuple[i
             if target.split(".")[0] != "oacl":
                 continue
             # `from pkg import x` imports the module pkg.x when there is one
-            out += [(node.lineno, f"{target}.{a.name}" if is_module(f"{target}.{a.name}") else target)
-                    for a in node.names]
+            out += [
+                (node.lineno, f"{target}.{a.name}" if is_module(f"{target}.{a.name}") else target)
+                for a in node.names
+            ]
     return list(dict.fromkeys(out))  # one entry per (line, module)
 
 
@@ -118,8 +120,16 @@ def test_dispatchers_exist():
         ("oacl.geometry", "from .train import data\n", 1),
         ("oacl.models.checkpoint", "from ..cam import cli\n", 1),
         ("oacl.data.readers.coco", "from ...train import data\n", 1),
-        ("oacl.train.data", "from ..geometry import resize\nfrom .. import io, artifacts\nfrom . import objaware\n", 0),
-        ("oacl.data.readers.coco", "from ...geometry import expand_box\nfrom . import ManifestRows\n", 0),
+        (
+            "oacl.train.data",
+            "from ..geometry import resize\nfrom .. import io, artifacts\nfrom . import objaware\n",
+            0,
+        ),
+        (
+            "oacl.data.readers.coco",
+            "from ...geometry import expand_box\nfrom . import ManifestRows\n",
+            0,
+        ),
         ("oacl.evaluate.localization", "from .. import refinement\n", 0),
         ("oacl.cli", "from .train import cli\n", 0),
     ],
@@ -130,10 +140,12 @@ def test_checker_catches_wrong_directions(module, source, n_bad):
 
 def test_package_relative_imports_resolve():
     # in a package's __init__, `from . import x` is that package's module x
-    assert imported_modules("from . import ncut\n", "oacl.cam", is_package=True) == [(1, "oacl.cam.ncut")]
+    assert imported_modules("from . import ncut\n", "oacl.cam", is_package=True) == [
+        (1, "oacl.cam.ncut")
+    ]
     assert imported_modules("from ..refine import inspect\n", "oacl.report.report", False) == [
         (1, "oacl.refine.inspect")
     ]
-    assert imported_modules("from ..artifacts import read_manifest, write_rows\n", "oacl.train.loop", False) == [
-        (1, "oacl.artifacts")
-    ]
+    assert imported_modules(
+        "from ..artifacts import read_manifest, write_rows\n", "oacl.train.loop", False
+    ) == [(1, "oacl.artifacts")]

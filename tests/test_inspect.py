@@ -25,13 +25,18 @@ def results(tmp_path):
     cam.mkdir(parents=True)
     shutil.copy(masks, cam / "masks_0.parquet")
     box = root / "refine" / "toy" / "moco-baseline-s0" / "default" / "boxes_0.parquet"
-    refine_shard({"crf": False, "work_size": 64}, data / "manifest.parquet", cam / "masks_0.parquet", box)
+    refine_shard(
+        {"crf": False, "work_size": 64}, data / "manifest.parquet", cam / "masks_0.parquet", box
+    )
     return root
 
 
 def test_inspect_from_results_dir(results, tmp_path):
     out = tmp_path / "o.png"
-    assert main(["inspect", str(results), "--image-id", "one", "--out", str(out), "--size", "128"]) == 0
+    assert (
+        main(["inspect", str(results), "--image-id", "one", "--out", str(out), "--size", "128"])
+        == 0
+    )
     img = decode_png(out.read_bytes())
     # shorter side 48 px upscaled to 128: 3 panels of 213 px + 2 gaps, plus header
     pw = round(W * 128 / H)
@@ -80,10 +85,21 @@ def test_inspect_gallery_and_errors(results, tmp_path, capsys):
     assert len(pngs) == 3
     assert decode_png(base64.b64decode(pngs[0])).ndim == 3
     assert gallery_ids(["d", "a", "c", "b", "e"], 3) == ["a", "c", "e"]
-    assert main(["inspect", str(results), "--image-id", "nope", "--out", str(tmp_path / "x.png")]) == 2
+    assert (
+        main(["inspect", str(results), "--image-id", "nope", "--out", str(tmp_path / "x.png")]) == 2
+    )
     assert "nope" in capsys.readouterr().err
     assert (
-        main(["inspect", str(tmp_path / "missing"), "--image-id", "one", "--out", str(tmp_path / "x.png")])
+        main(
+            [
+                "inspect",
+                str(tmp_path / "missing"),
+                "--image-id",
+                "one",
+                "--out",
+                str(tmp_path / "x.png"),
+            ]
+        )
         == 2
     )
 

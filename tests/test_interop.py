@@ -56,14 +56,30 @@ def test_import_boxes_matches_ids_and_stems(tmp_path, manifest, capsys):
     )
     out = tmp_path / "boxes.parquet"
     assert (
-        main(["import-boxes", "--manifest", str(manifest), "--boxes-txt", str(txt), "--out", str(out)]) == 0
+        main(
+            [
+                "import-boxes",
+                "--manifest",
+                str(manifest),
+                "--boxes-txt",
+                str(txt),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
     )
     printed = capsys.readouterr().out
     assert "3 images, 3 boxes" in printed and "1 unmatched line(s) (e.g. 999999)" in printed
     rows = read_boxes(out)
     assert set(rows) == {"139", "285", "632"}
-    np.testing.assert_allclose(rows["139"]["boxes"], [[0.1, 0.2, 0.5, 0.6], [0, 0, 1, 1]], rtol=1e-6)
-    assert rows["139"]["n_boxes"] == 2 and (rows["139"]["width"], rows["139"]["height"]) == (640, 480)
+    np.testing.assert_allclose(
+        rows["139"]["boxes"], [[0.1, 0.2, 0.5, 0.6], [0, 0, 1, 1]], rtol=1e-6
+    )
+    assert rows["139"]["n_boxes"] == 2 and (rows["139"]["width"], rows["139"]["height"]) == (
+        640,
+        480,
+    )
     assert rows["632"]["empty"] and rows["632"]["n_boxes"] == 0
     assert rows["285"]["bg_rect"] == [0, 0, 1, 1] and rows["285"]["mask_png"] == b""
     assert "imported_from" in rows["285"]["params"]
@@ -138,9 +154,14 @@ def test_torchvision_export_gives_identical_features(tmp_path, monkeypatch, caps
     model = FakeModel()
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(b"stand-in")  # load_checkpoint is replaced below
-    monkeypatch.setattr(oacl.models, "load_checkpoint", lambda p, device="cpu": model, raising=False)
+    monkeypatch.setattr(
+        oacl.models, "load_checkpoint", lambda p, device="cpu": model, raising=False
+    )
     out = tmp_path / "resnet18.pth"
-    assert main(["export", "--checkpoint", str(ckpt), "--format", "torchvision", "--out", str(out)]) == 0
+    assert (
+        main(["export", "--checkpoint", str(ckpt), "--format", "torchvision", "--out", str(out)])
+        == 0
+    )
     sd = torch.load(out, weights_only=True)
     tv = torchvision.models.resnet18(weights=None)
     missing, unexpected = tv.load_state_dict(sd, strict=False)
@@ -219,7 +240,9 @@ def test_detectron2_export_pickle(tmp_path):
     with open(out, "rb") as fh:
         obj = pickle.load(fh)
     assert obj["__author__"] == "oacl" and obj["matching_heuristics"] is True
-    sd = {k: v for k, v in model.encoder.state_dict().items() if not k.endswith("num_batches_tracked")}
+    sd = {
+        k: v for k, v in model.encoder.state_dict().items() if not k.endswith("num_batches_tracked")
+    }
     assert len(obj["model"]) == len(sd)  # a bijection: no key lost or merged
     for k, v in sd.items():
         got = obj["model"][detectron2_key(k)]

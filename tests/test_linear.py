@@ -43,7 +43,13 @@ def test_default_grid_is_45_log_spaced_values():
 
 def test_separable_problem_selects_weak_regularisation():
     X, y = blobs(500, seed=1)
-    lam, path = linear.select_lambda(X[:300], y[:300], X[300:400], y[300:400], linear.reg_grid({"min": 1e-6, "max": 1e5, "n": 12}))
+    lam, path = linear.select_lambda(
+        X[:300],
+        y[:300],
+        X[300:400],
+        y[300:400],
+        linear.reg_grid({"min": 1e-6, "max": 1e5, "n": 12}),
+    )
     assert lam <= 1e-2
     assert [r["lambda"] for r in path] == sorted(r["lambda"] for r in path)
     strongest = path[-1]
@@ -72,7 +78,9 @@ def test_lambda_maps_to_sklearn_C():
     lam = 0.05
     head = linear.fit_head(X, y, lam, max_iter=1000, tol=1e-10)
     Xs = (X - head.mean) / head.std
-    sk = LogisticRegression(C=1.0 / (lam * len(y)), solver="lbfgs", tol=1e-10, max_iter=5000).fit(Xs, y)
+    sk = LogisticRegression(C=1.0 / (lam * len(y)), solver="lbfgs", tol=1e-10, max_iter=5000).fit(
+        Xs, y
+    )
     np.testing.assert_allclose(head.W.T, sk.coef_, atol=1e-4 * np.abs(sk.coef_).max())
     z = head.logits(X)
     p = np.exp(z - z.max(1, keepdims=True))
@@ -96,8 +104,13 @@ class MeanColour(nn.Module):
         super().__init__()
         self.encoder = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten())
         self.projector = nn.Identity()
-        self.meta = {"image_size": image_size, "mean": [0.5] * 3, "std": [0.25] * 3,
-                     "method": "toy", "arch": "toy"}
+        self.meta = {
+            "image_size": image_size,
+            "mean": [0.5] * 3,
+            "std": [0.25] * 3,
+            "method": "toy",
+            "arch": "toy",
+        }
 
 
 def make_dataset(root, n_per=(30, 10, 20), seed=0):
@@ -111,9 +124,23 @@ def make_dataset(root, n_per=(30, 10, 20), seed=0):
             img[4:12, 4:12] = (220, 30, 30) if label == 0 else (30, 30, 220)
             rel = f"img/{split}_{i}.png"
             write_bytes(root / rel, encode_png(img))
-            rows.append(dict(image_id=f"{split}_{i}", path=rel, split=split, variant="original",
-                             scene_id=i, width=16, height=16, label=label, labels=[label],
-                             bg_label=-1, boxes=[], box_labels=[], mask_path=""))
+            rows.append(
+                dict(
+                    image_id=f"{split}_{i}",
+                    path=rel,
+                    split=split,
+                    variant="original",
+                    scene_id=i,
+                    width=16,
+                    height=16,
+                    label=label,
+                    labels=[label],
+                    bg_label=-1,
+                    boxes=[],
+                    box_labels=[],
+                    mask_path="",
+                )
+            )
     write_manifest(root / "manifest.parquet", pd.DataFrame(rows))
     ckpt = root / "model.pt"
     ckpt.write_bytes(b"weights-v1")
@@ -167,7 +194,10 @@ def test_features_follow_the_images(toy):
     rows = df[df.split == "train"]
     f = features.extract_features(MeanColour(), rows, batch_size=7)
     red_channel_centre = f[:, 0:4].mean(axis=1)  # channel 0 pooled over 2x2 cells
-    assert red_channel_centre[rows.label.to_numpy() == 0].mean() > red_channel_centre[rows.label.to_numpy() == 1].mean()
+    assert (
+        red_channel_centre[rows.label.to_numpy() == 0].mean()
+        > red_channel_centre[rows.label.to_numpy() == 1].mean()
+    )
 
 
 def test_cli_linear_writes_json(toy, tmp_path):
@@ -176,8 +206,24 @@ def test_cli_linear_writes_json(toy, tmp_path):
     manifest, ckpt, _ = toy
     out = tmp_path / "eval" / "linear.json"
     cfg = json.dumps({"c_grid": {"n": 6}})
-    rc = main(["evaluate", "linear", "--cfg", cfg, "--device", "cpu", "--checkpoint", str(ckpt), "--manifest", str(manifest),
-               "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
+    rc = main(
+        [
+            "evaluate",
+            "linear",
+            "--cfg",
+            cfg,
+            "--device",
+            "cpu",
+            "--checkpoint",
+            str(ckpt),
+            "--manifest",
+            str(manifest),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     res = json.loads(out.read_text())
     assert res["test_acc"] == 1.0  # colour squares are linearly separable from mean colours
@@ -193,8 +239,22 @@ def test_cli_rejects_unknown_key(toy, tmp_path, capsys):
     from oacl.cli import main
 
     manifest, ckpt, _ = toy
-    rc = main(["evaluate", "linear", "--cfg", '{"c_gird": 1}', "--checkpoint", str(ckpt), "--manifest",
-               str(manifest), "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o.json")])
+    rc = main(
+        [
+            "evaluate",
+            "linear",
+            "--cfg",
+            '{"c_gird": 1}',
+            "--checkpoint",
+            str(ckpt),
+            "--manifest",
+            str(manifest),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--out",
+            str(tmp_path / "o.json"),
+        ]
+    )
     assert rc == 2 and "c_gird" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
 
@@ -213,7 +273,9 @@ def test_feature_cache_follows_image_bytes(toy, tmp_path):
 
     df = read_manifest(manifest)
     torch.manual_seed(0)
-    np.testing.assert_array_equal(new, features.extract_features(MeanColour(), df[df.split == "train"]))
+    np.testing.assert_array_equal(
+        new, features.extract_features(MeanColour(), df[df.split == "train"])
+    )
     features.cached_features(ckpt, manifest, "train", "original", cache_dir)
     assert len(loads) == 2  # and reused while nothing changes
 
@@ -246,21 +308,37 @@ def test_feature_cache_follows_code(toy, tmp_path):
 
     manifest, ckpt, _ = toy
     src = tmp_path / "src"
-    shutil.copytree(os.path.dirname(oacl.__file__), src / "oacl", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        os.path.dirname(oacl.__file__), src / "oacl", ignore=shutil.ignore_patterns("__pycache__")
+    )
     script = tmp_path / "run.py"
     script.write_text(_FEATURES_SCRIPT)
     env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
 
     def run(name):
-        out = subprocess.run([sys.executable, str(script), str(ckpt), str(manifest), str(tmp_path / "cache"),
-                              str(tmp_path / name)], env=env, check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(script),
+                str(ckpt),
+                str(manifest),
+                str(tmp_path / "cache"),
+                str(tmp_path / name),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         return np.load(tmp_path / name), out.stdout
 
     before, log = run("a.npy")
     assert "misses 1" in log
     with open(src / "oacl" / "evaluate" / "features.py", "a") as fh:  # features x 2 from now on
-        fh.write("\n_extract = extract_features\n"
-                 "def extract_features(*a, **k):\n    return 2 * _extract(*a, **k)\n")
+        fh.write(
+            "\n_extract = extract_features\n"
+            "def extract_features(*a, **k):\n    return 2 * _extract(*a, **k)\n"
+        )
     after, log = run("b.npy")
     assert "misses 1" in log
     np.testing.assert_array_equal(after, 2 * before)

@@ -81,7 +81,9 @@ def test_moco_momentum_update():
             p.add_(1.0)
     before = m.key_encoder.conv1.weight.clone()
     m.momentum_update(0.5)
-    torch.testing.assert_close(m.key_encoder.conv1.weight, 0.9 * before + 0.1 * m.encoder.conv1.weight)
+    torch.testing.assert_close(
+        m.key_encoder.conv1.weight, 0.9 * before + 0.1 * m.encoder.conv1.weight
+    )
 
 
 def test_byol_loss_and_target_schedule():
@@ -97,14 +99,18 @@ def test_byol_loss_and_target_schedule():
     with torch.no_grad():
         z1 = m.target_projector(m.target_encoder(v1))
         z2 = m.target_projector(m.target_encoder(v2))
-    expected = (2 - 2 * F.cosine_similarity(p1, z2)).mean() + (2 - 2 * F.cosine_similarity(p2, z1)).mean()
+    expected = (2 - 2 * F.cosine_similarity(p1, z2)).mean() + (
+        2 - 2 * F.cosine_similarity(p2, z1)
+    ).mean()
     torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-4)
     with torch.no_grad():
         for p in m.encoder.parameters():
             p.add_(1.0)
     t0 = m.target_encoder.conv1.weight.clone()
     m.momentum_update(0.0)
-    torch.testing.assert_close(m.target_encoder.conv1.weight, 0.99 * t0 + 0.01 * m.encoder.conv1.weight)
+    torch.testing.assert_close(
+        m.target_encoder.conv1.weight, 0.99 * t0 + 0.01 * m.encoder.conv1.weight
+    )
     t1 = m.target_encoder.conv1.weight.clone()
     m.momentum_update(1.0)  # momentum 1: target frozen
     torch.testing.assert_close(m.target_encoder.conv1.weight, t1)
@@ -116,7 +122,9 @@ def test_supervised_cross_entropy():
     v1, v2 = _views()
     y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     loss, stats = m(v1, v2, y)
-    torch.testing.assert_close(loss, F.cross_entropy(m.classifier(m.encoder(v1)), y), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        loss, F.cross_entropy(m.classifier(m.encoder(v1)), y), rtol=1e-4, atol=1e-4
+    )
     with pytest.raises(ValueError, match="2 classes"):
         Supervised("resnet18_small", num_classes=0)
 
@@ -132,4 +140,6 @@ def test_build_method_and_lr_schedule():
     assert lr_at(100, 100, p) == pytest.approx(1e-3 * 0.5)
     mid = (0.015 + 0.0005) / 2
     assert lr_at(50, 100, p) == pytest.approx(mid)
-    assert lr_at(25, 100, p) == pytest.approx(0.0005 + (0.015 - 0.0005) * (1 + math.cos(math.pi / 4)) / 2)
+    assert lr_at(25, 100, p) == pytest.approx(
+        0.0005 + (0.015 - 0.0005) * (1 + math.cos(math.pi / 4)) / 2
+    )

@@ -15,8 +15,15 @@ from oacl.train.methods import BYOL, MoCo, Supervised
 sys.path.insert(0, str(Path(__file__).parent))
 from _pretrain_data import one_thread  # noqa: E402
 
-META = {"arch": "resnet18_small", "image_size": 64, "mean": [0.5] * 3, "std": [0.25] * 3,
-        "num_classes": 5, "feat_dim": 128, "epoch": 3}
+META = {
+    "arch": "resnet18_small",
+    "image_size": 64,
+    "mean": [0.5] * 3,
+    "std": [0.25] * 3,
+    "num_classes": 5,
+    "feat_dim": 128,
+    "epoch": 3,
+}
 
 
 _threads = pytest.fixture(autouse=True)(one_thread)
@@ -24,12 +31,27 @@ _threads = pytest.fixture(autouse=True)(one_thread)
 
 def test_small_resnet_layout():
     enc = build_encoder("resnet18_small").eval()
-    for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"):
+    for name in (
+        "conv1",
+        "bn1",
+        "relu",
+        "maxpool",
+        "layer1",
+        "layer2",
+        "layer3",
+        "layer4",
+        "avgpool",
+        "fc",
+    ):
         assert hasattr(enc, name)
     assert enc.conv1.stride == (1, 1) and enc.conv1.kernel_size == (3, 3)
     assert isinstance(enc.maxpool, torch.nn.Identity) and isinstance(enc.fc, torch.nn.Identity)
-    assert [enc.layer1[0].conv1.out_channels, enc.layer2[0].conv1.out_channels,
-            enc.layer3[0].conv1.out_channels, enc.layer4[0].conv1.out_channels] == [16, 32, 64, 128]
+    assert [
+        enc.layer1[0].conv1.out_channels,
+        enc.layer2[0].conv1.out_channels,
+        enc.layer3[0].conv1.out_channels,
+        enc.layer4[0].conv1.out_channels,
+    ] == [16, 32, 64, 128]
     x = torch.randn(2, 3, 64, 64)
     fmap = feature_map(enc, x)
     assert fmap.shape == (2, 128, 8, 8)
@@ -72,7 +94,9 @@ def test_checkpoint_roundtrip(tmp_path, method):
         torch.testing.assert_close(loaded.encoder(x), m.encoder(x))
     torch.testing.assert_close(z.norm(dim=1), torch.ones(3))
     if method == "moco":  # the query projector, normalised
-        torch.testing.assert_close(z, torch.nn.functional.normalize(m.projector(m.encoder(x)), dim=1))
+        torch.testing.assert_close(
+            z, torch.nn.functional.normalize(m.projector(m.encoder(x)), dim=1)
+        )
         assert z.shape == (3, 128)
     if method == "byol":  # the online projector, not the predictor
         assert z.shape == (3, 256)
@@ -107,8 +131,9 @@ def test_checkpoint_errors(tmp_path):
 
 
 def test_embedding_model_forward():
-    model = EmbeddingModel(dict(META, method="moco",
-                                projector={"in": 128, "hidden": 128, "out": 16, "bn": False})).eval()
+    model = EmbeddingModel(
+        dict(META, method="moco", projector={"in": 128, "hidden": 128, "out": 16, "bn": False})
+    ).eval()
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 16)
 
 

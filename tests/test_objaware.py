@@ -11,7 +11,9 @@ OFF = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 0.0}
 
 
 def _denorm(v):
-    return v * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    return v * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(
+        1, 3, 1, 1
+    )
 
 
 def _coord_images(B, S):
@@ -39,7 +41,9 @@ def test_choose_boxes_uniform_and_fallbacks():
     counts = torch.stack([(out[200:, 0] == v).sum() for v in (0.1, 0.5, 0.0)]).float()
     assert (counts / counts.sum() - 1 / 3).abs().max() < 0.05
     # padding-only batch (K == 0) and a zero-area box
-    assert torch.equal(O.choose_boxes(torch.zeros(2, 0, 4), torch.zeros(2), g)[0], torch.tensor([0.0, 0, 1, 1]))
+    assert torch.equal(
+        O.choose_boxes(torch.zeros(2, 0, 4), torch.zeros(2), g)[0], torch.tensor([0.0, 0, 1, 1])
+    )
     zero = O.choose_boxes(torch.tensor([[[0.4, 0.4, 0.4, 0.8]]]), torch.tensor([1]), g)
     assert torch.equal(zero[0], torch.tensor([0.0, 0, 1, 1]))
 
@@ -77,7 +81,9 @@ def _mix_batch(B=6, S=32, mask_value=None, seed=0):
     batch = {
         "image": (torch.rand(B, 3, S, S, generator=g) * 255).to(torch.uint8),
         "bg": (torch.rand(B, 3, S, S, generator=g) * 255).to(torch.uint8),
-        "mask": torch.rand(B, 1, S, S, generator=g) if mask_value is None else torch.full((B, 1, S, S), float(mask_value)),
+        "mask": torch.rand(B, 1, S, S, generator=g)
+        if mask_value is None
+        else torch.full((B, 1, S, S), float(mask_value)),
         "boxes": torch.zeros(B, 0, 4),
         "n_boxes": torch.zeros(B, dtype=torch.long),
     }
@@ -87,10 +93,14 @@ def _mix_batch(B=6, S=32, mask_value=None, seed=0):
 def test_bg_mix_limits():
     b = _mix_batch(mask_value=1.0)
     x = b["image"].float() / 255
-    mixed, flag = O.mix_sources("bg_mixup_cam", b, x, A.DEFAULTS, 1.0, torch.Generator().manual_seed(0))
+    mixed, flag = O.mix_sources(
+        "bg_mixup_cam", b, x, A.DEFAULTS, 1.0, torch.Generator().manual_seed(0)
+    )
     assert flag.all() and torch.equal(mixed, x)  # all-ones mask: the image itself
     b = _mix_batch(mask_value=0.0)
-    mixed, _ = O.mix_sources("bg_mixup_cam", b, x, A.DEFAULTS, 1.0, torch.Generator().manual_seed(0))
+    mixed, _ = O.mix_sources(
+        "bg_mixup_cam", b, x, A.DEFAULTS, 1.0, torch.Generator().manual_seed(0)
+    )
     assert torch.equal(mixed, b["bg"].float() / 255)  # all-zeros mask: the background
 
 
@@ -141,7 +151,9 @@ def test_mask_follows_crop_and_flip():
     batch = {
         "image": torch.full((B, 3, S, S), 255, dtype=torch.uint8),
         "bg": torch.zeros(B, 3, S, S, dtype=torch.uint8),
-        "mask": (0.7 * ramp.view(1, 1, 1, S) + 0.3 * ramp.view(1, 1, S, 1)).expand(B, 1, S, S).contiguous(),
+        "mask": (0.7 * ramp.view(1, 1, 1, S) + 0.3 * ramp.view(1, 1, S, 1))
+        .expand(B, 1, S, S)
+        .contiguous(),
         "boxes": torch.zeros(B, 0, 4),
         "n_boxes": torch.zeros(B, dtype=torch.long),
     }
@@ -165,7 +177,9 @@ def test_mask_follows_crop_and_flip():
 def test_hardmix_binarises_the_mask():
     b = _mix_batch(mask_value=None)
     x = b["image"].float() / 255
-    mixed, _ = O.mix_sources("bg_hardmix_gt", b, x, A.DEFAULTS, 1.0, torch.Generator().manual_seed(0))
+    mixed, _ = O.mix_sources(
+        "bg_hardmix_gt", b, x, A.DEFAULTS, 1.0, torch.Generator().manual_seed(0)
+    )
     fg = b["mask"] >= A.DEFAULTS["mask_threshold"]
     assert torch.equal(mixed, torch.where(fg, x, b["bg"].float() / 255))
 
@@ -176,7 +190,9 @@ def test_mixup_and_cutmix_mix_with_another_image():
     x = torch.rand(B, 3, S, S, generator=g)
     batch = {"image": (x * 255).to(torch.uint8)}
     # mixup: every mixed pixel lies between the image and some OTHER image of the batch
-    mixed, flag = O.mix_sources("mixup", batch, x, A.DEFAULTS, 1.0, torch.Generator().manual_seed(1))
+    mixed, flag = O.mix_sources(
+        "mixup", batch, x, A.DEFAULTS, 1.0, torch.Generator().manual_seed(1)
+    )
     g2 = torch.Generator().manual_seed(1)
     torch.rand(B, generator=g2)  # the p_mix draw
     j = O.other_index(B, g2, x.device)
@@ -188,7 +204,9 @@ def test_mixup_and_cutmix_mix_with_another_image():
     from_j = (mixed == x[j]).all(dim=1) & ~(mixed == x).all(dim=1)
     from_i = (mixed == x).all(dim=1)
     assert (from_i | from_j).all() and from_j.any()
-    m = O.cutmix_mask(20000, 32, 32, torch.full((20000,), 0.75), torch.Generator().manual_seed(0), "cpu")
+    m = O.cutmix_mask(
+        20000, 32, 32, torch.full((20000,), 0.75), torch.Generator().manual_seed(0), "cpu"
+    )
     box_area = m.mean(dim=(1, 2, 3))
     assert box_area.max() <= 0.25 + 0.07  # never more than 1 - lambda (+ pixel rounding)
     assert 0.1 < box_area.mean() < 0.25  # clipping at the border makes it smaller on average

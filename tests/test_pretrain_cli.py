@@ -49,7 +49,9 @@ def test_pretrain_writes_model_metrics_and_state(tmp_path, manifest, caplog):
     assert any("img/s" in m and "eta" in m for m in caplog.messages)
 
 
-@pytest.mark.parametrize("method,variant", [("byol", "oa_crop_gt"), ("supervised", "baseline"), ("moco", "cutmix")])
+@pytest.mark.parametrize(
+    "method,variant", [("byol", "oa_crop_gt"), ("supervised", "baseline"), ("moco", "cutmix")]
+)
 def test_other_methods_and_variants(tmp_path, manifest, method, variant):
     out = tmp_path / "m" / "model.pt"
     cfg = dict(TINY, method=method, variant=variant, epochs=1, knn_every=0)
@@ -62,8 +64,20 @@ def test_other_methods_and_variants(tmp_path, manifest, method, variant):
 def test_oa_crop_cam_reads_box_shards(tmp_path, manifest, capsys):
     df = read_manifest(manifest)
     shard = tmp_path / "boxes_0.parquet"
-    rows = [dict(image_id=i, boxes=[[0.1, 0.1, 0.6, 0.6]], n_boxes=1, height=8, width=8, mask_png=b"",
-                 bg_rect=[0.6, 0.6, 1.0, 1.0], empty=False, params="{}") for i in df["image_id"]]
+    rows = [
+        dict(
+            image_id=i,
+            boxes=[[0.1, 0.1, 0.6, 0.6]],
+            n_boxes=1,
+            height=8,
+            width=8,
+            mask_png=b"",
+            bg_rect=[0.6, 0.6, 1.0, 1.0],
+            empty=False,
+            params="{}",
+        )
+        for i in df["image_id"]
+    ]
     write_rows(shard, rows, BOX_SCHEMA)
     cfg = dict(TINY, variant="oa_crop_cam", epochs=1, knn_every=0)
     out = tmp_path / "cam" / "model.pt"
@@ -80,14 +94,18 @@ def test_user_errors(tmp_path, manifest, capsys):
         assert _run(args, cfg) == 2
         return capsys.readouterr().err
 
-    assert "manifest not found" in err(["--manifest", tmp_path / "nope.parquet", "--out", out], TINY)
+    assert "manifest not found" in err(
+        ["--manifest", tmp_path / "nope.parquet", "--out", out], TINY
+    )
     msg = err(["--manifest", manifest, "--out", out], dict(TINY, batch_size=64))
     assert "batch_size 64 is larger than the train split" in msg and "(32 images)" in msg
-    assert "moco.queue_size 40 must be a multiple" in err(["--manifest", manifest, "--out", out],
-                                                          dict(TINY, moco={"queue_size": 40}))
+    assert "moco.queue_size 40 must be a multiple" in err(
+        ["--manifest", manifest, "--out", out], dict(TINY, moco={"queue_size": 40})
+    )
     assert "unknown key 'lr'" in err(["--manifest", manifest, "--out", out], dict(TINY, lr=0.1))
-    assert "unknown key 'queue'" in err(["--manifest", manifest, "--out", out],
-                                        dict(TINY, moco={"queue": 5}))
+    assert "unknown key 'queue'" in err(
+        ["--manifest", manifest, "--out", out], dict(TINY, moco={"queue": 5})
+    )
     only_val = tmp_path / "val_only.parquet"
     df = read_manifest(manifest)
     write_manifest(only_val, df[df["split"] == "val"].assign(path=df["abspath"]))

@@ -11,13 +11,21 @@ import cv2
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = REPO / "benchmarks" / "localization_probe.py"
-TINY = ["--pretrain", json.dumps({"epochs": 1, "batch_size": 32, "moco": {"queue_size": 64}}),
-        "--cam", json.dumps({"batch_size": 16})]
+TINY = [
+    "--pretrain",
+    json.dumps({"epochs": 1, "batch_size": 32, "moco": {"queue_size": 64}}),
+    "--cam",
+    json.dumps({"batch_size": 16}),
+]
 
 
 def probe(out, *args):
-    proc = subprocess.run([sys.executable, str(PROBE), "--out", str(out), *args, *TINY],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, str(PROBE), "--out", str(out), *args, *TINY],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -32,7 +40,9 @@ def test_probe_on_generated_scenes_then_on_a_given_manifest(tmp_path):
     assert first["gaussian"]["auc"] == first["gaussian"]["auc_rot180"]
     manifest = tmp_path / "gen" / "data" / "manifest.parquet"
     gallery = tmp_path / "g.png"
-    second = probe(tmp_path, "--tag", "given", "--manifest", str(manifest), "--gallery", str(gallery))
+    second = probe(
+        tmp_path, "--tag", "given", "--manifest", str(manifest), "--gallery", str(gallery)
+    )
     assert not (tmp_path / "given" / "data").exists()  # nothing generated
     assert second["gaussian"] == first["gaussian"] and second["colour"] == first["colour"]
     img = cv2.imread(str(gallery))
@@ -42,7 +52,19 @@ def test_probe_on_generated_scenes_then_on_a_given_manifest(tmp_path):
 
 
 def test_probe_names_a_missing_manifest(tmp_path):
-    proc = subprocess.run([sys.executable, str(PROBE), "--out", str(tmp_path), "--tag", "x",
-                           "--manifest", str(tmp_path / "nope" / "manifest.parquet")],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(PROBE),
+            "--out",
+            str(tmp_path),
+            "--tag",
+            "x",
+            "--manifest",
+            str(tmp_path / "nope" / "manifest.parquet"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode != 0 and "nope/manifest.parquet does not exist" in proc.stderr

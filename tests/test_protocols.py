@@ -61,7 +61,11 @@ def _cases():
     crf = ((cam > 120) * 255).astype(np.uint8)
     cases["soft_gt"] = (gt, cam, crf)
     # both empty: counts 1
-    cases["empty"] = (np.zeros((60, 40), np.uint8), np.zeros((S, S), np.uint8), np.zeros((S, S), np.uint8))
+    cases["empty"] = (
+        np.zeros((60, 40), np.uint8),
+        np.zeros((S, S), np.uint8),
+        np.zeros((S, S), np.uint8),
+    )
     # empty GT, non-empty prediction: 0
     cam = np.zeros((S, S), np.uint8)
     cam[100:140, 100:140] = 3
@@ -76,7 +80,9 @@ def _cases():
     hole[100:103, 100:103] = 0
     cases["hole"] = (gt, hole, hole)
     # random blobs with several components on a non-square GT
-    blob = (cv2.GaussianBlur(rng.random((S, S)).astype(np.float32), (0, 0), 6) > 0.5).astype(np.uint8)
+    blob = (cv2.GaussianBlur(rng.random((S, S)).astype(np.float32), (0, 0), 6) > 0.5).astype(
+        np.uint8
+    )
     cam = (blob * rng.integers(1, 256, (S, S))).astype(np.uint8)
     g = (cv2.resize(blob, (77, 55), interpolation=cv2.INTER_NEAREST) * 255).astype(np.uint8)
     cases["blobs"] = (g, cam, blob * 255)
@@ -147,12 +153,16 @@ def test_paper_protocol_matches_the_literal_procedure(tmp_path):
 
     cases = _cases()
     manifest, masks, boxes = _write(tmp_path, cases)
-    res = loc.evaluate_localization({"protocol": "paper", "maxbox_cam_step": 0.1, "references": []}, manifest, [masks], [boxes])
+    res = loc.evaluate_localization(
+        {"protocol": "paper", "maxbox_cam_step": 0.1, "references": []}, manifest, [masks], [boxes]
+    )
     assert res["protocol"] == "paper"
     ids = sorted(cases)  # the evaluator's order
     gts = [Image.fromarray(cases[i][0], mode="L") for i in ids]
     for col, key in ((1, "mask_miou"), (2, "crf_mask_miou")):
-        pred = torch.stack([torch.from_numpy(cases[i][col].astype(np.float32) / 255.0)[None] for i in ids])
+        pred = torch.stack(
+            [torch.from_numpy(cases[i][col].astype(np.float32) / 255.0)[None] for i in ids]
+        )
         ref = reference_ious(gts, pred)
         by_id = dict(zip(ids, ref.tolist()))
         assert by_id["empty"] == 1.0 and by_id["false_pos"] == 0.0
@@ -165,7 +175,9 @@ def test_paper_protocol_matches_the_literal_procedure(tmp_path):
     assert "best_threshold_miou" not in c and "best_threshold" not in c
     assert "| mask mIoU (paper protocol) |" in res["table_md"]
     # the default protocol scores the same data differently, and says so
-    default = loc.evaluate_localization({"maxbox_cam_step": 0.1, "references": []}, manifest, [masks], [boxes])
+    default = loc.evaluate_localization(
+        {"maxbox_cam_step": 0.1, "references": []}, manifest, [masks], [boxes]
+    )
     assert default["protocol"] == "oacl" and "| mask mIoU @0.5 |" in default["table_md"]
     assert default["metrics"]["contracam"]["mask_miou"] != pytest.approx(c["mask_miou"], abs=1e-3)
 

@@ -74,7 +74,9 @@ def test_coco_masks_polygon_rle_crowd(tmp_path, coco):
     m1 = read_mask(rows.loc["1"].mask_abspath) > 0
     assert m1.shape == (30, 40)
     assert m1[6:18, 6:22].all()  # inside the car polygon
-    assert (m1 & (facts["crowd_mask"] > 0)).sum() == facts["crowd_mask"].sum()  # crowd RLE is foreground
+    assert (m1 & (facts["crowd_mask"] > 0)).sum() == facts[
+        "crowd_mask"
+    ].sum()  # crowd RLE is foreground
     assert not m1[0:2, 0:30].any()
     m2 = read_mask(rows.loc["2"].mask_abspath) > 0  # compressed RLE
     assert m2[5:35, 10:40].all() and m2.sum() == 30 * 30
@@ -97,7 +99,9 @@ def test_coco_crop(tmp_path, coco):
     crops = df[df.split.str.startswith("objcrop")].set_index("image_id")
     kept = {a["id"] for a in facts["anns"].values() if not a["iscrowd"] and min(a["bbox"][2:]) >= 8}
     assert set(crops.index) == {f"crop{i}" for i in kept}
-    assert crops.loc["crop31"].split == "objcrop_val" and crops.loc["crop11"].split == "objcrop_train"
+    assert (
+        crops.loc["crop31"].split == "objcrop_val" and crops.loc["crop11"].split == "objcrop_train"
+    )
     for cid, r in crops.iterrows():
         ann = facts["anns"][int(cid[4:])]
         assert r.scene_id == ann["image_id"]
@@ -116,7 +120,13 @@ def test_coco_paper_protocol_gt_boxes_and_crops(tmp_path, coco):
     from PIL import Image
 
     root, facts = coco
-    cfg = {"type": "coco", "root": str(root), "protocol": "paper", "crops": True, "val_fraction": 0.0}
+    cfg = {
+        "type": "coco",
+        "root": str(root),
+        "protocol": "paper",
+        "crops": True,
+        "val_fraction": 0.0,
+    }
     df, out = run(tmp_path, cfg)
     sizes = facts["sizes"]
 
@@ -140,7 +150,9 @@ def test_coco_paper_protocol_gt_boxes_and_crops(tmp_path, coco):
                 ]
             )
         got = [list(b) for b in rows.loc[str(iid)].gt_crop_boxes]
-        np.testing.assert_allclose(np.array(got).reshape(-1, 4), np.array(expected).reshape(-1, 4), atol=1e-6)
+        np.testing.assert_allclose(
+            np.array(got).reshape(-1, 4), np.array(expected).reshape(-1, 4), atol=1e-6
+        )
     # the raw GT boxes for localisation are unchanged (non-crowd)
     assert len(rows.loc["1"].boxes) == 2 and len(rows.loc["3"].boxes) == 2
     # COCO-Crop: one crop per kept annotation, the crop box rounded, shorter side 256
@@ -161,9 +173,9 @@ def test_coco_paper_protocol_gt_boxes_and_crops(tmp_path, coco):
         assert r.label == index_of(out, a["category_id"]) and r.scene_id == a["image_id"]
     assert crops.loc["crop13"].split == "objcrop_train"
     # the oacl rule differs on both: box-area filter keeps the strip, crowds are dropped
-    base = run(tmp_path, {"type": "coco", "root": str(root), "val_fraction": 0.0}, "oacl")[0].set_index(
-        "image_id"
-    )
+    base = run(tmp_path, {"type": "coco", "root": str(root), "val_fraction": 0.0}, "oacl")[
+        0
+    ].set_index("image_id")
     assert len(base.loc["3"].gt_crop_boxes) == 2 and len(base.loc["1"].gt_crop_boxes) == 1
     with pytest.raises(ValueError, match="protocol must be one of"):
         prepare({"type": "coco", "root": str(root), "protocol": "authors"}, tmp_path / "o")
@@ -181,12 +193,15 @@ def test_coco_errors(tmp_path, coco):
     bad = tmp_path / "bad"
     shutil.copytree(root, bad)
     (bad / "annotations/instances_train2017.json").unlink()
-    with pytest.raises(FileNotFoundError, match=r"expected file annotations/instances_train2017.json"):
+    with pytest.raises(
+        FileNotFoundError, match=r"expected file annotations/instances_train2017.json"
+    ):
         prepare({"type": "coco", "root": str(bad)}, tmp_path / "o")
     shutil.copy(root / "annotations/instances_train2017.json", bad / "annotations")
     (bad / "train2017/000000000002.jpg").unlink()
     with pytest.raises(
-        FileNotFoundError, match=r"1 image\(s\) listed .* missing from train2017/ \(e.g. 000000000002.jpg\)"
+        FileNotFoundError,
+        match=r"1 image\(s\) listed .* missing from train2017/ \(e.g. 000000000002.jpg\)",
     ):
         prepare({"type": "coco", "root": str(bad)}, tmp_path / "o")
     (bad / "annotations/instances_val2017.json").write_text('{"images": []}')
@@ -219,7 +234,9 @@ def test_in9_variants_scenes_masks(tmp_path):
     for _, group in test.groupby("scene_id"):
         assert sorted(group.variant) == sorted(facts["variants"]) and group.label.nunique() == 1
     scene_of = dict(zip(test.image_id, test.scene_id))
-    dog = test[test.scene_id == scene_of["original/val/00_dog/n02085620_10.JPEG"]].set_index("variant")
+    dog = test[test.scene_id == scene_of["original/val/00_dog/n02085620_10.JPEG"]].set_index(
+        "variant"
+    )
     assert dog.loc["mixed_rand"].image_id.endswith("fg_n02085620_10_bg_n01530575_20.JPEG")
     assert dog.loc["original"].mask_path == dog.loc["mixed_rand"].mask_path != ""
     assert dog.loc["mixed_next"].mask_path == dog.loc["original"].mask_path
@@ -257,13 +274,17 @@ def test_in9_test_root_and_count_warnings(tmp_path, caplog):
 def test_in9_errors(tmp_path):
     root = tmp_path / "bg"
     facts = fx.make_in9(root)
-    with pytest.raises(FileNotFoundError, match="ImageNet-9 test root .*: expected folder only_fg/val"):
+    with pytest.raises(
+        FileNotFoundError, match="ImageNet-9 test root .*: expected folder only_fg/val"
+    ):
         prepare(
             {"type": "in9", "root": str(root), "variants": ["original", "only_fg"], **facts["cfg"]},
             tmp_path / "o",
         )
     with pytest.raises(FileNotFoundError, match="ImageNet-9 test root .* folder not found"):
-        prepare({"type": "in9", "root": str(root), "test_root": str(tmp_path / "nope")}, tmp_path / "o")
+        prepare(
+            {"type": "in9", "root": str(root), "test_root": str(tmp_path / "nope")}, tmp_path / "o"
+        )
     (root / "original/train/dogs").mkdir()
     with pytest.raises(ValueError, match="class folder 'dogs' is not named NN_class"):
         prepare({"type": "in9", "root": str(root)}, tmp_path / "o")
@@ -280,7 +301,9 @@ def test_in9_with_shift_sets(tmp_path):
         "type": "in9",
         "root": str(root),
         **facts["cfg"],
-        "shift": [{"root": str(tmp_path / "sketch"), "variant": "sketch", "mapping": str(sk["mapping"])}],
+        "shift": [
+            {"root": str(tmp_path / "sketch"), "variant": "sketch", "mapping": str(sk["mapping"])}
+        ],
     }
     df, _ = run(tmp_path, cfg)
     sketch = df[df.variant == "sketch"]
@@ -325,7 +348,9 @@ def test_imagenet_c_subsets_and_index_mapping(tmp_path):
     )
     assert set(df.subset) == {"gaussian_noise/3"} and len(df) == 4
     # an index-keyed JSON mapping (Background Challenge style) with an index -> wnid list
-    (tmp_path / "order.txt").write_text("n01530575 brambling\nn02085620 Chihuahua\nn03000134 chainlink\n")
+    (tmp_path / "order.txt").write_text(
+        "n01530575 brambling\nn02085620 Chihuahua\nn03000134 chainlink\n"
+    )
     (tmp_path / "in_to_in9.json").write_text(json.dumps({"0": 1, "1": 0, "2": -1}))
     cfg = {
         "type": "imagenet_shift",
@@ -346,7 +371,8 @@ def test_imagenet_c_subsets_and_index_mapping(tmp_path):
     (tmp_path / "bad.tsv").write_text("n02085620\tgiraffe\n")
     with pytest.raises(ValueError, match="bad.tsv line 1: 'giraffe' is not an IN-9 class"):
         prepare(
-            {"type": "imagenet_shift", "root": root, "mapping": str(tmp_path / "bad.tsv")}, tmp_path / "o3"
+            {"type": "imagenet_shift", "root": root, "mapping": str(tmp_path / "bad.tsv")},
+            tmp_path / "o3",
         )
 
 
@@ -374,7 +400,12 @@ def test_cub_paper_protocol_redo_split(tmp_path):
     """The paper's localisation data: ReDO's split file and masks binarised at > 0.5."""
     root = tmp_path / "CUB_200_2011"
     facts = fx.make_cub(root)
-    cfg = {"type": "cub", "root": str(root), "split_file": str(facts["split_file"]), "protocol": "paper"}
+    cfg = {
+        "type": "cub",
+        "root": str(root),
+        "split_file": str(facts["split_file"]),
+        "protocol": "paper",
+    }
     df, out = run(tmp_path, cfg)
     rows = df.set_index("image_id")
     names = {0: "train", 1: "val", 2: "test"}
@@ -446,7 +477,9 @@ def test_flowers_paper_protocol(tmp_path):
         np.testing.assert_array_equal(m, expected.astype(bool))
         x0, y0, x1, y1 = facts["fg_boxes"][n]
         changed += int(m[y0:y1, x0:x1].sum() < (y1 - y0) * (x1 - x0))  # the R == 0 petal part
-    assert changed >= 1  # the paper's rule differs from the tolerance rule (JPEG keeps R == 0 in some)
+    assert (
+        changed >= 1
+    )  # the paper's rule differs from the tolerance rule (JPEG keeps R == 0 in some)
     with pytest.raises(ValueError, match="protocol must be one of"):
         prepare({"type": "flowers", "root": str(root), "protocol": "redo"}, tmp_path / "o")
 
@@ -460,7 +493,8 @@ def test_flowers_errors(tmp_path):
     with pytest.raises(ValueError, match="has no variable 'valid'"):
         prepare({"type": "flowers", "root": str(root)}, tmp_path / "o")
     scipy.io.savemat(
-        root / "setid.mat", {"trnid": np.array([[1, 99]]), "valid": np.array([[2]]), "tstid": np.array([[3]])}
+        root / "setid.mat",
+        {"trnid": np.array([[1, 99]]), "valid": np.array([[2]]), "tstid": np.array([[3]])},
     )
     with pytest.raises(ValueError, match="refers to image 99"):
         prepare({"type": "flowers", "root": str(root)}, tmp_path / "o")
@@ -476,7 +510,8 @@ def test_flowers_errors(tmp_path):
 def test_cifar(tmp_path, which):
     facts = fx.make_cifar(tmp_path / "data", which)
     df, out = run(
-        tmp_path, {"type": "cifar", "root": str(tmp_path / "data"), "which": which, "val_fraction": 0.2}
+        tmp_path,
+        {"type": "cifar", "root": str(tmp_path / "data"), "which": which, "val_fraction": 0.2},
     )
     n_train, n_test = len(facts["images"]["train"]), len(facts["images"]["test"])
     assert (df.split != "test").sum() == n_train and (df.split == "test").sum() == n_test
@@ -497,7 +532,9 @@ def test_cifar_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="expected file data_batch_3"):
         prepare({"type": "cifar", "root": str(tmp_path / "data")}, tmp_path / "o")
     with pytest.raises(ValueError, match="'which' must be one of"):
-        prepare({"type": "cifar", "root": str(tmp_path / "data"), "which": "cifar1000"}, tmp_path / "o")
+        prepare(
+            {"type": "cifar", "root": str(tmp_path / "data"), "which": "cifar1000"}, tmp_path / "o"
+        )
 
 
 def test_food101(tmp_path):
@@ -507,7 +544,9 @@ def test_food101(tmp_path):
     rows = df.set_index("image_id")
     assert sorted(rows.index) == sorted(facts["train"] + facts["test"])
     for e in facts["test"]:
-        assert rows.loc[e].split == "test" and rows.loc[e].label == facts["classes"].index(e.split("/")[0])
+        assert rows.loc[e].split == "test" and rows.loc[e].label == facts["classes"].index(
+            e.split("/")[0]
+        )
     (root / "meta/test.txt").write_text("pizza/1\n")
     with pytest.raises(ValueError, match="class 'pizza' not in meta/classes.txt"):
         prepare({"type": "food101", "root": str(root)}, tmp_path / "o")

@@ -48,16 +48,30 @@ def make_data(tmp_path: Path, bad: str | None = None):
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(path)
         rows.append(
-            {"image_id": image_id, "path": f"img/{image_id}.png", "split": "train", "width": W, "height": H}
+            {
+                "image_id": image_id,
+                "path": f"img/{image_id}.png",
+                "split": "train",
+                "width": W,
+                "height": H,
+            }
         )
         mrows.append(_mask_row(image_id, soft))
     if bad == "missing":
-        rows.append({"image_id": "gone", "path": "img/gone.png", "split": "train", "width": W, "height": H})
+        rows.append(
+            {"image_id": "gone", "path": "img/gone.png", "split": "train", "width": W, "height": H}
+        )
         mrows.append(_mask_row("gone", np.zeros((4, 4), np.float32)))
     if bad == "corrupt":
         (tmp_path / "img" / "broken.png").write_bytes(b"\x89PNG not really")
         rows.append(
-            {"image_id": "broken", "path": "img/broken.png", "split": "train", "width": W, "height": H}
+            {
+                "image_id": "broken",
+                "path": "img/broken.png",
+                "split": "train",
+                "width": W,
+                "height": H,
+            }
         )
         mrows.append(_mask_row("broken", np.zeros((4, 4), np.float32)))
     df = pd.DataFrame(rows)
@@ -95,7 +109,10 @@ def _run(manifest, masks, out, cfg):
 def test_refine_cli_writes_box_shard(tmp_path, crf):
     manifest, masks = make_data(tmp_path)
     out = tmp_path / "boxes_0.parquet"
-    assert _run(manifest, masks, out, {"crf": crf, "work_size": 64, "margin": 0.0, "upsample": True}) == 0
+    assert (
+        _run(manifest, masks, out, {"crf": crf, "work_size": 64, "margin": 0.0, "upsample": True})
+        == 0
+    )
     df = pd.read_parquet(out)  # plain pandas can read it
     assert list(df.columns) == artifacts.BOX_SCHEMA.names
     rows = {r["image_id"]: r for r in artifacts.read_boxes(out).values()}
@@ -128,7 +145,9 @@ def test_small_images_stay_at_their_size_unless_upsampled(tmp_path):
     sizes = {}
     for up in (False, True):
         out = tmp_path / f"{up}.parquet"
-        refine_shard({"work_size": 224, "upsample": up, "margin": 0.0}, manifest, masks, out, progress=False)
+        refine_shard(
+            {"work_size": 224, "upsample": up, "margin": 0.0}, manifest, masks, out, progress=False
+        )
         one = next(r for r in artifacts.read_boxes(out).values() if r["image_id"] == "one")
         sizes[up] = (one["height"], one["width"])
         assert one["boxes"][0] == pytest.approx([20 / W, 10 / H, 50 / W, 30 / H], abs=0.03)
@@ -153,6 +172,8 @@ def test_unknown_key_and_unknown_image(tmp_path, capsys):
     manifest, masks = make_data(tmp_path)
     assert _run(manifest, masks, tmp_path / "o.parquet", {"crf_typo": 1}) == 2
     assert "crf_typo" in capsys.readouterr().err
-    artifacts.write_rows(tmp_path / "m.parquet", [_mask_row("nope", np.zeros((4, 4)))], artifacts.MASK_SCHEMA)
+    artifacts.write_rows(
+        tmp_path / "m.parquet", [_mask_row("nope", np.zeros((4, 4)))], artifacts.MASK_SCHEMA
+    )
     assert _run(manifest, tmp_path / "m.parquet", tmp_path / "o.parquet", {}) == 2
     assert "nope" in capsys.readouterr().err

@@ -22,24 +22,58 @@ def fake_results(root: Path, gallery: bool = False) -> Path:
     """A results folder with some stages run: two seeds x two variants of shift/linear."""
     r = root / "results"
     accs = {  # (variant, seed) -> (linear test acc, mixed_same, mixed_rand)
-        ("baseline", 0): (0.80, 0.90, 0.60), ("baseline", 1): (0.90, 0.92, 0.64),
-        ("bg_mixup_cam", 0): (0.90, 0.93, 0.80), ("bg_mixup_cam", 1): (0.95, 0.95, 0.84),
+        ("baseline", 0): (0.80, 0.90, 0.60),
+        ("baseline", 1): (0.90, 0.92, 0.64),
+        ("bg_mixup_cam", 0): (0.90, 0.93, 0.80),
+        ("bg_mixup_cam", 1): (0.95, 0.95, 0.84),
     }
     for (variant, seed), (lin, same, rand) in accs.items():
         d = r / "eval" / "scenes_single" / f"moco-{variant}-s{seed}"
-        write_json(d / "linear.json", {"test_acc": lin, "lambda": 1e-3, "n": {"test": 100}, "timing": {}})
-        write_json(d / "shift.json", {"accuracy": {"original": lin, "mixed_same": same, "mixed_rand": rand,
-                                                   "sketch": lin / 2},
-                                      "bg_gap": same - rand, "skipped": ["stylized"], "objcrop": None})
-    write_json(r / "eval" / "scenes_multi" / "moco-baseline-s0" / "localization_iter10.json",
-               {"n_images": 32, "metrics": {"contracam": {"mask_miou": 0.4567, "box_miou": 0.33},
-                                            "gaussian": {"mask_miou": 0.2101}}})
-    write_text(r / "models" / "scenes_single" / "moco-baseline-s0" / "metrics.jsonl",
-               "".join(json.dumps({"epoch": e, "loss": 5 - e, "knn_acc": 0.3 + 0.1 * e if e % 2 == 0 else None}) + "\n"
-                       for e in range(1, 7)))
-    write_text(r / "benchmarks" / "pretrain" / "scenes_single" / "moco-baseline-s0.tsv",
-               BENCH + "123.4\t0:02:03\t812.5\t900\t800\t805\t1\t2\t95.0\t200.5\n")
-    write_text(r / "benchmarks" / "prepare_data" / "scenes_single.tsv", BENCH + "7.5\t0:00:07\t-\t-\t-\t-\t-\t-\t-\t-\n")
+        write_json(
+            d / "linear.json", {"test_acc": lin, "lambda": 1e-3, "n": {"test": 100}, "timing": {}}
+        )
+        write_json(
+            d / "shift.json",
+            {
+                "accuracy": {
+                    "original": lin,
+                    "mixed_same": same,
+                    "mixed_rand": rand,
+                    "sketch": lin / 2,
+                },
+                "bg_gap": same - rand,
+                "skipped": ["stylized"],
+                "objcrop": None,
+            },
+        )
+    write_json(
+        r / "eval" / "scenes_multi" / "moco-baseline-s0" / "localization_iter10.json",
+        {
+            "n_images": 32,
+            "metrics": {
+                "contracam": {"mask_miou": 0.4567, "box_miou": 0.33},
+                "gaussian": {"mask_miou": 0.2101},
+            },
+        },
+    )
+    write_text(
+        r / "models" / "scenes_single" / "moco-baseline-s0" / "metrics.jsonl",
+        "".join(
+            json.dumps(
+                {"epoch": e, "loss": 5 - e, "knn_acc": 0.3 + 0.1 * e if e % 2 == 0 else None}
+            )
+            + "\n"
+            for e in range(1, 7)
+        ),
+    )
+    write_text(
+        r / "benchmarks" / "pretrain" / "scenes_single" / "moco-baseline-s0.tsv",
+        BENCH + "123.4\t0:02:03\t812.5\t900\t800\t805\t1\t2\t95.0\t200.5\n",
+    )
+    write_text(
+        r / "benchmarks" / "prepare_data" / "scenes_single.tsv",
+        BENCH + "7.5\t0:00:07\t-\t-\t-\t-\t-\t-\t-\t-\n",
+    )
     if gallery:
         rng = np.random.default_rng(0)
         data = r / "data" / "scenes_multi"
@@ -47,20 +81,51 @@ def fake_results(root: Path, gallery: bool = False) -> Path:
         for i in range(3):
             img = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
             write_bytes(data / f"img/{i}.png", encode_png(img))
-            rows.append(dict(image_id=f"im{i}", path=f"img/{i}.png", split="test", variant="original",
-                             scene_id=i, width=32, height=32, label=0, labels=[0], bg_label=-1,
-                             boxes=[[0.1, 0.1, 0.6, 0.6]], box_labels=[0], mask_path=""))
+            rows.append(
+                dict(
+                    image_id=f"im{i}",
+                    path=f"img/{i}.png",
+                    split="test",
+                    variant="original",
+                    scene_id=i,
+                    width=32,
+                    height=32,
+                    label=0,
+                    labels=[0],
+                    bg_label=-1,
+                    boxes=[[0.1, 0.1, 0.6, 0.6]],
+                    box_labels=[0],
+                    mask_path="",
+                )
+            )
             soft = np.zeros((8, 8), np.uint8)
             soft[2:6, 2:6] = 255
-            masks.append(dict(image_id=f"im{i}", height=8, width=8, orig_height=32, orig_width=32,
-                              mask_png=encode_png(soft), params="{}"))
+            masks.append(
+                dict(
+                    image_id=f"im{i}",
+                    height=8,
+                    width=8,
+                    orig_height=32,
+                    orig_width=32,
+                    mask_png=encode_png(soft),
+                    params="{}",
+                )
+            )
         write_manifest(data / "manifest.parquet", pd.DataFrame(rows))
-        write_rows(r / "cam" / "scenes_multi" / "moco-baseline-s0" / "iter10" / "masks_0.parquet", masks, MASK_SCHEMA)
+        write_rows(
+            r / "cam" / "scenes_multi" / "moco-baseline-s0" / "iter10" / "masks_0.parquet",
+            masks,
+            MASK_SCHEMA,
+        )
     return r
 
 
 def test_parse_model_and_mean_std():
-    assert report.parse_model("moco-bg_mixup_cam-s12") == {"method": "moco", "variant": "bg_mixup_cam", "seed": 12}
+    assert report.parse_model("moco-bg_mixup_cam-s12") == {
+        "method": "moco",
+        "variant": "bg_mixup_cam",
+        "seed": 12,
+    }
     assert report.parse_model("weird") is None
     m, s, n = report.mean_std([0.8, 0.9, None])
     assert (round(m, 4), round(s, 4), n) == (0.85, 0.0707, 2)
@@ -72,7 +137,10 @@ def test_report_from_partial_results(tmp_path):
     results = fake_results(tmp_path)
     out = tmp_path / "report.html"
     cfg = {"datasets": {"scenes_single": {"type": "scenes"}}, "report": {"title": "My run"}}
-    assert main(["report", "--cfg", json.dumps(cfg), "--results", str(results), "--out", str(out)]) == 0
+    assert (
+        main(["report", "--cfg", json.dumps(cfg), "--results", str(results), "--out", str(out)])
+        == 0
+    )
     page = out.read_text()
     text = re.sub(r"<[^>]+>", " ", page)
     # linear: mean +- std over the two seeds, and the difference to the baseline
@@ -91,7 +159,11 @@ def test_report_from_partial_results(tmp_path):
     # missing stages are "not run", the page is self-contained
     assert "not run: no ContraCAM mask shards" in text
     assert "My run" in text and "scenes_single" in text
-    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page and "<link" not in page
+    assert (
+        "http://" not in page.replace("http://www.w3.org", "")
+        and "https://" not in page
+        and "<link" not in page
+    )
     assert page.count("data:image/png;base64,") >= 3  # timings, bar chart, curves
 
 
@@ -105,7 +177,9 @@ def test_report_from_empty_results(tmp_path):
 def test_report_gallery_uses_mask_shards(tmp_path):
     results = fake_results(tmp_path, gallery=True)
     page = report.render_report({"report": {"gallery": {"n_images": 2}}}, results)
-    assert 'alt="im0"' in page and 'alt="im2"' in page and 'alt="im1"' not in page  # spread over ids
+    assert (
+        'alt="im0"' in page and 'alt="im2"' in page and 'alt="im1"' not in page
+    )  # spread over ids
     assert "not run: no ContraCAM" not in page
 
 
@@ -121,7 +195,9 @@ def test_paper_tables_are_rectangular():
     t7 = {r[0].split()[0]: r for r in paper_tables.TABLE7["rows"]}
     # BG-Gap in the paper is Mixed-Same minus Mixed-Rand (up to rounding of the means)
     for col in range(1, 7):
-        assert t7["BG-Gap"][col][0] == pytest.approx(t7["Mixed-Same"][col][0] - t7["Mixed-Rand"][col][0], abs=0.05)
+        assert t7["BG-Gap"][col][0] == pytest.approx(
+            t7["Mixed-Same"][col][0] - t7["Mixed-Rand"][col][0], abs=0.05
+        )
 
 
 def test_report_reads_exactly_its_inputs(tmp_path):
@@ -131,17 +207,32 @@ def test_report_reads_exactly_its_inputs(tmp_path):
 
     results = fake_results(tmp_path, gallery=True)
     inputs = sorted(str(p) for p in (results / "eval").rglob("*.json"))
-    inputs.append(str(results / "cam" / "scenes_multi" / "moco-baseline-s0" / "iter10" / "masks_0.parquet"))
+    inputs.append(
+        str(results / "cam" / "scenes_multi" / "moco-baseline-s0" / "iter10" / "masks_0.parquet")
+    )
     stale = results / "eval" / "scenes_single" / "moco-baseline-s5"
-    write_json(stale / "linear.json", {"test_acc": 0.10, "lambda": 1e-3, "n": {"test": 100}, "timing": {}})
-    write_json(stale / "shift.json", {"accuracy": {"original": 0.1, "mixed_same": 0.5, "mixed_rand": 0.1},
-                                      "bg_gap": 0.4, "skipped": [], "objcrop": None})
-    write_text(results / "models" / "scenes_single" / "moco-baseline-s5" / "metrics.jsonl",
-               json.dumps({"epoch": 1, "loss": 9.0}) + "\n")
+    write_json(
+        stale / "linear.json", {"test_acc": 0.10, "lambda": 1e-3, "n": {"test": 100}, "timing": {}}
+    )
+    write_json(
+        stale / "shift.json",
+        {
+            "accuracy": {"original": 0.1, "mixed_same": 0.5, "mixed_rand": 0.1},
+            "bg_gap": 0.4,
+            "skipped": [],
+            "objcrop": None,
+        },
+    )
+    write_text(
+        results / "models" / "scenes_single" / "moco-baseline-s5" / "metrics.jsonl",
+        json.dumps({"epoch": 1, "loss": 9.0}) + "\n",
+    )
     stale_cam = results / "cam" / "scenes_multi" / "moco-baseline-s5" / "old"
     stale_cam.mkdir(parents=True)
-    shutil.copy(results / "cam" / "scenes_multi" / "moco-baseline-s0" / "iter10" / "masks_0.parquet",
-                stale_cam / "masks_0.parquet")
+    shutil.copy(
+        results / "cam" / "scenes_multi" / "moco-baseline-s0" / "iter10" / "masks_0.parquet",
+        stale_cam / "masks_0.parquet",
+    )
     out = tmp_path / "report.html"
     assert main(["report", "--results", str(results), "--inputs", *inputs, "--out", str(out)]) == 0
     text = re.sub(r"<[^>]+>", " ", out.read_text())
@@ -151,5 +242,18 @@ def test_report_reads_exactly_its_inputs(tmp_path):
     assert main(["report", "--results", str(results), "--out", str(out)]) == 0
     assert "85.00 ± 7.07" not in re.sub(r"<[^>]+>", " ", out.read_text())
     # an input that does not exist is an error, not a silently smaller report
-    assert main(["report", "--results", str(results), "--inputs", *inputs, str(stale / "nope.json"),
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "report",
+                "--results",
+                str(results),
+                "--inputs",
+                *inputs,
+                str(stale / "nope.json"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )

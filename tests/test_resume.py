@@ -62,8 +62,20 @@ def _cli(cfg, manifest, out, src=None):
     env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
     if src:  # run a private copy of the package (for code edits)
         env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    cmd = [sys.executable, "-m", "oacl.cli", "pretrain", "--cfg", json.dumps(cfg),
-           "--manifest", str(manifest), "--out", str(out), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "oacl.cli",
+        "pretrain",
+        "--cfg",
+        json.dumps(cfg),
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     return cmd, env
 
 
@@ -93,7 +105,9 @@ def test_sigkill_and_resume_is_exact(tmp_path):
     killed_at = _kill_mid_run(cmd, env, out)
 
     log = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stderr
-    assert f"batch {killed_at % 3} (step {killed_at}/9)" in log and "not resuming" not in log, log[-2000:]
+    assert f"batch {killed_at % 3} (step {killed_at}/9)" in log and "not resuming" not in log, log[
+        -2000:
+    ]
     diff = _differing(ref, out)
     assert not diff, f"resumed from step {killed_at}: {len(diff)} tensors differ, e.g. {diff[:3]}"
     assert _sha256(ref) == _sha256(out)  # model.pt is byte-reproducible (sha256sum compares runs)
@@ -132,7 +146,9 @@ def test_changed_images_or_config_train_from_scratch(tmp_path, caplog):
     first = _weights(out)
     # a finished run re-run with the same inputs resumes at its end: the same weights
     caplog.clear()
-    pretrain(dict(cfg, workers=0, log_every=5), data / "manifest.parquet", out, device="cpu")  # unhashed keys
+    pretrain(
+        dict(cfg, workers=0, log_every=5), data / "manifest.parquet", out, device="cpu"
+    )  # unhashed keys
     assert "resuming" in caplog.text and "not resuming" not in caplog.text
     assert all(torch.equal(first[k], v) for k, v in _weights(out).items())
 
@@ -140,7 +156,9 @@ def test_changed_images_or_config_train_from_scratch(tmp_path, caplog):
     make_manifest(data, n_train=32, n_val=8, seed=1)
     caplog.clear()
     pretrain(cfg, data / "manifest.parquet", out, device="cpu")
-    assert "not resuming" in caplog.text and "input train_images changed" in caplog.text, caplog.text
+    assert "not resuming" in caplog.text and "input train_images changed" in caplog.text, (
+        caplog.text
+    )
     assert "input manifest changed" in caplog.text
     changed = _weights(out)
     assert any(not torch.equal(first[k], changed[k]) for k in first)
@@ -161,8 +179,9 @@ def test_changed_images_or_config_train_from_scratch(tmp_path, caplog):
 def test_code_edit_trains_from_scratch(tmp_path):
     """One more comment in src/oacl/train/augment.py: the state is not reused."""
     src = tmp_path / "src"
-    shutil.copytree(Path(oacl.__file__).parent, src / "oacl",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        Path(oacl.__file__).parent, src / "oacl", ignore=shutil.ignore_patterns("__pycache__")
+    )
     manifest = make_manifest(tmp_path / "data", n_train=32, n_val=8)
     cfg = dict(CFG, epochs=1, knn_every=0)
     out = tmp_path / "m" / "model.pt"

@@ -256,7 +256,9 @@ def test_objects_are_not_segmentable_by_colour(single):
     for r in test.itertuples():
         img, gt = read_rgb(r.abspath), read_mask(r.mask_abspath) > 0
         aucs.append(pixel_auc(colour_saliency(img), gt))
-        grad = np.abs(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F))
+        grad = np.abs(
+            cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F)
+        )
         edge_ratio.append(grad[gt].mean() / max(grad[~gt].mean(), 1e-6))
     assert np.mean(aucs) < 0.75, np.mean(aucs)
     assert np.median(edge_ratio) > 1.0

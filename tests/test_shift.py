@@ -22,7 +22,9 @@ BGS = [(40, 160, 40), (200, 200, 60)]  # background colours, tied to the class i
 class MeanColour(nn.Module):
     def __init__(self):
         super().__init__()
-        self.encoder = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())  # mean colour: background-heavy
+        self.encoder = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )  # mean colour: background-heavy
         self.projector = nn.Identity()
         self.meta = {"image_size": 16, "mean": [0.5] * 3, "std": [0.25] * 3}
 
@@ -44,9 +46,23 @@ def make_bg_dataset(root, objcrop=False):
     def add(split, variant, i, label, img):
         rel = f"img/{split}_{variant}_{i}.png"
         write_bytes(root / rel, encode_png(img))
-        rows.append(dict(image_id=f"{split}_{variant}_{i}", path=rel, split=split, variant=variant,
-                         scene_id=i, width=16, height=16, label=label, labels=[label], bg_label=-1,
-                         boxes=[], box_labels=[], mask_path=""))
+        rows.append(
+            dict(
+                image_id=f"{split}_{variant}_{i}",
+                path=rel,
+                split=split,
+                variant=variant,
+                scene_id=i,
+                width=16,
+                height=16,
+                label=label,
+                labels=[label],
+                bg_label=-1,
+                boxes=[],
+                box_labels=[],
+                mask_path="",
+            )
+        )
 
     for i in range(40):
         y = i % 2
@@ -82,13 +98,34 @@ def test_shift_json(tmp_path):
     manifest, ckpt = make_bg_dataset(tmp_path, objcrop=True)
     out = tmp_path / "shift.json"
     cfg = json.dumps({"linear": {"c_grid": {"n": 8}, "device": "cpu"}})
-    rc = main(["evaluate", "shift", "--cfg", cfg, "--checkpoint", str(ckpt), "--manifest", str(manifest),
-               "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
+    rc = main(
+        [
+            "evaluate",
+            "shift",
+            "--cfg",
+            cfg,
+            "--checkpoint",
+            str(ckpt),
+            "--manifest",
+            str(manifest),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     res = json.loads(out.read_text())
     acc = res["accuracy"]
     assert set(acc) == {"original", "mixed_same", "mixed_rand", "only_fg"}
-    assert set(res["skipped"]) == {"mixed_next", "only_bg_b", "only_bg_t", "sketch", "corrupted", "stylized"}
+    assert set(res["skipped"]) == {
+        "mixed_next",
+        "only_bg_b",
+        "only_bg_t",
+        "sketch",
+        "corrupted",
+        "stylized",
+    }
     assert res["n"] == {"original": 24, "mixed_same": 24, "mixed_rand": 24, "only_fg": 24}
     assert res["bg_gap"] == pytest.approx(acc["mixed_same"] - acc["mixed_rand"])
     # the mean-colour encoder leans on the background: swapping it must cost accuracy
@@ -102,7 +139,13 @@ def test_shift_json(tmp_path):
 
 def test_shift_without_objcrop_lists_it_skipped(tmp_path):
     manifest, ckpt = make_bg_dataset(tmp_path)
-    params = shift.DEFAULTS | {"linear": {**shift.DEFAULTS["linear"], "c_grid": {"min": 1e-4, "max": 1e2, "n": 4}, "device": "cpu"}}
+    params = shift.DEFAULTS | {
+        "linear": {
+            **shift.DEFAULTS["linear"],
+            "c_grid": {"min": 1e-4, "max": 1e2, "n": 4},
+            "device": "cpu",
+        }
+    }
     res = shift.run_shift(params, ckpt, manifest, tmp_path / "cache")
     assert res["objcrop"] is None and "objcrop" in res["skipped"]
     # a second run reuses every cached feature set
@@ -115,13 +158,47 @@ def test_shift_reuses_the_lambda_of_linear_json(tmp_path):
 
     manifest, ckpt = make_bg_dataset(tmp_path)
     lin_cfg = {"c_grid": {"min": 1e-4, "max": 1e2, "n": 6}, "device": "cpu"}
-    common = ["--checkpoint", str(ckpt), "--manifest", str(manifest), "--cache-dir", str(tmp_path / "cache")]
-    assert main(["evaluate", "linear", "--cfg", json.dumps(lin_cfg), *common, "--out", str(tmp_path / "linear.json")]) == 0
+    common = [
+        "--checkpoint",
+        str(ckpt),
+        "--manifest",
+        str(manifest),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+    assert (
+        main(
+            [
+                "evaluate",
+                "linear",
+                "--cfg",
+                json.dumps(lin_cfg),
+                *common,
+                "--out",
+                str(tmp_path / "linear.json"),
+            ]
+        )
+        == 0
+    )
     lin = json.loads((tmp_path / "linear.json").read_text())
 
     def run(cfg, name, linear_json=True):
         extra = ["--linear-json", str(tmp_path / "linear.json")] if linear_json else []
-        assert main(["evaluate", "shift", "--cfg", json.dumps(cfg), *common, *extra, "--out", str(tmp_path / name)]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "shift",
+                    "--cfg",
+                    json.dumps(cfg),
+                    *common,
+                    *extra,
+                    "--out",
+                    str(tmp_path / name),
+                ]
+            )
+            == 0
+        )
         return json.loads((tmp_path / name).read_text())
 
     reused = run({"linear": lin_cfg}, "a.json")
@@ -134,4 +211,7 @@ def test_shift_reuses_the_lambda_of_linear_json(tmp_path):
     assert reused["accuracy"]["original"] == pytest.approx(lin["test_acc"])
     # a different grid is a different selection problem: linear's lambda is not reused
     other = run({"linear": {**lin_cfg, "c_grid": {"min": 1e-3, "max": 1e1, "n": 3}}}, "c.json")
-    assert other["head"]["selection"] == "grid" and len(other["head"].get("path", other.get("path"))) == 3
+    assert (
+        other["head"]["selection"] == "grid"
+        and len(other["head"].get("path", other.get("path"))) == 3
+    )

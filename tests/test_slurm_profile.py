@@ -24,8 +24,10 @@ PROFILE = ROOT / "slurm"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # what the CI Slurm (no slurmdbd) needs on top of the profile; see docs/cluster.md
 CI_FLAGS = [
-    "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "2",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
     "--slurm-keep-successful-logs",
 ]
 
@@ -143,7 +145,9 @@ def slurm_up():
     if not shutil.which("sinfo"):
         return False
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10
+        )
     except subprocess.TimeoutExpired:
         return False
     return out.returncode == 0 and re.search(r"idle|mixed|alloc", out.stdout) is not None
@@ -154,7 +158,8 @@ needs_slurm = pytest.mark.skipif(not slurm_up(), reason="no running Slurm (.ci/s
 
 def sbatch_lines(log, rule):
     return [
-        line for line in log.splitlines()
+        line
+        for line in log.splitlines()
         if line.startswith("sbatch call:") and f"--comment rule_{rule}" in line
     ]
 
@@ -162,9 +167,7 @@ def sbatch_lines(log, rule):
 @pytest.mark.slurm
 @needs_slurm
 def test_jobs_run_through_slurm_with_gpus_cpus_and_retry(tiny):
-    out = run_snakemake(
-        ["all", "--profile", str(PROFILE), "--verbose"] + CI_FLAGS, cwd=tiny
-    )
+    out = run_snakemake(["all", "--profile", str(PROFILE), "--verbose"] + CI_FLAGS, cwd=tiny)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-3000:]
     (gpu_call,) = sbatch_lines(log, "gpu_step")
@@ -186,7 +189,9 @@ def test_jobs_run_through_slurm_with_gpus_cpus_and_retry(tiny):
 @pytest.mark.slurm
 @needs_slurm
 def test_failing_job_reports_and_leaves_no_output(tiny):
-    out = run_snakemake(["broken", "--profile", str(PROFILE), "--retries", "0"] + CI_FLAGS, cwd=tiny)
+    out = run_snakemake(
+        ["broken", "--profile", str(PROFILE), "--retries", "0"] + CI_FLAGS, cwd=tiny
+    )
     log = out.stdout + out.stderr
     assert out.returncode != 0
     assert "Error in rule broken" in log and "FAILED" in log
@@ -200,6 +205,8 @@ def test_failing_job_reports_and_leaves_no_output(tiny):
 def test_smoke_pipeline_through_slurm_matches_local_run():
     out = subprocess.run(
         ["bash", str(ROOT / ".ci/slurm/smoke.sh"), str(ROOT)],
-        capture_output=True, text=True, timeout=3600,
+        capture_output=True,
+        text=True,
+        timeout=3600,
     )
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]

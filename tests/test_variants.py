@@ -14,18 +14,38 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def test_registry_answers_what_each_variant_needs():
-    assert variants.NAMES == ("baseline", "oa_crop_cam", "oa_crop_gt", "bg_mixup_cam",
-                              "bg_hardmix_gt", "mixup", "cutmix")
+    assert variants.NAMES == (
+        "baseline",
+        "oa_crop_cam",
+        "oa_crop_gt",
+        "bg_mixup_cam",
+        "bg_hardmix_gt",
+        "mixup",
+        "cutmix",
+    )
     assert objaware.VARIANTS == variants.NAMES
     assert objaware.NEEDS_MASK == objaware.NEEDS_BG == ("bg_mixup_cam", "bg_hardmix_gt")
     assert objaware.OA_CROP == ("oa_crop_cam", "oa_crop_gt")
     assert [n for n in variants.NAMES if objaware.mixes(n)] == [
-        "bg_mixup_cam", "bg_hardmix_gt", "mixup", "cutmix"]
+        "bg_mixup_cam",
+        "bg_hardmix_gt",
+        "mixup",
+        "cutmix",
+    ]
     assert {n: objaware.box_source(n) for n in variants.NAMES} == {
-        "baseline": None, "oa_crop_cam": "cam", "oa_crop_gt": "gt", "bg_mixup_cam": "cam",
-        "bg_hardmix_gt": "gt", "mixup": None, "cutmix": None}
+        "baseline": None,
+        "oa_crop_cam": "cam",
+        "oa_crop_gt": "gt",
+        "bg_mixup_cam": "cam",
+        "bg_hardmix_gt": "gt",
+        "mixup": None,
+        "cutmix": None,
+    }
     # the workflow's questions: which shards a pretrain job reads
-    assert [n for n in variants.NAMES if variants.get(n).cam_boxes] == ["oa_crop_cam", "bg_mixup_cam"]
+    assert [n for n in variants.NAMES if variants.get(n).cam_boxes] == [
+        "oa_crop_cam",
+        "bg_mixup_cam",
+    ]
     assert [n for n in variants.NAMES if variants.get(n).cam_masks] == ["bg_mixup_cam"]
     assert [n for n in variants.NAMES if variants.get(n).hard_mask] == ["bg_hardmix_gt"]
     assert [n for n in variants.NAMES if variants.uses_cam(n)] == ["oa_crop_cam", "bg_mixup_cam"]
@@ -71,8 +91,11 @@ def test_schema_variant_names_and_model_patterns_are_generated(tmp_path):
 
 
 def _string_constants(path):
-    return [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)
-            and isinstance(n.value, str)]
+    return [
+        n
+        for n in ast.walk(ast.parse(path.read_text()))
+        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]
 
 
 def test_no_variant_is_named_outside_the_registry():
@@ -87,9 +110,12 @@ def test_no_variant_is_named_outside_the_registry():
         text = path.read_text()
         if re.search(r"""(endswith|startswith)\(\s*["'](_cam|_gt|bg_|oa_)""", text):
             found.append(f"{path}: suffix test")
-        found += [f"{path}:{n.lineno}: {n.value}" for n in _string_constants(path)
-                  if n.value in special]
+        found += [
+            f"{path}:{n.lineno}: {n.value}" for n in _string_constants(path) if n.value in special
+        ]
     for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         text = path.read_text()
-        found += [f"{path}: {m}" for m in re.findall(r"""["'](\w*_cam|\w*_gt|bg_\w+|oa_\w+)["']""", text)]
+        found += [
+            f"{path}: {m}" for m in re.findall(r"""["'](\w*_cam|\w*_gt|bg_\w+|oa_\w+)["']""", text)
+        ]
     assert not found, found

@@ -37,10 +37,14 @@ def test_smoke_pipeline_produces_every_artifact(smoke_run):
     res = workdir / "results"
     assert (res / "report.html").stat().st_size > 1000
     manifest = pd.read_parquet(res / "data" / "scenes_multi" / "manifest.parquet")
-    masks = pd.concat(pd.read_parquet(p) for p in
-                      sorted((res / "cam" / "scenes_multi").glob("*/iter10/masks_*.parquet")))
-    boxes = pd.concat(pd.read_parquet(p) for p in
-                      sorted((res / "refine" / "scenes_multi").glob("*/iter10/boxes_*.parquet")))
+    masks = pd.concat(
+        pd.read_parquet(p)
+        for p in sorted((res / "cam" / "scenes_multi").glob("*/iter10/masks_*.parquet"))
+    )
+    boxes = pd.concat(
+        pd.read_parquet(p)
+        for p in sorted((res / "refine" / "scenes_multi").glob("*/iter10/boxes_*.parquet"))
+    )
     assert set(masks.image_id) == set(boxes.image_id)
     assert set(masks.image_id) <= set(manifest.image_id)
     for name in ("moco-baseline-s0", "moco-oa_crop_cam-s0"):
@@ -102,8 +106,9 @@ def test_readme_commands_run_on_the_smoke_results(smoke_run, tmp_path):
             raise AssertionError(f"README command of unknown kind (add it to this test): {cmd}")
     # the Python and SQL snippets
     snippet = re.search(r"```python\n(.*?)```", README, re.S)[1]
-    proc = subprocess.run([sys.executable, "-c", snippet], cwd=workdir, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", snippet], cwd=workdir, env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "image_id" in proc.stdout, proc.stderr
     sql = re.search(r"```sql\n-- DuckDB\n(.*?)```", README, re.S)[1]
     glob = re.search(r"FROM '([^']+)'", sql)[1]
@@ -149,8 +154,15 @@ def test_lost_shard_with_up_to_date_consumers_is_rebuilt(smoke_run):
     boxes.unlink()
     jobs = planned_jobs(workdir)
     assert jobs.get("cam") == 1 and jobs.get("refine", 0) >= 2
-    run_snakemake(workdir, "--cores", "2", *SMOKE, "--", str(masks.relative_to(workdir)),
-                  str(boxes.relative_to(workdir)))
+    run_snakemake(
+        workdir,
+        "--cores",
+        "2",
+        *SMOKE,
+        "--",
+        str(masks.relative_to(workdir)),
+        str(boxes.relative_to(workdir)),
+    )
     assert masks.exists() and boxes.exists()
     # their consumers are now older than the shards: mark them done for the next tests
     run_snakemake(workdir, "--cores", "2", "--touch", *SMOKE)
@@ -196,8 +208,10 @@ def test_lost_refine_shard_is_recomputed_alone(smoke_run):
     # as if the run had been killed during refine: this shard (atomic writes: absent,
     # not half-written) and everything downstream of it are missing
     shard.unlink()
-    for p in [res / "eval" / "scenes_single" / "moco-baseline-s0" / "localization_iter1.json",
-              res / "report.html"]:
+    for p in [
+        res / "eval" / "scenes_single" / "moco-baseline-s0" / "localization_iter1.json",
+        res / "report.html",
+    ]:
         p.unlink()
     shutil.rmtree(res / "models" / "scenes_single" / "moco-bg_mixup_cam-s0")
     shutil.rmtree(res / "eval" / "scenes_single" / "moco-bg_mixup_cam-s0")
@@ -206,4 +220,3 @@ def test_lost_refine_shard_is_recomputed_alone(smoke_run):
     assert jobs.get("pretrain") == 1  # only the model that reads the lost shard
     run_snakemake(workdir, "--cores", "2", *SMOKE, "--", str(shard.relative_to(workdir)))
     pd.testing.assert_frame_equal(before, pd.read_parquet(shard))
-

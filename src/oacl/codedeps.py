@@ -35,7 +35,11 @@ DISPATCH = {
     "oacl.data.cli": ("oacl.data.prepare", "oacl.data.fetch"),
     "oacl.data.prepare": ("oacl.data.scenes", "oacl.data.folder", "oacl.data.composite"),
     "oacl.refine.cli": ("oacl.refine.refine", "oacl.refine.inspect"),
-    "oacl.evaluate.cli": ("oacl.evaluate.linear", "oacl.evaluate.shift", "oacl.evaluate.localization"),
+    "oacl.evaluate.cli": (
+        "oacl.evaluate.linear",
+        "oacl.evaluate.shift",
+        "oacl.evaluate.localization",
+    ),
 }
 
 
@@ -83,9 +87,14 @@ def imports(module: str, package: Path = PACKAGE) -> set[str]:
             add(parent)
             for alias in node.names:  # `from pkg import sub`: the submodule, if it is one
                 add(f"{parent}.{alias.name}")
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-              and node.func.attr == "import_module" and node.args
-              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             add(node.args[0].value)
     found.discard(module)
     return found

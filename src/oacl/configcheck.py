@@ -43,8 +43,12 @@ STAGES = {
 
 
 # where a stage key that the rule sets itself comes from
-RULE_SET = {"method": "experiments.*.methods", "variant": "experiments.*.variants",
-            "seed": "experiments.*.seeds", "device": "the top-level `device`"}
+RULE_SET = {
+    "method": "experiments.*.methods",
+    "variant": "experiments.*.variants",
+    "seed": "experiments.*.seeds",
+    "device": "the top-level `device`",
+}
 
 
 # top-level keys that were renamed -> their new name (named in the error)
@@ -133,16 +137,18 @@ def _value_schema(val) -> dict:
     return {}  # None: any value (the hand-written schema narrows it)
 
 
-def schema_from_defaults(defaults: dict, hand: dict | None = None, drop: Iterable[str] = (),
-                         where: str = "") -> dict:
+def schema_from_defaults(
+    defaults: dict, hand: dict | None = None, drop: Iterable[str] = (), where: str = ""
+) -> dict:
     """A JSON schema accepting exactly the keys of ``defaults``, each of its default's type,
     with the constraints of the hand-written ``hand`` schema on top (its ``type`` wins)."""
     hand = hand or {}
     hand_props = hand.get("properties", {})
     drift = sorted(set(hand_props) - set(defaults))
     if drift:
-        raise ConfigError(f"schema {where or '?'}: constraints for keys not in the stage's "
-                          f"DEFAULTS: {drift}")
+        raise ConfigError(
+            f"schema {where or '?'}: constraints for keys not in the stage's DEFAULTS: {drift}"
+        )
     drop = list(drop)
     props = {}
     for key, val in defaults.items():
@@ -151,8 +157,10 @@ def schema_from_defaults(defaults: dict, hand: dict | None = None, drop: Iterabl
         sub_drop = [d.split(".", 1)[1] for d in drop if d.startswith(key + ".")]
         h = hand_props.get(key, {})
         if isinstance(val, dict) and val:
-            props[key] = {**{k: v for k, v in h.items() if k != "properties"},
-                          **schema_from_defaults(val, h, sub_drop, f"{where}.{key}")}
+            props[key] = {
+                **{k: v for k, v in h.items() if k != "properties"},
+                **schema_from_defaults(val, h, sub_drop, f"{where}.{key}"),
+            }
         else:
             props[key] = {**_value_schema(val), **h}
     out = {k: v for k, v in hand.items() if k != "properties"}
@@ -192,8 +200,12 @@ def full_schema(schema_path) -> dict:
     for kind in ds["properties"]["type"]["enum"]:
         name = f"data_{kind}"
         defs[name] = schema_from_defaults(dataset_defaults(kind), defs.get(name), (), name)
-        branches.append({"if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
-                         "then": {"$ref": f"#/$defs/{name}"}})
+        branches.append(
+            {
+                "if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+                "then": {"$ref": f"#/$defs/{name}"},
+            }
+        )
     ds["allOf"] = branches
     # the variant names and model-name patterns are oacl.variants' (one definition)
     exp = schema["properties"]["experiments"]["additionalProperties"]["properties"]
@@ -236,8 +248,12 @@ def check_config(config: dict, schema_path, files=()) -> None:
             path, msg = list(err.absolute_path), _message(err)
             extra = _unknown_keys(err)
             if extra:  # name the unknown key itself, and point at its line
-                path, msg = path + [extra[0]], "unknown key" + msg[msg.index(" (known"):] if \
-                    " (known" in msg else "unknown key"
+                path, msg = (
+                    path + [extra[0]],
+                    "unknown key" + msg[msg.index(" (known") :]
+                    if " (known" in msg
+                    else "unknown key",
+                )
                 if extra[0] in RULE_SET and len(path) > 1:
                     msg = f"not settable here: each job takes it from {RULE_SET[extra[0]]}"
                 if extra[0] in RENAMED and len(path) == 1:
@@ -256,13 +272,18 @@ def check_config(config: dict, schema_path, files=()) -> None:
 
 def models_of(exp: dict) -> list[str]:
     """The models an experiment trains (every method x variant x seed)."""
-    return [variants.model_name(m, v, s) for m in exp["methods"] for v in exp["variants"]
-            for s in exp["seeds"]]
+    return [
+        variants.model_name(m, v, s)
+        for m in exp["methods"]
+        for v in exp["variants"]
+        for s in exp["seeds"]
+    ]
 
 
 def cross_check(config: dict) -> None:
     """References between sections; a model outside every experiment is an error (it would
     be trained silently, with the top-level pretrain settings)."""
+
     def fail(msg):
         raise ConfigError(f"invalid configuration (nothing was run): {msg}")
 
@@ -270,8 +291,10 @@ def cross_check(config: dict) -> None:
     trained = {}  # dataset -> models some experiment lists
     for name, exp in config["experiments"].items():
         if exp["dataset"] not in datasets:
-            fail(f"experiments.{name}.dataset: unknown dataset {exp['dataset']!r} "
-                 f"(datasets: {sorted(datasets)})")
+            fail(
+                f"experiments.{name}.dataset: unknown dataset {exp['dataset']!r} "
+                f"(datasets: {sorted(datasets)})"
+            )
         trained.setdefault(exp["dataset"], set()).update(models_of(exp))
         for tds in exp.get("transfer", []):
             if tds not in datasets:
@@ -282,12 +305,16 @@ def cross_check(config: dict) -> None:
                 if key not in exp:
                     fail(f"experiments.{name}.{key} is required for *_cam variants")
             if exp["cam"] not in cams:
-                fail(f"experiments.{name}.cam: unknown CAM configuration {exp['cam']!r} "
-                     f"(cam.configs: {sorted(cams)})")
+                fail(
+                    f"experiments.{name}.cam: unknown CAM configuration {exp['cam']!r} "
+                    f"(cam.configs: {sorted(cams)})"
+                )
             if exp["cam_model"] not in trained[exp["dataset"]]:
-                fail(f"experiments.{name}.cam_model: {exp['cam_model']!r} is trained by no "
-                     f"experiment on {exp['dataset']!r} (add its method/variant/seed to one; "
-                     f"listed: {sorted(trained[exp['dataset']])})")
+                fail(
+                    f"experiments.{name}.cam_model: {exp['cam_model']!r} is trained by no "
+                    f"experiment on {exp['dataset']!r} (add its method/variant/seed to one; "
+                    f"listed: {sorted(trained[exp['dataset']])})"
+                )
     for ds, loc in config.get("localization_tables", {}).items():
         if ds not in datasets:
             fail(f"localization_tables.{ds}: unknown dataset")
@@ -297,11 +324,15 @@ def cross_check(config: dict) -> None:
             # the classifier Grad-CAM reference runs on the supervised model named here (its
             # only trigger: listing it is the request to train it)
             if cams[cam].get("method") == "classifier" and "classifier_model" not in loc:
-                fail(f"localization_tables.{ds}.cams: {cam!r} is a classifier CAM; set "
-                     f"localization_tables.{ds}.classifier_model (a supervised-* model)")
+                fail(
+                    f"localization_tables.{ds}.cams: {cam!r} is a classifier CAM; set "
+                    f"localization_tables.{ds}.classifier_model (a supervised-* model)"
+                )
         if loc["model"] not in trained.get(ds, set()):
-            fail(f"localization_tables.{ds}.model: {loc['model']!r} is trained by no experiment on "
-                 f"{ds!r} (add its method/variant/seed to one; listed: {sorted(trained.get(ds, []))})")
+            fail(
+                f"localization_tables.{ds}.model: {loc['model']!r} is trained by no experiment on "
+                f"{ds!r} (add its method/variant/seed to one; listed: {sorted(trained.get(ds, []))})"
+            )
 
 
 # --------------------------------------------------------------------------- oacl check-config
@@ -325,14 +356,19 @@ def _repo_file(*parts) -> Path:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "check-config", help="check config files as the workflow does, without Snakemake",
+        "check-config",
+        help="check config files as the workflow does, without Snakemake",
         description="Parse each file (a YAML error names file and line: for files given to "
         "snakemake with --configfile, Snakemake's own parser reports such errors first, "
         "without the line), merge them over the base config as Snakemake does and check "
-        "the result against the schema and the cross-references.")
+        "the result against the schema and the cross-references.",
+    )
     p.add_argument("configfiles", nargs="*", help="presets / overrides, merged in this order")
-    p.add_argument("--base", default=str(_repo_file("config.yaml")),
-                   help="base config (default: config.yaml of this checkout)")
+    p.add_argument(
+        "--base",
+        default=str(_repo_file("config.yaml")),
+        help="base config (default: config.yaml of this checkout)",
+    )
     p.add_argument("--schema", default=str(_repo_file("workflow", "schemas", "config.schema.yaml")))
     p.set_defaults(func=_run)
 

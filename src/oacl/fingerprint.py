@@ -61,7 +61,9 @@ def config_digest(config) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def fingerprint(config, inputs: Mapping[str, Sequence[str | os.PathLike]], code: Iterable[str]) -> dict:
+def fingerprint(
+    config, inputs: Mapping[str, Sequence[str | os.PathLike]], code: Iterable[str]
+) -> dict:
     """``{"format", "config", "inputs": {name: hash}, "code": {file: hash}, "digest"}``.
 
     ``config``: anything JSON-serialisable that shapes the result; ``inputs``: named,

@@ -91,7 +91,9 @@ def normalise(y, mean=IMAGENET_MEAN, std=IMAGENET_STD, dtype=None):
     return out
 
 
-def eval_transform(images_uint8, image_size, crop_ratio=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+def eval_transform(
+    images_uint8, image_size, crop_ratio=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD
+):
     """Resize to image_size / crop_ratio, centre crop image_size, normalise.
 
     images_uint8: (B, 3, H, W) or (3, H, W) uint8 (any device). The standard evaluation
@@ -106,7 +108,11 @@ def eval_transform(images_uint8, image_size, crop_ratio=0.875, mean=IMAGENET_MEA
     x = x.float() / 255
     H, W = x.shape[-2:]
     short = int(round(image_size / crop_ratio))
-    nh, nw = (short, max(short, round(W * short / H))) if H <= W else (max(short, round(H * short / W)), short)
+    nh, nw = (
+        (short, max(short, round(W * short / H)))
+        if H <= W
+        else (max(short, round(H * short / W)), short)
+    )
     x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
     top, left = (nh - image_size) // 2, (nw - image_size) // 2
     x = normalise(x[:, :, top : top + image_size, left : left + image_size].clamp(0, 1), mean, std)
@@ -144,7 +150,9 @@ def clean_components(binary: np.ndarray, min_component: float) -> np.ndarray:
 # --------------------------------------------------------------------------- boxes
 
 
-def expand_box(box, margin: float, width: float = 1.0, height: float = 1.0, xywh: bool = False) -> list[float]:
+def expand_box(
+    box, margin: float, width: float = 1.0, height: float = 1.0, xywh: bool = False
+) -> list[float]:
     """Grow a box by ``margin`` x its width on the left and on the right and x its height
     at the top and at the bottom, clipped to [0, width] x [0, height].
 
@@ -159,10 +167,17 @@ def expand_box(box, margin: float, width: float = 1.0, height: float = 1.0, xywh
         x1, y1, x2, y2 = box
         bw, bh = x2 - x1, y2 - y1
     dx, dy = margin * bw, margin * bh
-    return [max(0.0, x1 - dx), max(0.0, y1 - dy), min(float(width), x2 + dx), min(float(height), y2 + dy)]
+    return [
+        max(0.0, x1 - dx),
+        max(0.0, y1 - dy),
+        min(float(width), x2 + dx),
+        min(float(height), y2 + dy),
+    ]
 
 
-def crop_window(box, margin: float, width: int, height: int, xywh: bool = False) -> tuple[int, int, int, int]:
+def crop_window(
+    box, margin: float, width: int, height: int, xywh: bool = False
+) -> tuple[int, int, int, int]:
     """Pixel window (x1, y1, x2, y2), x2/y2 exclusive, of a pixel box grown by ``margin``
     (``expand_box``) and rounded outwards (floor / ceil)."""
     x1, y1, x2, y2 = expand_box(box, margin, width, height, xywh)
@@ -252,7 +267,9 @@ def largest_rectangle(zero_mask: np.ndarray) -> tuple[int, int, int, int]:
     return (int(left[y, x]), int(y + 1 - height[y, x]), int(right[y, x]), int(y + 1))
 
 
-def background_rect(soft_mask: np.ndarray, bg_threshold: float = 0.2) -> tuple[list[float], bool, bool]:
+def background_rect(
+    soft_mask: np.ndarray, bg_threshold: float = 0.2
+) -> tuple[list[float], bool, bool]:
     """Normalised background rectangle [x1, y1, x2, y2] of a soft mask in [0, 1].
 
     Pixels with ``soft_mask < bg_threshold`` are background ("zeros"). Returns

@@ -51,7 +51,9 @@ def parse_box_line(line: str, where: str) -> tuple[str, list[list[float]]]:
         if len(vals) != 4:
             raise ValueError(f"{where}: box {tok!r} has {len(vals)} values, expected x1,y1,x2,y2")
         if min(vals) < -1e-3 or max(vals) > 1 + 1e-3:
-            raise ValueError(f"{where}: box {tok!r} is not normalised to [0, 1] (pixel coordinates?)")
+            raise ValueError(
+                f"{where}: box {tok!r} is not normalised to [0, 1] (pixel coordinates?)"
+            )
         x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in vals)
         if x2 <= x1 or y2 <= y1:
             raise ValueError(f"{where}: box {tok!r} has x2 <= x1 or y2 <= y1")
@@ -87,14 +89,18 @@ def import_boxes(manifest: str | Path, boxes_txt: str | Path, out: str | Path) -
                 continue
             key, boxes = parse_box_line(line, f"{boxes_txt} line {n}")
             stem = Path(key).stem
-            row = next((lookup[k] for k in (key, stem, stem.lstrip("0")) if k and k in lookup), None)
+            row = next(
+                (lookup[k] for k in (key, stem, stem.lstrip("0")) if k and k in lookup), None
+            )
             if row is None:
                 unmatched += 1
                 if len(examples) < 3:
                     examples.append(key)
                 continue
             found.setdefault(row, []).extend(boxes)  # repeated lines add boxes
-    params = params_json({"imported_from": str(boxes_txt.resolve()), "format": "image_id x1,y1,x2,y2 ..."})
+    params = params_json(
+        {"imported_from": str(boxes_txt.resolve()), "format": "image_id x1,y1,x2,y2 ..."}
+    )
     rows = [
         {
             "image_id": df["image_id"].iat[i],
@@ -118,7 +124,9 @@ def import_boxes(manifest: str | Path, boxes_txt: str | Path, out: str | Path) -
         "manifest_images_without_boxes": len(df) - len(rows),
     }
     if unmatched:
-        log.warning("%s: %d line(s) matched no manifest image (e.g. %s)", boxes_txt, unmatched, examples)
+        log.warning(
+            "%s: %d line(s) matched no manifest image (e.g. %s)", boxes_txt, unmatched, examples
+        )
     return counts
 
 
@@ -128,7 +136,9 @@ def import_boxes(manifest: str | Path, boxes_txt: str | Path, out: str | Path) -
 def encoder_state_dict(encoder) -> OrderedDict[str, object]:
     """The encoder's weights on CPU without the (Identity) head: torchvision key layout."""
     return OrderedDict(
-        (k, v.detach().cpu().clone()) for k, v in encoder.state_dict().items() if not k.startswith("fc.")
+        (k, v.detach().cpu().clone())
+        for k, v in encoder.state_dict().items()
+        if not k.startswith("fc.")
     )
 
 
@@ -222,18 +232,26 @@ def export_model(model, fmt: str, out: str | Path) -> Path:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("import-boxes", help="convert the authors' released box file to a box shard")
+    p = subparsers.add_parser(
+        "import-boxes", help="convert the authors' released box file to a box shard"
+    )
     p.add_argument("--manifest", required=True, help="manifest.parquet of the dataset")
     p.add_argument(
-        "--boxes-txt", required=True, help="one line per image: image_id x1,y1,x2,y2 ... (normalised)"
+        "--boxes-txt",
+        required=True,
+        help="one line per image: image_id x1,y1,x2,y2 ... (normalised)",
     )
     p.add_argument("--out", required=True, help="box shard to write (.parquet)")
     p.set_defaults(func=_import_boxes_cmd)
 
-    p = subparsers.add_parser("export", help="export a checkpoint's encoder for torchvision or Detectron2")
+    p = subparsers.add_parser(
+        "export", help="export a checkpoint's encoder for torchvision or Detectron2"
+    )
     p.add_argument("--checkpoint", required=True, help="model.pt written by oacl pretrain")
     p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--out", required=True, help="output file (.pth for torchvision, .pkl for detectron2)")
+    p.add_argument(
+        "--out", required=True, help="output file (.pth for torchvision, .pkl for detectron2)"
+    )
     p.set_defaults(func=_export_cmd)
 
 
@@ -242,7 +260,11 @@ def _import_boxes_cmd(args) -> int:
     print(
         f"import-boxes: {counts['matched']} images, {counts['boxes']} boxes -> {args.out}; "
         f"{counts['unmatched_lines']} unmatched line(s)"
-        + (f" (e.g. {', '.join(counts['unmatched_examples'])})" if counts["unmatched_lines"] else "")
+        + (
+            f" (e.g. {', '.join(counts['unmatched_examples'])})"
+            if counts["unmatched_lines"]
+            else ""
+        )
         + f"; {counts['manifest_images_without_boxes']} manifest images without a line"
     )
     return 0

@@ -175,4 +175,3 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         raise
     except Exception as exc:
         raise ImageError(f"{path}: cannot decode mask ({type(exc).__name__}: {exc})") from exc
-

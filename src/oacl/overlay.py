@@ -17,13 +17,20 @@ import numpy as np
 from .geometry import resize
 from .io import decode_png
 
-BOX_COLOUR, GT_COLOUR, RECT_COLOUR, EDGE_COLOUR = (0, 220, 0), (255, 220, 0), (0, 230, 255), (255, 0, 255)
+BOX_COLOUR, GT_COLOUR, RECT_COLOUR, EDGE_COLOUR = (
+    (0, 220, 0),
+    (255, 220, 0),
+    (0, 230, 255),
+    (255, 0, 255),
+)
 
 
 def _label(panel: np.ndarray, text: str) -> None:
     (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
     cv2.rectangle(panel, (0, 0), (tw + 8, th + 8), (0, 0, 0), -1)
-    cv2.putText(panel, text, (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        panel, text, (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA
+    )
 
 
 def _draw_boxes(panel: np.ndarray, boxes, colour, thickness: int) -> None:
@@ -47,11 +54,16 @@ def render_overlay(
     _draw_boxes(boxes_panel, gt_boxes, GT_COLOUR, 1)
     if box_row is not None:
         _draw_boxes(boxes_panel, box_row["boxes"], BOX_COLOUR, 2)
-    _label(boxes_panel, f"boxes: {len(box_row['boxes'])}" if box_row is not None else "image (no box shard)")
+    _label(
+        boxes_panel,
+        f"boxes: {len(box_row['boxes'])}" if box_row is not None else "image (no box shard)",
+    )
 
     if soft is not None:
         heat = resize(soft.astype(np.float32), (h, w), "linear")
-        jet = cv2.applyColorMap((np.clip(heat, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
+        jet = cv2.applyColorMap((np.clip(heat, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[
+            :, :, ::-1
+        ]
         heat_panel = (0.5 * img + 0.5 * jet).astype(np.uint8)
         _label(heat_panel, f"ContraCAM (max {soft.max():.2f})")
     else:
@@ -61,7 +73,9 @@ def render_overlay(
     if box_row is not None:
         crf = resize(decode_png(box_row["mask_png"]), (h, w), "nearest") > 0
         mask_panel = np.where(crf[:, :, None], img, (img * 0.3).astype(np.uint8))
-        contours, _ = cv2.findContours(crf.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        contours, _ = cv2.findContours(
+            crf.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        )
         cv2.drawContours(mask_panel, contours, -1, EDGE_COLOUR, 1)
         _draw_boxes(mask_panel, [box_row["bg_rect"]], RECT_COLOUR, 2)
         _label(mask_panel, "CRF mask + bg rect" + (" (empty CAM)" if box_row["empty"] else ""))
@@ -72,7 +86,9 @@ def render_overlay(
     gap = np.full((h, 4, 3), 255, np.uint8)
     strip = np.concatenate([boxes_panel, gap, heat_panel, gap, mask_panel], axis=1)
     header = np.full((24, strip.shape[1], 3), 32, np.uint8)
-    cv2.putText(header, title, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        header, title, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA
+    )
     return np.concatenate([header, strip], axis=0)
 
 

@@ -132,7 +132,13 @@ def refine_one(image: np.ndarray, soft: np.ndarray, params: dict) -> dict:
     prob = np.clip(resize(soft.astype(np.float32), shape, "shrink_all"), 0.0, 1.0)
     rect, empty, full = background_rect(prob, params["bg_threshold"])
     if empty:
-        return {"boxes": [], "mask": np.zeros(shape, np.uint8), "bg_rect": rect, "empty": True, "full": False}
+        return {
+            "boxes": [],
+            "mask": np.zeros(shape, np.uint8),
+            "bg_rect": rect,
+            "empty": True,
+            "full": False,
+        }
     if params["crf"]:
         binary = dense_crf(img, prob, crf_params, threshold=params["box_threshold"])
     else:

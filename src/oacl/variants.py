@@ -111,10 +111,18 @@ def model_name(method: str, variant: str, seed: int) -> str:
 
 def model_pattern(method: str | None = None) -> str:
     """MODEL_RE anchored (a JSON-schema ``pattern``), optionally for one method only."""
-    return "^" + (MODEL_RE if method is None else rf"{re.escape(method)}-{VARIANT_RE}-s{SEED_RE}") + "$"
+    return (
+        "^"
+        + (MODEL_RE if method is None else rf"{re.escape(method)}-{VARIANT_RE}-s{SEED_RE}")
+        + "$"
+    )
 
 
 def parse_model(name: str) -> dict | None:
     """{method, variant, seed} of a model name, or None if it is not one."""
     m = _MODEL.fullmatch(name)
-    return None if m is None else {"method": m["method"], "variant": m["variant"], "seed": int(m["seed"])}
+    return (
+        None
+        if m is None
+        else {"method": m["method"], "variant": m["variant"], "seed": int(m["seed"])}
+    )

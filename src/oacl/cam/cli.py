@@ -10,21 +10,29 @@ from . import run
 
 
 def _cmd(args) -> int:
-    run.run_cam(args.cfg, args.checkpoint, args.manifest, args.shard, args.n_shards, args.out,
-                device=args.device)
+    run.run_cam(
+        args.cfg,
+        args.checkpoint,
+        args.manifest,
+        args.shard,
+        args.n_shards,
+        args.out,
+        device=args.device,
+    )
     return 0
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("cam", help="ContraCAM soft masks for one shard of a manifest",
-                              description=run.__doc__)
+    p = subparsers.add_parser(
+        "cam", help="ContraCAM soft masks for one shard of a manifest", description=run.__doc__
+    )
     p.add_argument("--cfg", default="{}", help="JSON of the cam section (see DEFAULTS)")
     p.add_argument("--checkpoint", required=True, help="model.pt (oacl.models format)")
     p.add_argument("--manifest", required=True)
     p.add_argument("--shard", type=int, default=0)
     p.add_argument("--n-shards", type=int, default=1)
-    p.add_argument("--device", choices=run.CHOICES["device"], default=None,
-                   help="overrides cfg device")
+    p.add_argument(
+        "--device", choices=run.CHOICES["device"], default=None, help="overrides cfg device"
+    )
     p.add_argument("--out", required=True, help="mask shard (.parquet), written atomically")
     p.set_defaults(func=_cmd)
-

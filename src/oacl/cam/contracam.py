@@ -239,7 +239,9 @@ def _check_images(images: torch.Tensor) -> torch.Tensor:
 def _mask_color(images: torch.Tensor, mask_color) -> torch.Tensor:
     if isinstance(mask_color, str):
         if mask_color != "batch_mean":
-            raise ValueError(f"mask_color must be 'batch_mean' or per-channel values, got {mask_color!r}")
+            raise ValueError(
+                f"mask_color must be 'batch_mean' or per-channel values, got {mask_color!r}"
+            )
         return images.mean(dim=(0, 2, 3), keepdim=True)
     color = torch.as_tensor(mask_color, dtype=images.dtype, device=images.device)
     return color.reshape(1, -1, 1, 1) if color.ndim else color

@@ -35,8 +35,15 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """conv followed by eval-mode BN as one conv: w' = w*s, b' = (b - mean)*s + beta."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-        conv.padding, conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
     ).to(conv.weight.device, conv.weight.dtype)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))

@@ -80,9 +80,13 @@ def check_params(p: dict) -> None:
         bad("batch_size", "an integer >= 1")
     if not isinstance(p["splits"], list) or not all(isinstance(s, str) for s in p["splits"]):
         bad("splits", "a list of split names")
-    if p["max_images"] is not None and (not isinstance(p["max_images"], int) or p["max_images"] < 1):
+    if p["max_images"] is not None and (
+        not isinstance(p["max_images"], int) or p["max_images"] < 1
+    ):
         bad("max_images", "null or an integer >= 1")
-    if p["image_size"] is not None and (not isinstance(p["image_size"], int) or p["image_size"] < 8):
+    if p["image_size"] is not None and (
+        not isinstance(p["image_size"], int) or p["image_size"] < 8
+    ):
         bad("image_size", "null or an integer >= 8")
     check_choice("device", p["device"])
     check_choice("amp", p["amp"])
@@ -153,10 +157,17 @@ def run_cam(cfg, checkpoint, manifest, shard: int, n_shards: int, out, device=No
     size = params["image_size"] or int(meta["image_size"])
     mean, std = meta.get("mean", IMAGENET_MEAN), meta.get("std", IMAGENET_STD)
     if params["method"] == "classifier" and getattr(model, "classifier", None) is None:
-        raise ValueError(f"cam: method 'classifier' needs a supervised checkpoint; {checkpoint} "
-                         f"is {meta.get('method')!r}")
-    engine = CamEngine(model, params["expand_res"], params["fuse_bn"], params["channels_last"],
-                       torch.bfloat16 if amp == "bf16" else None)
+        raise ValueError(
+            f"cam: method 'classifier' needs a supervised checkpoint; {checkpoint} "
+            f"is {meta.get('method')!r}"
+        )
+    engine = CamEngine(
+        model,
+        params["expand_res"],
+        params["fuse_bn"],
+        params["channels_last"],
+        torch.bfloat16 if amp == "bf16" else None,
+    )
     record = dict(params, device=dev, amp=amp, image_size=size, checkpoint=str(checkpoint))
     record_json = params_json(record)
     if dev == "cuda":
@@ -168,7 +179,9 @@ def run_cam(cfg, checkpoint, manifest, shard: int, n_shards: int, out, device=No
             return load_image(path, size, mean, std)
         except (ImageError, FileNotFoundError, OSError) as exc:
             if not params["skip_bad"]:
-                raise ImageError(f"cam: image {path} (image_id {rows['image_id'].iloc[i]}): {exc}") from exc
+                raise ImageError(
+                    f"cam: image {path} (image_id {rows['image_id'].iloc[i]}): {exc}"
+                ) from exc
             log.warning("skipping bad image %s: %s", path, exc)
             return None
 
@@ -176,7 +189,9 @@ def run_cam(cfg, checkpoint, manifest, shard: int, n_shards: int, out, device=No
     with ThreadPoolExecutor(max(1, params["num_workers"])) as pool:
         submit = lambda b: [pool.submit(load, int(i)) for i in b[0]]  # noqa: E731
         pending = submit(mine[0]) if mine else None
-        for k, (idx, n_real) in enumerate(tqdm(mine, desc=f"cam shard {shard}/{n_shards}", unit="batch")):
+        for k, (idx, n_real) in enumerate(
+            tqdm(mine, desc=f"cam shard {shard}/{n_shards}", unit="batch")
+        ):
             loaded = [f.result() for f in pending]
             pending = submit(mine[k + 1]) if k + 1 < len(mine) else None
             keep = [j for j, item in enumerate(loaded) if item is not None]
@@ -184,11 +199,14 @@ def run_cam(cfg, checkpoint, manifest, shard: int, n_shards: int, out, device=No
             if not any(j < n_real for j in keep):
                 continue
             if len(keep) == 1:
-                log.warning("batch of one image: ContraCAM has no negatives (see oacl.cam.contracam)")
+                log.warning(
+                    "batch of one image: ContraCAM has no negatives (see oacl.cam.contracam)"
+                )
             x = torch.from_numpy(np.stack([loaded[j][0] for j in keep])).to(dev)
             if params["method"] == "contracam":
-                masks = engine.contracam(x, params["iters"], params["nsr"], params["pos_mode"],
-                                         params["mask_color"])
+                masks = engine.contracam(
+                    x, params["iters"], params["nsr"], params["pos_mode"], params["mask_color"]
+                )
             elif params["method"] == "ncut":
                 masks = ncut_masks(engine.features(x).detach(), x.shape[-1])
             else:
@@ -196,7 +214,9 @@ def run_cam(cfg, checkpoint, manifest, shard: int, n_shards: int, out, device=No
                 if params["classifier_labels"] == "manifest":
                     labels = torch.as_tensor([int(rows["label"].iloc[int(idx[j])]) for j in keep])
                     if (labels < 0).any():
-                        raise ValueError("cam: classifier_labels 'manifest' but some rows have label -1")
+                        raise ValueError(
+                            "cam: classifier_labels 'manifest' but some rows have label -1"
+                        )
                 masks = engine.classifier_cam(x, labels, params["nsr"])
             masks = (masks[:, 0].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
             for m, j in zip(masks, keep):
@@ -204,13 +224,24 @@ def run_cam(cfg, checkpoint, manifest, shard: int, n_shards: int, out, device=No
                     continue  # padding row: negatives only
                 i = int(idx[j])
                 oh, ow = loaded[j][1]
-                out_rows.append({
-                    "image_id": str(rows["image_id"].iloc[i]), "height": size, "width": size,
-                    "orig_height": int(oh), "orig_width": int(ow),
-                    "mask_png": encode_png(m), "params": record_json,
-                })
+                out_rows.append(
+                    {
+                        "image_id": str(rows["image_id"].iloc[i]),
+                        "height": size,
+                        "width": size,
+                        "orig_height": int(oh),
+                        "orig_width": int(ow),
+                        "mask_png": encode_png(m),
+                        "params": record_json,
+                    }
+                )
     write_rows(out, out_rows, MASK_SCHEMA)
-    summary = {"images": len(out_rows), "batches": len(mine), "skipped": len(skipped),
-               "seconds": round(time.perf_counter() - t0, 2), "out": str(out)}
+    summary = {
+        "images": len(out_rows),
+        "batches": len(mine),
+        "skipped": len(skipped),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "out": str(out),
+    }
     log.info("cam shard %d/%d: %s", shard, n_shards, summary)
     return summary

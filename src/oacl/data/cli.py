@@ -126,7 +126,9 @@ def _fetch(args) -> int:
     except FetchError as exc:
         print(f"oacl data fetch {args.source}: {exc}", file=sys.stderr)
         return 2
-    how = "already there (same SHA-256)" if st["cached"] else f"unpacked in {time.time() - t0:.1f} s"
+    how = (
+        "already there (same SHA-256)" if st["cached"] else f"unpacked in {time.time() - t0:.1f} s"
+    )
     print(f"{args.dest}: {st['package']} {st['version']} (sha256 {st['sha256'][:12]}), "
           f"{st['n_files']} files, {how}")  # fmt: skip
     return 0

@@ -81,7 +81,9 @@ def _broken_link(p: Path) -> tuple[str, str]:
     return "", ""
 
 
-def _variant_items(root: Path, params: dict, bad_entries: list) -> list[tuple[str, str, Path, str, str]]:
+def _variant_items(
+    root: Path, params: dict, bad_entries: list
+) -> list[tuple[str, str, Path, str, str]]:
     """(split, class, path, variant, mask path or "") of every image of ``variants``;
     unreadable entries are appended to ``bad_entries``."""
     found = []
@@ -149,8 +151,14 @@ def _list_images(
                     bad(f, why, kind)
                 elif f.is_file():
                     found.append((sd.name, cd.name, f))
-            if len(found) == n and not any(p["path"].startswith(str(cd) + os.sep) for p in problems):
-                bad(cd, f"empty class folder: no image file ({', '.join(sorted(exts))})", "empty_class")
+            if len(found) == n and not any(
+                p["path"].startswith(str(cd) + os.sep) for p in problems
+            ):
+                bad(
+                    cd,
+                    f"empty class folder: no image file ({', '.join(sorted(exts))})",
+                    "empty_class",
+                )
     return found, problems
 
 
@@ -237,7 +245,9 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
         )
     if not items:
         listing = "".join(f"\n  {b['path']}: {b['reason']}" for b in bad_entries[:20])
-        raise ValueError(f"folder dataset {root}: no images found under <split>/<class>/ folders{listing}")
+        raise ValueError(
+            f"folder dataset {root}: no images found under <split>/<class>/ folders{listing}"
+        )
     masks = []
     for split, cls, f in items:
         m = root / "masks" / split / cls / (f.stem + ".png")

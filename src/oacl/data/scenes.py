@@ -199,7 +199,10 @@ def _smooth_noise(rng, s: int, cells: tuple[int, int]) -> np.ndarray:
 # the localisation table stays below the centred prior, tests/test_scenes.py).
 BG_SCALE = (0.6, 1.6)  # texture scale factor per background instance
 BG_CONTRAST = (0.7, 1.0)  # share of the two-colour range the class structure spans
-BG_SHARPNESS = (1.0, 4.0)  # gain of the structure before clipping: > 1 pushes pixels to the two colours
+BG_SHARPNESS = (
+    1.0,
+    4.0,
+)  # gain of the structure before clipping: > 1 pushes pixels to the two colours
 
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
@@ -236,9 +239,13 @@ def _bg_structure(name: str, rng, s: int, u, v) -> np.ndarray:
         return np.clip(0.75 * t + 0.25 * _smooth_noise(rng, s, (3, 3)), 0, 1)
     if name == "water":  # horizontal waves
         f, ph = rng.uniform(5.0, 6.5) / s, rng.uniform(0, 2 * np.pi, 2)
-        return 0.5 + 0.5 * np.sin(2 * np.pi * f * v + 1.2 * np.sin(2 * np.pi * u / s * 1.5 + ph[0]) + ph[1])
+        return 0.5 + 0.5 * np.sin(
+            2 * np.pi * f * v + 1.2 * np.sin(2 * np.pi * u / s * 1.5 + ph[0]) + ph[1]
+        )
     if name == "sand":  # fine grain
-        return np.clip(0.6 * rng.random((s, s), dtype=np.float32) + 0.4 * _smooth_noise(rng, s, (5, 5)), 0, 1)
+        return np.clip(
+            0.6 * rng.random((s, s), dtype=np.float32) + 0.4 * _smooth_noise(rng, s, (5, 5)), 0, 1
+        )
     if name == "brick":  # staggered bricks, mortar lines
         bh = max(4.0, s / 8)
         bw = 2 * bh
@@ -256,7 +263,9 @@ def _bg_structure(name: str, rng, s: int, u, v) -> np.ndarray:
         return 0.5 + 0.5 * np.sin(2 * np.pi * (u / period + 3.0 * _smooth_noise(rng, s, (3, 3))))
     if name == "asphalt":  # coarse grain with cracks
         t = 0.7 * rng.random((s, s), dtype=np.float32)
-        return np.where(np.abs(np.sin(u / s * 9 + 3 * _smooth_noise(rng, s, (3, 3)))) < 0.04, 1.0, t)
+        return np.where(
+            np.abs(np.sin(u / s * 9 + 3 * _smooth_noise(rng, s, (3, 3)))) < 0.04, 1.0, t
+        )
     raise ValueError(f"unknown background {name}")  # pragma: no cover
 
 
@@ -521,7 +530,9 @@ def _render_scene(p: dict, sc: dict) -> dict:
     bg = render_background(sc["bg"], _rng(p, sc["split"], sc["index"], _BG), s, p["bg_variation"])
     geom = _rng(p, sc["split"], sc["index"], _GEOM)
     look_rng = _rng(p, sc["split"], sc["index"], _LOOK)
-    palette = background_palette(sc["bg"], _rng(p, sc["split"], sc["index"], _BG), p["bg_variation"])
+    palette = background_palette(
+        sc["bg"], _rng(p, sc["split"], sc["index"], _BG), p["bg_variation"]
+    )
     scale = p["object_scale"] if p["kind"] == "single" else p["multi_object_scale"]
     image = bg.copy()
     union = np.zeros((s, s), bool)
@@ -582,7 +593,6 @@ def _render_variant(p: dict, sc: dict, scene: dict, name: str, split_scenes) -> 
         img = np.where(obj["mask"][..., None], tex, scene["image"])
         return img, sc["bg"], -1, f"texture_from={c}", True
     raise ValueError(f"unknown variant {name}")
-
 
 
 def background_challenge_variant(p, sc, scene, name, split_scenes, draw_bg) -> tuple:

@@ -19,7 +19,11 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="evaluate_command", required=True)
     for name, helptext, func in [
         ("linear", "linear evaluation (L-BFGS logistic regression on frozen features)", _linear),
-        ("shift", "linear head on original, tested on background/distribution-shift variants", _shift),
+        (
+            "shift",
+            "linear head on original, tested on background/distribution-shift variants",
+            _shift,
+        ),
     ]:
         q = sub.add_parser(name, help=helptext)
         q.add_argument("--cfg", default="{}", help="the rule's config section as JSON")
@@ -27,10 +31,15 @@ def register(subparsers) -> None:
         q.add_argument("--manifest", required=True, help="manifest.parquet")
         q.add_argument("--cache-dir", required=True, help="feature cache folder")
         q.add_argument("--out", required=True, help="output JSON")
-        q.add_argument("--device", default=None, help="auto | cpu | cuda[:i]; overrides the cfg's device")
+        q.add_argument(
+            "--device", default=None, help="auto | cpu | cuda[:i]; overrides the cfg's device"
+        )
         if name == "shift":
-            q.add_argument("--linear-json", default=None,
-                           help="linear.json of this checkpoint: reuse its lambda if selected alike")
+            q.add_argument(
+                "--linear-json",
+                default=None,
+                help="linear.json of this checkpoint: reuse its lambda if selected alike",
+            )
         q.set_defaults(func=func)
     localization.register(sub)
 
@@ -62,4 +71,6 @@ def _shift(args) -> int:
             linear_result = json.loads(Path(args.linear_json).read_text())
         except (OSError, ValueError) as exc:
             raise ValueError(f"--linear-json {args.linear_json}: cannot read it ({exc})") from exc
-    return _run(args, shift.DEFAULTS, shift.run_shift, "evaluate shift --cfg", linear_result=linear_result)
+    return _run(
+        args, shift.DEFAULTS, shift.run_shift, "evaluate shift --cfg", linear_result=linear_result
+    )

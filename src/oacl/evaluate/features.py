@@ -53,7 +53,9 @@ def load_model(checkpoint: str | os.PathLike, device: str = "cpu"):
     return load_checkpoint(checkpoint, device)
 
 
-def eval_view(image, image_size: int, crop_ratio: float = CROP_RATIO, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+def eval_view(
+    image, image_size: int, crop_ratio: float = CROP_RATIO, mean=IMAGENET_MEAN, std=IMAGENET_STD
+):
     """uint8 (H, W, 3) -> normalised (3, S, S): the shared evaluation transform.
 
     Uses oacl.geometry.eval_transform (shorter side to image_size / crop_ratio,
@@ -92,8 +94,10 @@ def extract_features(
     chunks = []
     with torch.no_grad():
         for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch"):
-            views = [eval_view(read_rgb(p), image_size, crop_ratio, mean, std)
-                     for p in paths[start : start + batch_size]]
+            views = [
+                eval_view(read_rgb(p), image_size, crop_ratio, mean, std)
+                for p in paths[start : start + batch_size]
+            ]
             x = torch.stack(views).to(device).contiguous(memory_format=torch.channels_last)
             f = encoder(x)
             chunks.append(f.flatten(1).float().cpu().numpy())
@@ -104,7 +108,11 @@ def extract_features(
 
 def cache_fingerprint(checkpoint_digest: str, crop_ratio: float, image_paths) -> dict:
     """Fingerprint of one cached subset: checkpoint bytes, image bytes, preprocessing, code."""
-    config = {"version": FEATURE_VERSION, "checkpoint": checkpoint_digest, "crop_ratio": float(crop_ratio)}
+    config = {
+        "version": FEATURE_VERSION,
+        "checkpoint": checkpoint_digest,
+        "crop_ratio": float(crop_ratio),
+    }
     return fpr.fingerprint(config, {"images": list(image_paths)}, CODE)
 
 
@@ -119,8 +127,16 @@ def select_rows(df: pd.DataFrame, split: str, variant: str | None = "original") 
 class FeatureCache:
     """Features of one checkpoint over one manifest, cached per (split, variant)."""
 
-    def __init__(self, checkpoint, manifest, cache_dir, batch_size=256, device="cpu",
-                 label_column="label", crop_ratio=CROP_RATIO):
+    def __init__(
+        self,
+        checkpoint,
+        manifest,
+        cache_dir,
+        batch_size=256,
+        device="cpu",
+        label_column="label",
+        crop_ratio=CROP_RATIO,
+    ):
         self.checkpoint = Path(checkpoint)
         if not self.checkpoint.exists():
             raise FileNotFoundError(f"checkpoint not found: {self.checkpoint}")
@@ -157,14 +173,24 @@ class FeatureCache:
             self.hits += 1
             return {"features": cached, "labels": labels, "image_ids": ids}
         self.misses += 1
-        feats = extract_features(self.model, rows, batch_size=self.batch_size,
-                                 device=self.device, desc=f"{split}/{variant}",
-                                 crop_ratio=self.crop_ratio)
+        feats = extract_features(
+            self.model,
+            rows,
+            batch_size=self.batch_size,
+            device=self.device,
+            desc=f"{split}/{variant}",
+            crop_ratio=self.crop_ratio,
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:  # a file object keeps numpy from adding ".npz"
-                np.savez(fh, features=feats, labels=labels, image_ids=ids,
-                         fingerprint=np.array(json.dumps(fp, sort_keys=True)))
+                np.savez(
+                    fh,
+                    features=feats,
+                    labels=labels,
+                    image_ids=ids,
+                    fingerprint=np.array(json.dumps(fp, sort_keys=True)),
+                )
         return {"features": feats, "labels": labels, "image_ids": ids}
 
     def _load(self, path: Path, ids: np.ndarray, fp: dict):
@@ -186,8 +212,19 @@ class FeatureCache:
             return None
 
 
-def cached_features(checkpoint, manifest, split, variant, cache_dir, batch_size=256,
-                    device="cpu", label_column="label", crop_ratio=CROP_RATIO) -> dict:
+def cached_features(
+    checkpoint,
+    manifest,
+    split,
+    variant,
+    cache_dir,
+    batch_size=256,
+    device="cpu",
+    label_column="label",
+    crop_ratio=CROP_RATIO,
+) -> dict:
     """One-off form of FeatureCache(...).get(split, variant)."""
-    cache = FeatureCache(checkpoint, manifest, cache_dir, batch_size, device, label_column, crop_ratio)
+    cache = FeatureCache(
+        checkpoint, manifest, cache_dir, batch_size, device, label_column, crop_ratio
+    )
     return cache.get(split, variant)

@@ -151,9 +151,15 @@ class _Problem:
 
         W = self.W.clone().requires_grad_(True)
         b = self.b.clone().requires_grad_(True)
-        opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20,
-                                tolerance_grad=tol, tolerance_change=1e-12,
-                                line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            [W, b],
+            lr=1.0,
+            max_iter=max_iter,
+            history_size=20,
+            tolerance_grad=tol,
+            tolerance_change=1e-12,
+            line_search_fn="strong_wolfe",
+        )
 
         def closure():
             opt.zero_grad()
@@ -164,8 +170,14 @@ class _Problem:
         with _cpu_threads(self.X.numel(), self.device):
             opt.step(closure)
         self.W, self.b = W.detach(), b.detach()
-        return LinearHead(self.W.cpu().numpy().astype(np.float64), self.b.cpu().numpy().astype(np.float64),
-                          self.mean, self.std, self.classes, float(lam))
+        return LinearHead(
+            self.W.cpu().numpy().astype(np.float64),
+            self.b.cpu().numpy().astype(np.float64),
+            self.mean,
+            self.std,
+            self.classes,
+            float(lam),
+        )
 
 
 def fit_head(X, y, lam, max_iter=300, tol=1e-7, standardize=True, device="cpu") -> LinearHead:
@@ -174,8 +186,9 @@ def fit_head(X, y, lam, max_iter=300, tol=1e-7, standardize=True, device="cpu") 
     return _Problem(X, y, classes, standardize, device).fit(lam, max_iter, tol)
 
 
-def select_lambda(Xtr, ytr, Xval, yval, grid, max_iter=300, tol=1e-7, standardize=True,
-                  device="cpu") -> tuple[float, list[dict]]:
+def select_lambda(
+    Xtr, ytr, Xval, yval, grid, max_iter=300, tol=1e-7, standardize=True, device="cpu"
+) -> tuple[float, list[dict]]:
     """Walk the grid from strong to weak regularisation (warm starts); pick by val acc.
 
     Returns (chosen lam, path) where path lists {lambda, val_acc, val_loss, train_acc}
@@ -188,9 +201,14 @@ def select_lambda(Xtr, ytr, Xval, yval, grid, max_iter=300, tol=1e-7, standardiz
     path = []
     for lam in tqdm(sorted(grid, reverse=True), desc="L-BFGS grid", unit="lam"):
         head = prob.fit(float(lam), max_iter, tol)
-        path.append({"lambda": float(lam), "val_acc": head.accuracy(Xval, yval),
-                     "val_loss": head.cross_entropy(Xval, yval),
-                     "train_acc": head.accuracy(Xtr, ytr)})
+        path.append(
+            {
+                "lambda": float(lam),
+                "val_acc": head.accuracy(Xval, yval),
+                "val_loss": head.cross_entropy(Xval, yval),
+                "train_acc": head.accuracy(Xtr, ytr),
+            }
+        )
     path.sort(key=lambda r: r["lambda"])
     best = max(path, key=lambda r: (r["val_acc"], -r["val_loss"]))
     return best["lambda"], path
@@ -220,7 +238,9 @@ def reusable_selection(linear_result: dict, p: dict, checkpoint, manifest) -> di
     Shift evaluation fits the same head as linear evaluation (same checkpoint,
     manifest, splits and grid); reusing the chosen lam skips a second 45-value path.
     """
-    if str(linear_result.get("checkpoint")) != str(checkpoint) or str(linear_result.get("manifest")) != str(manifest):
+    if str(linear_result.get("checkpoint")) != str(checkpoint) or str(
+        linear_result.get("manifest")
+    ) != str(manifest):
         return None
     theirs = {k: v for k, v in linear_result.get("params", {}).items() if k not in _NOT_HEAD}
     ours = {k: v for k, v in p.items() if k not in _NOT_HEAD}
@@ -229,8 +249,14 @@ def reusable_selection(linear_result: dict, p: dict, checkpoint, manifest) -> di
     return {k: linear_result[k] for k in ("lambda", "val_acc", "val_source", "path")}
 
 
-def fit_with_selection(cache, p: dict, train_split: str, val_split: str, variant: str = "original",
-                       selected: dict | None = None):
+def fit_with_selection(
+    cache,
+    p: dict,
+    train_split: str,
+    val_split: str,
+    variant: str = "original",
+    selected: dict | None = None,
+):
     """Select lam on validation data and fit the final head. Returns (head, info dict).
 
     ``selected`` (from ``reusable_selection``) gives a lam already chosen on exactly
@@ -239,8 +265,10 @@ def fit_with_selection(cache, p: dict, train_split: str, val_split: str, variant
     dev = cache.device
     tr = _labelled(cache.get(train_split, variant))
     if len(tr["labels"]) == 0:
-        raise ValueError(f"no labelled rows in split {train_split!r} variant {variant!r} "
-                         f"(column {p['label_column']!r}) of the manifest")
+        raise ValueError(
+            f"no labelled rows in split {train_split!r} variant {variant!r} "
+            f"(column {p['label_column']!r}) of the manifest"
+        )
     has_val = bool(((cache.df["split"] == val_split) & (cache.df["variant"] == variant)).any())
     if has_val:
         va = _labelled(cache.get(val_split, variant))
@@ -254,8 +282,17 @@ def fit_with_selection(cache, p: dict, train_split: str, val_split: str, variant
     if selected is not None:
         lam, path = float(selected["lambda"]), selected["path"]
     else:
-        lam, path = select_lambda(fit_tr["features"], fit_tr["labels"], va["features"], va["labels"],
-                                  reg_grid(p["c_grid"]), p["max_iter"], p["tol"], p["standardize"], dev)
+        lam, path = select_lambda(
+            fit_tr["features"],
+            fit_tr["labels"],
+            va["features"],
+            va["labels"],
+            reg_grid(p["c_grid"]),
+            p["max_iter"],
+            p["tol"],
+            p["standardize"],
+            dev,
+        )
     t_select = time.perf_counter() - t0
     if p["refit_on_train_val"]:
         X = np.concatenate([fit_tr["features"], va["features"]])
@@ -268,7 +305,11 @@ def fit_with_selection(cache, p: dict, train_split: str, val_split: str, variant
         "sklearn_C": 1.0 / (lam * len(y)),
         "val_source": val_source,
         "val_acc": next(r["val_acc"] for r in path if r["lambda"] == lam),
-        "n": {"fit": int(len(fit_tr["labels"])), "val": int(len(va["labels"])), "final_fit": int(len(y))},
+        "n": {
+            "fit": int(len(fit_tr["labels"])),
+            "val": int(len(va["labels"])),
+            "final_fit": int(len(y)),
+        },
         "n_classes": int(len(head.classes)),
         "feature_dim": int(X.shape[1]),
         "path": path,
@@ -284,8 +325,15 @@ def run_linear(params: dict, checkpoint, manifest, cache_dir) -> dict:
 
     p = params
     t0 = time.perf_counter()
-    cache = FeatureCache(checkpoint, manifest, cache_dir, p["batch_size"], p["device"], p["label_column"],
-                         p["crop_ratio"])
+    cache = FeatureCache(
+        checkpoint,
+        manifest,
+        cache_dir,
+        p["batch_size"],
+        p["device"],
+        p["label_column"],
+        p["crop_ratio"],
+    )
     head, info = fit_with_selection(cache, p, p["train_split"], p["val_split"], p["variant"])
     te = _labelled(cache.get(p["test_split"], p["variant"]))
     if len(te["labels"]) == 0:

@@ -93,8 +93,12 @@ def box_iou_matrix(a, b) -> np.ndarray:
     """Pairwise IoU of [x1, y1, x2, y2] boxes (any consistent units), shape (len(a), len(b))."""
     a = np.asarray(a, np.float64).reshape(-1, 4)
     b = np.asarray(b, np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    iw = np.clip(
+        np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None
+    )
+    ih = np.clip(
+        np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None
+    )
     inter = iw * ih
     area = lambda x: np.clip(x[:, 2] - x[:, 0], 0, None) * np.clip(x[:, 3] - x[:, 1], 0, None)  # noqa: E731
     union = area(a)[:, None] + area(b)[None, :] - inter
@@ -135,7 +139,12 @@ def all_contour_boxes(cam: np.ndarray, threshold: float) -> np.ndarray:
         return np.zeros((1, 4))
     rects = np.array([cv2.boundingRect(c) for c in contours], np.float64)
     return np.stack(
-        [rects[:, 0] / w, rects[:, 1] / h, (rects[:, 0] + rects[:, 2]) / w, (rects[:, 1] + rects[:, 3]) / h],
+        [
+            rects[:, 0] / w,
+            rects[:, 1] / h,
+            (rects[:, 0] + rects[:, 2]) / w,
+            (rects[:, 1] + rects[:, 3]) / h,
+        ],
         1,
     )
 
@@ -144,7 +153,9 @@ def maxbox_best_ious(cam: np.ndarray, gt_boxes, cam_thresholds) -> np.ndarray:
     """Best IoU between any contour box and any GT box, for every CAM threshold."""
     lo, hi = float(cam.min()), float(cam.max())
     cam = (cam - lo) / (hi - lo) if hi > lo else np.zeros_like(cam)  # min-max, as wsolevaluation
-    return np.array([box_iou_matrix(all_contour_boxes(cam, t), gt_boxes).max() for t in cam_thresholds])
+    return np.array(
+        [box_iou_matrix(all_contour_boxes(cam, t), gt_boxes).max() for t in cam_thresholds]
+    )
 
 
 def maxboxacc(best_ious: np.ndarray, cam_thresholds, deltas) -> dict:
@@ -167,7 +178,14 @@ class _Acc:
 
     def __init__(self, grid):
         self.grid_ious, self.box, self.box_union, self.maxbox = [], [], [], []
-        self.auc, self.pointing, self.mass, self.pred_area, self.gt_area, self.crf = [], [], [], [], [], []
+        self.auc, self.pointing, self.mass, self.pred_area, self.gt_area, self.crf = (
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+        )
         self.grid = grid
 
     def add_map(self, cam, gt_mask, threshold) -> None:
@@ -193,8 +211,12 @@ class _Acc:
             out["best_threshold_miou"] = float(means[k])
             out["pred_area"] = float(np.mean(self.pred_area))
             out["gt_area"] = float(np.mean(self.gt_area))
-        for key, vals in (("pixel_auc", self.auc), ("pointing", self.pointing), ("mass_inside", self.mass),
-                          ("crf_mask_miou", self.crf)):
+        for key, vals in (
+            ("pixel_auc", self.auc),
+            ("pointing", self.pointing),
+            ("mass_inside", self.mass),
+            ("crf_mask_miou", self.crf),
+        ):
             if vals:
                 out[key] = float(np.mean(vals))
         if self.box:
@@ -205,8 +227,15 @@ class _Acc:
 
 
 # metrics where higher is better, compared against the best trivial reference
-COMPARED = ("mask_miou", "best_threshold_miou", "crf_mask_miou", "pixel_auc", "pointing", "mass_inside",
-            "maxboxacc_v2")
+COMPARED = (
+    "mask_miou",
+    "best_threshold_miou",
+    "crf_mask_miou",
+    "pixel_auc",
+    "pointing",
+    "mass_inside",
+    "maxboxacc_v2",
+)
 
 
 def compare_to_references(metrics: dict, name: str = "contracam") -> tuple[dict, list]:
@@ -248,7 +277,9 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
     ids = sorted(masks)
     missing = [i for i in ids if i not in manifest.index]
     if missing:
-        raise ValueError(f"mask shards have image_id(s) not in manifest {manifest_path}: {missing[:5]}")
+        raise ValueError(
+            f"mask shards have image_id(s) not in manifest {manifest_path}: {missing[:5]}"
+        )
     if params["splits"]:
         ids = [i for i in ids if manifest.at[i, "split"] in set(params["splits"])]
     if params["variants"]:
@@ -389,7 +420,9 @@ def register(subparsers) -> None:
     p.add_argument("--cfg", default="{}", help="JSON of localization parameters (over DEFAULTS)")
     p.add_argument("--manifest", required=True, help="manifest.parquet with GT masks/boxes")
     p.add_argument("--masks", nargs="+", required=True, help="mask shards")
-    p.add_argument("--boxes", nargs="*", default=[], help="box shards (for CRF-mask and box metrics)")
+    p.add_argument(
+        "--boxes", nargs="*", default=[], help="box shards (for CRF-mask and box metrics)"
+    )
     p.add_argument("--out", required=True, help="output JSON")
     p.set_defaults(func=_run)
 

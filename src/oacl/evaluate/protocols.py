@@ -43,7 +43,9 @@ def paper_gt(mask_u8: np.ndarray, size: int = PAPER_SIZE) -> np.ndarray:
     """Boolean (size, size) ground truth: 8-bit mask resized bilinearly (PIL), > 0.5."""
     from PIL import Image
 
-    small = Image.fromarray(np.asarray(mask_u8, np.uint8), mode="L").resize((size, size), Image.BILINEAR)
+    small = Image.fromarray(np.asarray(mask_u8, np.uint8), mode="L").resize(
+        (size, size), Image.BILINEAR
+    )
     return np.asarray(small, np.float32) / np.float32(255) > 0.5
 
 
@@ -52,7 +54,9 @@ def quantise(prob: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(prob, np.float32), 0.0, 1.0) * np.float32(255)).astype(np.uint8)
 
 
-def paper_clean(prob: np.ndarray, min_component: float = PAPER_MIN_COMPONENT) -> tuple[np.ndarray, bool]:
+def paper_clean(
+    prob: np.ndarray, min_component: float = PAPER_MIN_COMPONENT
+) -> tuple[np.ndarray, bool]:
     """Step 2-3 on a (size, size) prediction in [0, 1]: (boolean mask, whether the first
     size-passing component was a foreground component and was dropped)."""
     u8 = quantise(prob)

@@ -49,7 +49,12 @@ def colour_saliency(image: np.ndarray, border: float = 0.06) -> np.ndarray:
     h, w = lab.shape[:2]
     b = max(1, round(border * min(h, w)))
     band = np.concatenate(
-        [lab[:b].reshape(-1, 3), lab[-b:].reshape(-1, 3), lab[:, :b].reshape(-1, 3), lab[:, -b:].reshape(-1, 3)]
+        [
+            lab[:b].reshape(-1, 3),
+            lab[-b:].reshape(-1, 3),
+            lab[:, :b].reshape(-1, 3),
+            lab[:, -b:].reshape(-1, 3),
+        ]
     )
     d = np.linalg.norm(lab - np.median(band, axis=0), axis=-1)
     lo, hi = float(d.min()), float(d.max())

@@ -22,15 +22,27 @@ import time
 
 from . import linear
 
-BG_VARIANTS = ["original", "only_fg", "mixed_same", "mixed_rand", "mixed_next", "only_bg_b", "only_bg_t"]
+BG_VARIANTS = [
+    "original",
+    "only_fg",
+    "mixed_same",
+    "mixed_rand",
+    "mixed_next",
+    "only_bg_b",
+    "only_bg_t",
+]
 SHIFT_VARIANTS = ["sketch", "corrupted", "stylized"]
 
 DEFAULTS = {
     "linear": copy.deepcopy(linear.DEFAULTS),
     "bg_variants": list(BG_VARIANTS),
     "shift_variants": list(SHIFT_VARIANTS),
-    "objcrop": {"enabled": True, "train_split": "objcrop_train", "val_split": "objcrop_val",
-                "test_split": "objcrop_test"},
+    "objcrop": {
+        "enabled": True,
+        "train_split": "objcrop_train",
+        "val_split": "objcrop_val",
+        "test_split": "objcrop_test",
+    },
 }
 
 
@@ -41,7 +53,9 @@ def bg_gap(acc: dict) -> float | None:
     return acc["mixed_same"] - acc["mixed_rand"]
 
 
-def run_shift(params: dict, checkpoint, manifest, cache_dir, linear_result: dict | None = None) -> dict:
+def run_shift(
+    params: dict, checkpoint, manifest, cache_dir, linear_result: dict | None = None
+) -> dict:
     """The `oacl evaluate shift` computation: result dict for shift.json.
 
     ``linear_result`` (the linear.json of the same checkpoint) lets the original head
@@ -51,15 +65,27 @@ def run_shift(params: dict, checkpoint, manifest, cache_dir, linear_result: dict
 
     t0 = time.perf_counter()
     lp = params["linear"]
-    cache = FeatureCache(checkpoint, manifest, cache_dir, lp["batch_size"], lp["device"], lp["label_column"],
-                         lp["crop_ratio"])
+    cache = FeatureCache(
+        checkpoint,
+        manifest,
+        cache_dir,
+        lp["batch_size"],
+        lp["device"],
+        lp["label_column"],
+        lp["crop_ratio"],
+    )
     df = cache.df
     test_split = lp["test_split"]
     present = set(df.loc[df["split"] == test_split, "variant"])
 
-    selected = linear.reusable_selection(linear_result, lp, checkpoint, manifest) if linear_result else None
-    head, info = linear.fit_with_selection(cache, lp, lp["train_split"], lp["val_split"], "original",
-                                           selected=selected)
+    selected = (
+        linear.reusable_selection(linear_result, lp, checkpoint, manifest)
+        if linear_result
+        else None
+    )
+    head, info = linear.fit_with_selection(
+        cache, lp, lp["train_split"], lp["val_split"], "original", selected=selected
+    )
     acc, n, skipped = {}, {}, []
     for variant in params["bg_variants"] + params["shift_variants"]:
         if variant not in present:
@@ -98,7 +124,9 @@ def _objcrop(cache, params: dict) -> dict | None:
     if oc["train_split"] not in splits or oc["test_split"] not in splits:
         return None
     lp = params["linear"]
-    head, info = linear.fit_with_selection(cache, lp, oc["train_split"], oc["val_split"], "original")
+    head, info = linear.fit_with_selection(
+        cache, lp, oc["train_split"], oc["val_split"], "original"
+    )
     X, y = linear._xy(cache.get(oc["test_split"], "original"))
     info.pop("path")
     info["n"]["test"] = int(len(y))

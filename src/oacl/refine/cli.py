@@ -28,7 +28,9 @@ def register(subparsers) -> None:
     )
     q.add_argument("source", nargs="?", default=None, help="shard file or results directory")
     q.add_argument("--image-id", default=None, help="image to draw (one PNG)")
-    q.add_argument("--gallery", type=int, default=0, metavar="N", help="write an HTML page of N overlays")
+    q.add_argument(
+        "--gallery", type=int, default=0, metavar="N", help="write an HTML page of N overlays"
+    )
     q.add_argument("--out", required=True, help="overlay .png, or .html with --gallery")
     q.add_argument("--manifest", default=None, help="manifest.parquet (else derived from SOURCE)")
     q.add_argument("--masks", nargs="*", default=None, help="mask shard(s) (else derived)")

@@ -66,7 +66,9 @@ def resolve_sources(args) -> dict:
         cols = pq.read_schema(src).names
         kind = "boxes" if "bg_rect" in cols else "masks" if "orig_height" in cols else None
         if kind is None:
-            raise ValueError(f"inspect: {src} is neither a mask shard nor a box shard (columns {cols})")
+            raise ValueError(
+                f"inspect: {src} is neither a mask shard nor a box shard (columns {cols})"
+            )
         found[kind] = [src]
         lay = _layout(src)
         if lay:
@@ -100,7 +102,9 @@ def resolve_sources(args) -> dict:
                     chosen = g
                     break
             else:
-                raise ValueError(f"inspect: image_id {args.image_id!r} is in no mask shard under {src}")
+                raise ValueError(
+                    f"inspect: image_id {args.image_id!r} is in no mask shard under {src}"
+                )
         if len(groups) > 1:
             log.info("inspect: using %s (of %d CAM folders)", chosen, len(groups))
         found.update(_counterparts(src, *chosen.parts[-3:]))
@@ -124,7 +128,9 @@ def _overlay_for(image_id: str, manifest, masks: dict, boxes: dict, size: int) -
     if image_id not in manifest.index:
         raise ValueError(f"inspect: image_id {image_id!r} is not in the manifest")
     if image_id not in masks and image_id not in boxes:
-        raise ValueError(f"inspect: image_id {image_id!r} is in neither the mask nor the box shards")
+        raise ValueError(
+            f"inspect: image_id {image_id!r} is in neither the mask nor the box shards"
+        )
     m = manifest.loc[image_id]
     image = read_rgb(m["abspath"])
     soft = None
@@ -163,6 +169,8 @@ def run_inspect(args) -> int:
     else:
         if not args.image_id:
             raise ValueError("inspect: give --image-id ID (or --gallery N)")
-        write_bytes(args.out, encode_png(_overlay_for(args.image_id, manifest, masks, boxes, args.size)))
+        write_bytes(
+            args.out, encode_png(_overlay_for(args.image_id, manifest, masks, boxes, args.size))
+        )
     log.info("inspect: wrote %s", args.out)
     return 0

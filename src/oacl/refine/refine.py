@@ -47,7 +47,9 @@ def refine_shard(params: dict, manifest_path, masks_path, out_path, progress: bo
             image = read_rgb(paths[image_id])
         except (ImageError, FileNotFoundError) as exc:
             if not params["skip_bad"]:
-                raise ValueError(f"image {image_id!r}: cannot read {paths[image_id]}: {exc}") from exc
+                raise ValueError(
+                    f"image {image_id!r}: cannot read {paths[image_id]}: {exc}"
+                ) from exc
             log.warning("skipping image %r: cannot read %s: %s", image_id, paths[image_id], exc)
             counts["skipped"] += 1
             continue

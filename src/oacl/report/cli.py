@@ -11,12 +11,20 @@ log = logging.getLogger(__name__)
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("report", help="write one static HTML page summarising results/")
-    p.add_argument("--cfg", default="{}", help="the pipeline config as JSON (shown in the page; its "
-                   "'report' section sets report options)")
+    p.add_argument(
+        "--cfg",
+        default="{}",
+        help="the pipeline config as JSON (shown in the page; its "
+        "'report' section sets report options)",
+    )
     p.add_argument("--results", default="results", help="results folder to summarise")
-    p.add_argument("--inputs", nargs="*", default=None,
-                   help="report exactly these files (eval JSONs, model.pt, mask/box shards; the "
-                   "workflow passes its DAG's); default: everything under --results")
+    p.add_argument(
+        "--inputs",
+        nargs="*",
+        default=None,
+        help="report exactly these files (eval JSONs, model.pt, mask/box shards; the "
+        "workflow passes its DAG's); default: everything under --results",
+    )
     p.add_argument("--out", required=True, help="output HTML")
     p.set_defaults(func=_run)
 

@@ -27,7 +27,18 @@ TABLE1 = {
 TABLE4 = {
     "id": "Table 4",
     "title": "Linear evaluation (%) of models pretrained on COCO, original image (-) or OA-Crop",
-    "columns": ["Model", "Network", "OA-Crop", "COCO-Crop", "CIFAR10", "CIFAR100", "CUB", "Flowers", "Food", "Pets"],
+    "columns": [
+        "Model",
+        "Network",
+        "OA-Crop",
+        "COCO-Crop",
+        "CIFAR10",
+        "CIFAR100",
+        "CUB",
+        "Flowers",
+        "Food",
+        "Pets",
+    ],
     "rows": [
         ["MoCov2", "ResNet-50", "-", 74.30, 77.58, 53.26, 22.90, 72.09, 59.70, 59.25],
         ["MoCov2", "ResNet-50", "CAM", 76.37, 84.10, 62.72, 25.46, 77.33, 62.01, 60.97],
@@ -47,7 +58,15 @@ TABLE4 = {
 TABLE6 = {
     "id": "Table 6",
     "title": "Linear-head accuracy (%) under distribution shift, models pretrained on COCO (ResNet-50)",
-    "columns": ["Model", "Crop", "ImageNet-9", "ImageNet-Sketch-9", "Stylized-ImageNet-9", "ImageNet-R-9", "ImageNet-C-9"],
+    "columns": [
+        "Model",
+        "Crop",
+        "ImageNet-9",
+        "ImageNet-Sketch-9",
+        "Stylized-ImageNet-9",
+        "ImageNet-R-9",
+        "ImageNet-C-9",
+    ],
     "rows": [
         ["MoCov2", "Baseline", 84.67, 41.44, 18.94, 32.40, 26.08],
         ["MoCov2", "OA-Crop (CAM)", 84.54, 43.11, 20.50, 32.35, 27.85],
@@ -62,24 +81,102 @@ TABLE6 = {
 TABLE7 = {
     "id": "Table 7",
     "title": "Background Challenge: linear head trained on ORIGINAL (ResNet-18, mean and std over 3 runs)",
-    "columns": ["Dataset", "MoCov2 Baseline", "MoCov2 BG-Mixup (CAM)", "MoCov2 BG-HardMix (GT)",
-                "BYOL Baseline", "BYOL BG-Mixup (CAM)", "BYOL BG-HardMix (GT)"],
+    "columns": [
+        "Dataset",
+        "MoCov2 Baseline",
+        "MoCov2 BG-Mixup (CAM)",
+        "MoCov2 BG-HardMix (GT)",
+        "BYOL Baseline",
+        "BYOL BG-Mixup (CAM)",
+        "BYOL BG-HardMix (GT)",
+    ],
     "rows": [
-        ["Original ↑", (89.17, 0.49), (90.73, 0.05), (89.69, 0.14), (87.30, 0.61), (89.30, 0.02), (90.95, 0.33)],
-        ["Only-BG-B ↓", (31.29, 2.46), (29.60, 0.89), (26.44, 1.63), (25.59, 0.78), (25.70, 3.46), (27.28, 0.04)],
-        ["Only-BG-T ↓", (44.91, 0.16), (41.95, 0.38), (40.11, 0.58), (42.83, 0.51), (39.94, 0.52), (41.16, 0.17)],
-        ["Only-FG ↑", (63.62, 4.71), (70.55, 1.71), (72.68, 0.69), (61.04, 0.94), (67.53, 0.30), (72.63, 1.13)],
-        ["Mixed-Same ↑", (80.98, 0.34), (84.13, 0.33), (84.48, 0.17), (79.30, 0.31), (81.28, 0.53), (84.94, 0.47)],
-        ["Mixed-Rand ↑", (60.34, 0.66), (66.89, 0.54), (71.95, 0.54), (58.03, 0.85), (63.83, 0.53), (70.51, 0.33)],
-        ["Mixed-Next ↑", (55.50, 0.71), (63.64, 0.41), (70.25, 0.14), (53.35, 0.36), (63.05, 3.54), (66.81, 0.08)],
-        ["BG-Gap ↓", (20.64, 0.36), (17.24, 0.31), (12.53, 0.69), (21.27, 0.64), (17.45, 0.15), (14.44, 0.56)],
+        [
+            "Original ↑",
+            (89.17, 0.49),
+            (90.73, 0.05),
+            (89.69, 0.14),
+            (87.30, 0.61),
+            (89.30, 0.02),
+            (90.95, 0.33),
+        ],
+        [
+            "Only-BG-B ↓",
+            (31.29, 2.46),
+            (29.60, 0.89),
+            (26.44, 1.63),
+            (25.59, 0.78),
+            (25.70, 3.46),
+            (27.28, 0.04),
+        ],
+        [
+            "Only-BG-T ↓",
+            (44.91, 0.16),
+            (41.95, 0.38),
+            (40.11, 0.58),
+            (42.83, 0.51),
+            (39.94, 0.52),
+            (41.16, 0.17),
+        ],
+        [
+            "Only-FG ↑",
+            (63.62, 4.71),
+            (70.55, 1.71),
+            (72.68, 0.69),
+            (61.04, 0.94),
+            (67.53, 0.30),
+            (72.63, 1.13),
+        ],
+        [
+            "Mixed-Same ↑",
+            (80.98, 0.34),
+            (84.13, 0.33),
+            (84.48, 0.17),
+            (79.30, 0.31),
+            (81.28, 0.53),
+            (84.94, 0.47),
+        ],
+        [
+            "Mixed-Rand ↑",
+            (60.34, 0.66),
+            (66.89, 0.54),
+            (71.95, 0.54),
+            (58.03, 0.85),
+            (63.83, 0.53),
+            (70.51, 0.33),
+        ],
+        [
+            "Mixed-Next ↑",
+            (55.50, 0.71),
+            (63.64, 0.41),
+            (70.25, 0.14),
+            (53.35, 0.36),
+            (63.05, 3.54),
+            (66.81, 0.08),
+        ],
+        [
+            "BG-Gap ↓",
+            (20.64, 0.36),
+            (17.24, 0.31),
+            (12.53, 0.69),
+            (21.27, 0.64),
+            (17.45, 0.15),
+            (14.44, 0.56),
+        ],
     ],
 }
 
 TABLE8 = {
     "id": "Table 8",
     "title": "Linear-head accuracy (%) under distribution shift, models pretrained on ImageNet-9 (ResNet-18)",
-    "columns": ["Model", "Augmentation", "ImageNet-Sketch-9", "Stylized-ImageNet-9", "ImageNet-R-9", "ImageNet-C-9"],
+    "columns": [
+        "Model",
+        "Augmentation",
+        "ImageNet-Sketch-9",
+        "Stylized-ImageNet-9",
+        "ImageNet-R-9",
+        "ImageNet-C-9",
+    ],
     "rows": [
         ["MoCov2", "Baseline", (46.70, 0.67), (25.66, 0.54), (37.51, 0.80), (31.82, 0.40)],
         ["MoCov2", "+Mixup", (51.18, 0.88), (32.36, 0.12), (41.00, 0.12), (40.15, 2.07)],
@@ -95,4 +192,8 @@ TABLE8 = {
 TABLES = {t["id"]: t for t in (TABLE1, TABLE4, TABLE6, TABLE7, TABLE8)}
 
 # which synthetic variant stands in for which paper dataset (report captions)
-SHIFT_ANALOGUES = {"sketch": "ImageNet-Sketch-9", "stylized": "Stylized-ImageNet-9", "corrupted": "ImageNet-C-9"}
+SHIFT_ANALOGUES = {
+    "sketch": "ImageNet-Sketch-9",
+    "stylized": "Stylized-ImageNet-9",
+    "corrupted": "ImageNet-C-9",
+}

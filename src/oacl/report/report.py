@@ -47,10 +47,29 @@ DEFAULTS = {
     "gallery": {"n_images": 4, "size": 160, "max_sets": 6},  # per (dataset, model, cam) set
 }
 
-BG_ORDER = ["original", "only_fg", "mixed_same", "mixed_rand", "mixed_next", "only_bg_b", "only_bg_t"]
+BG_ORDER = [
+    "original",
+    "only_fg",
+    "mixed_same",
+    "mixed_rand",
+    "mixed_next",
+    "only_bg_b",
+    "only_bg_t",
+]
 SHIFT_ORDER = ["sketch", "corrupted", "stylized"]
-BETTER = {"original": "↑", "only_fg": "↑", "mixed_same": "↑", "mixed_rand": "↑", "mixed_next": "↑",
-          "only_bg_b": "↓", "only_bg_t": "↓", "bg_gap": "↓", "sketch": "↑", "corrupted": "↑", "stylized": "↑"}
+BETTER = {
+    "original": "↑",
+    "only_fg": "↑",
+    "mixed_same": "↑",
+    "mixed_rand": "↑",
+    "mixed_next": "↑",
+    "only_bg_b": "↓",
+    "only_bg_t": "↓",
+    "bg_gap": "↓",
+    "sketch": "↑",
+    "corrupted": "↑",
+    "stylized": "↑",
+}
 VARIANT_NAMES = {name: v.display for name, v in VARIANTS.items()}  # in the report's order
 
 CSS = """
@@ -106,7 +125,11 @@ def table(header: list, rows: list[list], raw: bool = False) -> str:
     cell = (lambda c: str(c)) if raw else esc
     out = ["<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"]
     for r in rows:  # numbers right-aligned, words left-aligned
-        out.append("<tr>" + "".join(f"<td{'' if _numeric(c) else ' class=t'}>{cell(c)}</td>" for c in r) + "</tr>")
+        out.append(
+            "<tr>"
+            + "".join(f"<td{'' if _numeric(c) else ' class=t'}>{cell(c)}</td>" for c in r)
+            + "</tr>"
+        )
     return "".join(out) + "</table>"
 
 
@@ -135,9 +158,13 @@ def array_img(a: np.ndarray, alt: str) -> str:
 
 def paper_box(table_id: str) -> str:
     t = paper_tables.TABLES[table_id]
-    rows = [[c if not isinstance(c, (tuple, float)) else _paper_cell(c) for c in r] for r in t["rows"]]
-    return (f'<div class="paper"><b>{esc(t["id"])}</b> {esc(t["title"])}<br>'
-            f'<span class="caveat">{esc(paper_tables.CAVEAT)}</span>{table(t["columns"], rows)}</div>')
+    rows = [
+        [c if not isinstance(c, (tuple, float)) else _paper_cell(c) for c in r] for r in t["rows"]
+    ]
+    return (
+        f'<div class="paper"><b>{esc(t["id"])}</b> {esc(t["title"])}<br>'
+        f'<span class="caveat">{esc(paper_tables.CAVEAT)}</span>{table(t["columns"], rows)}</div>'
+    )
 
 
 def _paper_cell(c) -> str:
@@ -163,8 +190,9 @@ def eval_files(results: Path, inputs: list[Path] | None) -> list[Path]:
     A stale file of a seed or variant no longer configured is then not averaged in."""
     if inputs is None:
         return sorted((results / "eval").glob("*/*/*.json"))
-    return sorted(p for p in inputs if p.suffix == ".json" and len(p.parts) >= 4
-                  and p.parts[-4] == "eval")
+    return sorted(
+        p for p in inputs if p.suffix == ".json" and len(p.parts) >= 4 and p.parts[-4] == "eval"
+    )
 
 
 def collect_evals(results: Path, inputs: list[Path] | None = None) -> dict:
@@ -175,14 +203,19 @@ def collect_evals(results: Path, inputs: list[Path] | None = None) -> dict:
         kind = path.stem
         cam = None
         if kind.startswith("localization_"):
-            kind, cam = "localization", kind[len("localization_"):]
+            kind, cam = "localization", kind[len("localization_") :]
         if kind not in out:
             continue
         data = _read_json(path)
         if data is None:
             continue
-        rec = {"dataset": dataset, "model": model, "cam": cam, "data": data, **(parse_model(model) or
-               {"method": model, "variant": model, "seed": 0})}
+        rec = {
+            "dataset": dataset,
+            "model": model,
+            "cam": cam,
+            "data": data,
+            **(parse_model(model) or {"method": model, "variant": model, "seed": 0}),
+        }
         out[kind].append(rec)
     return out
 
@@ -191,7 +224,9 @@ def group(records: list[dict]) -> dict:
     """{dataset: {method: {variant: [records over seeds]}}}."""
     g: dict = {}
     for r in records:
-        g.setdefault(r["dataset"], {}).setdefault(r["method"], {}).setdefault(r["variant"], []).append(r)
+        g.setdefault(r["dataset"], {}).setdefault(r["method"], {}).setdefault(
+            r["variant"], []
+        ).append(r)
     return g
 
 
@@ -204,7 +239,11 @@ def variant_order(variants) -> list[str]:
 
 
 def section_config(cfg: dict) -> str:
-    body = f"<pre>{esc(json.dumps(cfg, indent=2, sort_keys=True))}</pre>" if cfg else not_run("no config given")
+    body = (
+        f"<pre>{esc(json.dumps(cfg, indent=2, sort_keys=True))}</pre>"
+        if cfg
+        else not_run("no config given")
+    )
     return f'<section id="config"><h2>Configuration</h2><details><summary>the whole pipeline config (as passed to the report rule)</summary>{body}</details></section>'
 
 
@@ -222,10 +261,15 @@ def read_benchmarks(results: Path) -> list[dict]:
             continue
         if "s" not in df or df.empty:
             continue
-        rows.append({"rule": rel.parts[0], "job": str(Path(*rel.parts[1:]).with_suffix("")) if len(rel.parts) > 1 else "",
-                     "s": float(df["s"].mean()),
-                     "max_rss": float(df["max_rss"].mean()) if "max_rss" in df else float("nan"),
-                     "cpu_time": float(df["cpu_time"].mean()) if "cpu_time" in df else float("nan")})
+        rows.append(
+            {
+                "rule": rel.parts[0],
+                "job": str(Path(*rel.parts[1:]).with_suffix("")) if len(rel.parts) > 1 else "",
+                "s": float(df["s"].mean()),
+                "max_rss": float(df["max_rss"].mean()) if "max_rss" in df else float("nan"),
+                "cpu_time": float(df["cpu_time"].mean()) if "cpu_time" in df else float("nan"),
+            }
+        )
     return rows
 
 
@@ -236,8 +280,16 @@ def section_timings(results: Path) -> str:
     per_rule: dict = {}
     for r in rows:
         per_rule.setdefault(r["rule"], []).append(r)
-    summary = [[rule, len(rs), f"{sum(r['s'] for r in rs):.1f}", f"{max(r['s'] for r in rs):.1f}",
-                _mb(max((r["max_rss"] for r in rs), default=float("nan")))] for rule, rs in per_rule.items()]
+    summary = [
+        [
+            rule,
+            len(rs),
+            f"{sum(r['s'] for r in rs):.1f}",
+            f"{max(r['s'] for r in rs):.1f}",
+            _mb(max((r["max_rss"] for r in rs), default=float("nan"))),
+        ]
+        for rule, rs in per_rule.items()
+    ]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -249,12 +301,19 @@ def section_timings(results: Path) -> str:
     ax.barh(names, totals, color="#4a78a8")
     ax.set_xlabel("total wall time (s)")
     ax.invert_yaxis()
-    detail = table(["rule", "job (wildcards)", "wall s", "max RSS MB", "CPU s"],
-                   [[r["rule"], r["job"], f"{r['s']:.1f}", _mb(r["max_rss"]), _num(r["cpu_time"])] for r in rows])
-    return (f'<section id="timings"><h2>Stage timings</h2><div class="row"><div>'
-            f'{table(["rule", "jobs", "total s", "max s", "max RSS MB"], summary)}</div><div>{png_img(fig, "timings")}</div></div>'
-            f'<details><summary>every job ({len(rows)})</summary>{detail}</details>'
-            f'<p class="muted">From Snakemake benchmark: files (mean over repeats).</p></section>')
+    detail = table(
+        ["rule", "job (wildcards)", "wall s", "max RSS MB", "CPU s"],
+        [
+            [r["rule"], r["job"], f"{r['s']:.1f}", _mb(r["max_rss"]), _num(r["cpu_time"])]
+            for r in rows
+        ],
+    )
+    return (
+        f'<section id="timings"><h2>Stage timings</h2><div class="row"><div>'
+        f"{table(['rule', 'jobs', 'total s', 'max s', 'max RSS MB'], summary)}</div><div>{png_img(fig, 'timings')}</div></div>"
+        f"<details><summary>every job ({len(rows)})</summary>{detail}</details>"
+        f'<p class="muted">From Snakemake benchmark: files (mean over repeats).</p></section>'
+    )
 
 
 def _mb(x: float) -> str:
@@ -265,12 +324,27 @@ def _num(x: float) -> str:
     return "–" if x is None or math.isnan(x) else f"{x:.1f}"
 
 
-LOC_METRICS = [("mask_miou", "mask mIoU @0.5"), ("best_threshold_miou", "mIoU @best thr"), ("pixel_auc", "pixel AUC"),
-               ("pointing", "pointing"), ("mass_inside", "mass in GT"), ("pred_area", "area >0.5"),
-               ("maxboxacc_v2", "MaxBoxAccV2"), ("crf_mask_miou", "CRF mask mIoU"), ("box_miou", "box mIoU")]
+LOC_METRICS = [
+    ("mask_miou", "mask mIoU @0.5"),
+    ("best_threshold_miou", "mIoU @best thr"),
+    ("pixel_auc", "pixel AUC"),
+    ("pointing", "pointing"),
+    ("mass_inside", "mass in GT"),
+    ("pred_area", "area >0.5"),
+    ("maxboxacc_v2", "MaxBoxAccV2"),
+    ("crf_mask_miou", "CRF mask mIoU"),
+    ("box_miou", "box mIoU"),
+]
 # compared with the best trivial reference in the summary (raw, after the same CRF, ranking)
-LOC_CHECKED = [("mask_miou", "raw mask mIoU"), ("crf_mask_miou", "CRF mask mIoU"), ("pixel_auc", "pixel AUC")]
-REFERENCE_NAMES = {"gaussian": "centred Gaussian (reference)", "colour": "colour distance to border (reference)"}
+LOC_CHECKED = [
+    ("mask_miou", "raw mask mIoU"),
+    ("crf_mask_miou", "CRF mask mIoU"),
+    ("pixel_auc", "pixel AUC"),
+]
+REFERENCE_NAMES = {
+    "gaussian": "centred Gaussian (reference)",
+    "colour": "colour distance to border (reference)",
+}
 
 
 def section_localization(evals: dict) -> str:
@@ -283,38 +357,68 @@ def section_localization(evals: dict) -> str:
             m = r["data"].get("metrics", {})
             cc = m.get("contracam", {})
             method = r["data"].get("cam_method", "contracam")
-            rows.append([r["dataset"], r["model"], f'{r["cam"]} ({method})']
-                        + [_loc(cc.get(k)) for k, _ in LOC_METRICS] + [_loc(cc.get("gt_area")), r["data"].get("n_images", ""),
-                           r["data"].get("protocol", "oacl")])
+            rows.append(
+                [r["dataset"], r["model"], f"{r['cam']} ({method})"]
+                + [_loc(cc.get(k)) for k, _ in LOC_METRICS]
+                + [
+                    _loc(cc.get("gt_area")),
+                    r["data"].get("n_images", ""),
+                    r["data"].get("protocol", "oacl"),
+                ]
+            )
             if r["dataset"] not in refs_done:  # same test images for every configuration
                 refs_done.add(r["dataset"])
                 for ref, label in REFERENCE_NAMES.items():
                     if ref in m:
-                        rows.append([r["dataset"], "–", label] + [_loc(m[ref].get(k)) for k, _ in LOC_METRICS]
-                                    + [_loc(m[ref].get("gt_area")), r["data"].get("n_images", ""),
-                                       r["data"].get("protocol", "oacl")])
+                        rows.append(
+                            [r["dataset"], "–", label]
+                            + [_loc(m[ref].get(k)) for k, _ in LOC_METRICS]
+                            + [
+                                _loc(m[ref].get("gt_area")),
+                                r["data"].get("n_images", ""),
+                                r["data"].get("protocol", "oacl"),
+                            ]
+                        )
             for key, label in LOC_CHECKED:
                 best = [(m[ref][key], ref) for ref in REFERENCE_NAMES if key in m.get(ref, {})]
                 if key in cc and best and cc[key] <= max(best)[0]:
                     value, ref = max(best)
-                    alerts.append(f'{esc(r["dataset"])} · {esc(r["model"])} · {esc(r["cam"])}: {label} '
-                                  f'{cc[key]:.3f} ≤ {esc(ref)} {value:.3f}')
-        body = table(["dataset", "model", "map"] + [n for _, n in LOC_METRICS] + ["GT area", "images", "mask protocol"], rows)
+                    alerts.append(
+                        f"{esc(r['dataset'])} · {esc(r['model'])} · {esc(r['cam'])}: {label} "
+                        f"{cc[key]:.3f} ≤ {esc(ref)} {value:.3f}"
+                    )
+        body = table(
+            ["dataset", "model", "map"]
+            + [n for _, n in LOC_METRICS]
+            + ["GT area", "images", "mask protocol"],
+            rows,
+        )
         if alerts:
-            body = ('<p class="neg"><b>Below the best trivial reference (a map that knows nothing about '
-                    'objects):</b><br>' + "<br>".join(alerts) + "</p>" + body)
+            body = (
+                '<p class="neg"><b>Below the best trivial reference (a map that knows nothing about '
+                "objects):</b><br>" + "<br>".join(alerts) + "</p>" + body
+            )
         else:
-            body = '<p class="pos">Every configuration beats the trivial references on raw mIoU, CRF mIoU and AUC.</p>' + body
-        body += ('<p class="muted">References are scored on the same images by the same code; "CRF mask mIoU" of a '
-                 'reference is its map refined by the same dense CRF as the CAM masks. *_nonsr configurations '
-                 'switch negative-signal removal off (the "w/o" row of Table 1); method ncut is the normalised-cut '
-                 'localiser on the same backbone (oacl/cam/ncut.py), classifier the Grad-CAM of a supervised model '
-                 '(Table 2).</p>')
-        body += ('<p class="muted">Mask protocol: "paper" = the authors\' scoring (per image at 224x224, '
-                 'every predicted pixel above zero after dropping components under 0.1 %; comparable with '
-                 'Table 1), "oacl" = masks at the original size binarised at 0.5 (docs/datasets.md).</p>')
-    return (f'<section id="localization"><h2>Object localisation (ContraCAM)</h2>'
-            f'<div class="row"><div>{body}</div>{paper_box("Table 1")}</div></section>')
+            body = (
+                '<p class="pos">Every configuration beats the trivial references on raw mIoU, CRF mIoU and AUC.</p>'
+                + body
+            )
+        body += (
+            '<p class="muted">References are scored on the same images by the same code; "CRF mask mIoU" of a '
+            "reference is its map refined by the same dense CRF as the CAM masks. *_nonsr configurations "
+            'switch negative-signal removal off (the "w/o" row of Table 1); method ncut is the normalised-cut '
+            "localiser on the same backbone (oacl/cam/ncut.py), classifier the Grad-CAM of a supervised model "
+            "(Table 2).</p>"
+        )
+        body += (
+            '<p class="muted">Mask protocol: "paper" = the authors\' scoring (per image at 224x224, '
+            "every predicted pixel above zero after dropping components under 0.1 %; comparable with "
+            'Table 1), "oacl" = masks at the original size binarised at 0.5 (docs/datasets.md).</p>'
+        )
+    return (
+        f'<section id="localization"><h2>Object localisation (ContraCAM)</h2>'
+        f'<div class="row"><div>{body}</div>{paper_box("Table 1")}</div></section>'
+    )
 
 
 HEALTH_CHANCE_RATIO = 0.95  # final loss above this share of chance: "has not left chance"
@@ -330,24 +434,53 @@ def section_health(metrics: dict) -> str:
             rel = last.get("object_reliance") or {}
             knn = next((r["knn_acc"] for r in reversed(recs) if r.get("knn_acc") is not None), None)
             ratio = loss / chance if loss is not None and chance else None
-            rows.append([dataset, model, _loc(loss), _loc(chance), _loc(ratio), _loc(knn),
-                         _loc(rel.get("cos_only_fg")), _loc(rel.get("cos_only_bg_t"))])
+            rows.append(
+                [
+                    dataset,
+                    model,
+                    _loc(loss),
+                    _loc(chance),
+                    _loc(ratio),
+                    _loc(knn),
+                    _loc(rel.get("cos_only_fg")),
+                    _loc(rel.get("cos_only_bg_t")),
+                ]
+            )
             if ratio is not None and ratio > HEALTH_CHANCE_RATIO:
-                alerts.append(f"{esc(dataset)} · {esc(model)}: loss {loss:.3f} is within "
-                              f"{100 * (1 - HEALTH_CHANCE_RATIO):.0f}% of chance ({chance:.3f})")
+                alerts.append(
+                    f"{esc(dataset)} · {esc(model)}: loss {loss:.3f} is within "
+                    f"{100 * (1 - HEALTH_CHANCE_RATIO):.0f}% of chance ({chance:.3f})"
+                )
             if rel and rel["cos_only_bg_t"] >= rel["cos_only_fg"]:
-                alerts.append(f"{esc(dataset)} · {esc(model)}: relies on the background "
-                              f"(cos to only_bg_t {rel['cos_only_bg_t']:.3f} ≥ to only_fg {rel['cos_only_fg']:.3f})")
+                alerts.append(
+                    f"{esc(dataset)} · {esc(model)}: relies on the background "
+                    f"(cos to only_bg_t {rel['cos_only_bg_t']:.3f} ≥ to only_fg {rel['cos_only_fg']:.3f})"
+                )
     if not rows:
         return f'<section id="health"><h2>Training health</h2>{not_run("no metrics.jsonl under results/models/")}</section>'
-    body = table(["dataset", "model", "final loss", "chance loss", "loss / chance", "kNN acc",
-                  "cos(orig, only_fg)", "cos(orig, only_bg_t)"], rows)
+    body = table(
+        [
+            "dataset",
+            "model",
+            "final loss",
+            "chance loss",
+            "loss / chance",
+            "kNN acc",
+            "cos(orig, only_fg)",
+            "cos(orig, only_bg_t)",
+        ],
+        rows,
+    )
     if alerts:
-        body = ('<p class="neg"><b>Warnings</b> (a model that feeds ContraCAM must have left chance and look at the '
-                'object):<br>' + "<br>".join(alerts) + "</p>" + body)
-    body += ('<p class="muted">Chance loss: ln(1 + queue) for MoCo, ln(classes) for supervised. The cosines compare the '
-             "encoder's features of a test image with its object removed (only_bg_t) and its background removed "
-             "(only_fg).</p>")
+        body = (
+            '<p class="neg"><b>Warnings</b> (a model that feeds ContraCAM must have left chance and look at the '
+            "object):<br>" + "<br>".join(alerts) + "</p>" + body
+        )
+    body += (
+        '<p class="muted">Chance loss: ln(1 + queue) for MoCo, ln(classes) for supervised. The cosines compare the '
+        "encoder's features of a test image with its object removed (only_bg_t) and its background removed "
+        "(only_fg).</p>"
+    )
     return f'<section id="health"><h2>Training health</h2>{body}</section>'
 
 
@@ -370,15 +503,38 @@ def section_linear(evals: dict) -> str:
                     a = mean_std(r["data"].get("test_acc") for r in lv.get(variant, []))
                     o = mean_std(_objcrop(r) for r in sv.get(variant, []))
                     lam = [r["data"].get("lambda") for r in lv.get(variant, [])]
-                    rows.append([esc(dataset), esc(method), esc(VARIANT_NAMES.get(variant, variant)),
-                                 _cell(a, base_lin, variant), _cell(o, base_oc, variant),
-                                 max(a[2], o[2]), esc(", ".join(f"{x:.0e}" for x in lam if x is not None))])
-        body = table(["dataset", "method", "variant", "linear test acc %", "object-crop acc %", "seeds", "λ chosen"],
-                     rows, raw=True)
-        body += ('<p class="muted">mean ± std over pretraining seeds; (Δ) versus the baseline of the same method. '
-                 "Object-crop accuracy: head trained/tested on objcrop_* splits (COCO-Crop analogue).</p>")
-    return (f'<section id="linear"><h2>Linear evaluation</h2><div class="row"><div>{body}</div>'
-            f'{paper_box("Table 4")}</div></section>')
+                    rows.append(
+                        [
+                            esc(dataset),
+                            esc(method),
+                            esc(VARIANT_NAMES.get(variant, variant)),
+                            _cell(a, base_lin, variant),
+                            _cell(o, base_oc, variant),
+                            max(a[2], o[2]),
+                            esc(", ".join(f"{x:.0e}" for x in lam if x is not None)),
+                        ]
+                    )
+        body = table(
+            [
+                "dataset",
+                "method",
+                "variant",
+                "linear test acc %",
+                "object-crop acc %",
+                "seeds",
+                "λ chosen",
+            ],
+            rows,
+            raw=True,
+        )
+        body += (
+            '<p class="muted">mean ± std over pretraining seeds; (Δ) versus the baseline of the same method. '
+            "Object-crop accuracy: head trained/tested on objcrop_* splits (COCO-Crop analogue).</p>"
+        )
+    return (
+        f'<section id="linear"><h2>Linear evaluation</h2><div class="row"><div>{body}</div>'
+        f"{paper_box('Table 4')}</div></section>"
+    )
 
 
 def _objcrop(r):
@@ -423,23 +579,46 @@ def section_shift(evals: dict) -> str:
             for s in order:
                 better = BETTER.get(s, "↑")
                 base = cells.get((s, "baseline"), (float("nan"), 0, 0))
-                rows.append([f"{esc(s)} {better}"] + [_cell(cells[(s, v)], base, v, better) for v in variants])
+                rows.append(
+                    [f"{esc(s)} {better}"]
+                    + [_cell(cells[(s, v)], base, v, better) for v in variants]
+                )
             n = max(len(r) for r in sh[dataset][method].values())
-            skipped = sorted({x for rs in sh[dataset][method].values() for r in rs for x in r["data"].get("skipped", [])})
-            parts.append(f"<h3>{esc(dataset)} · {esc(method)} <span class='muted'>(up to {n} seed(s))</span></h3>"
-                         + table(["test set"] + [VARIANT_NAMES.get(v, v) for v in variants], rows, raw=True)
-                         + (f'<p class="muted">absent from the manifest: {esc(", ".join(skipped))}</p>' if skipped else ""))
-            charts.append(_shift_chart(dataset, method, [s for s in order if s != "bg_gap"], variants, cells))
+            skipped = sorted(
+                {
+                    x
+                    for rs in sh[dataset][method].values()
+                    for r in rs
+                    for x in r["data"].get("skipped", [])
+                }
+            )
+            parts.append(
+                f"<h3>{esc(dataset)} · {esc(method)} <span class='muted'>(up to {n} seed(s))</span></h3>"
+                + table(["test set"] + [VARIANT_NAMES.get(v, v) for v in variants], rows, raw=True)
+                + (
+                    f'<p class="muted">absent from the manifest: {esc(", ".join(skipped))}</p>'
+                    if skipped
+                    else ""
+                )
+            )
+            charts.append(
+                _shift_chart(dataset, method, [s for s in order if s != "bg_gap"], variants, cells)
+            )
     if not parts:
         body = not_run("no shift.json under results/eval/")
     else:
         body = "".join(parts) + "".join(charts)
-        body += ('<p class="muted">Head trained on the original training split, tested unchanged on every variant. '
-                 "BG-Gap = acc(mixed_same) − acc(mixed_rand). Synthetic stand-ins: "
-                 + esc(", ".join(f"{k} ≈ {v}" for k, v in paper_tables.SHIFT_ANALOGUES.items())) + ".</p>")
+        body += (
+            '<p class="muted">Head trained on the original training split, tested unchanged on every variant. '
+            "BG-Gap = acc(mixed_same) − acc(mixed_rand). Synthetic stand-ins: "
+            + esc(", ".join(f"{k} ≈ {v}" for k, v in paper_tables.SHIFT_ANALOGUES.items()))
+            + ".</p>"
+        )
     papers = paper_box("Table 7") + paper_box("Table 8") + paper_box("Table 6")
-    return (f'<section id="shift"><h2>Background and distribution shift</h2><div class="row"><div>{body}</div>'
-            f'<div>{papers}</div></div></section>')
+    return (
+        f'<section id="shift"><h2>Background and distribution shift</h2><div class="row"><div>{body}</div>'
+        f"<div>{papers}</div></div></section>"
+    )
 
 
 def _shift_chart(dataset, method, sets, variants, cells) -> str:
@@ -454,8 +633,14 @@ def _shift_chart(dataset, method, sets, variants, cells) -> str:
     for i, v in enumerate(variants):
         means = [cells[(s, v)][0] * 100 for s in sets]
         stds = [cells[(s, v)][1] * 100 for s in sets]
-        ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-               label=VARIANT_NAMES.get(v, v))
+        ax.bar(
+            x + (i - (len(variants) - 1) / 2) * width,
+            means,
+            width,
+            yerr=stds,
+            capsize=2,
+            label=VARIANT_NAMES.get(v, v),
+        )
     ax.set_xticks(x, sets, rotation=25, ha="right")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
@@ -503,7 +688,12 @@ def section_curves(results: Path, inputs: list[Path] | None = None) -> str:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.2))
         for model, recs in sorted(models.items()):
             xs = [r.get("epoch", i + 1) for i, r in enumerate(recs)]
-            a1.plot(xs, [r.get("loss") if r.get("loss") is not None else np.nan for r in recs], marker=".", label=model)
+            a1.plot(
+                xs,
+                [r.get("loss") if r.get("loss") is not None else np.nan for r in recs],
+                marker=".",
+                label=model,
+            )
             knn = [(x, r["knn_acc"]) for x, r in zip(xs, recs) if r.get("knn_acc") is not None]
             if knn:
                 a2.plot(*zip(*knn), marker="o", label=model)
@@ -521,23 +711,35 @@ def section_gallery(results: Path, opts: dict, inputs: list[Path] | None = None)
     if inputs is None:
         sets = [Path(d) for d in sorted(glob.glob(str(results / "cam" / "*" / "*" / "*")))]
     else:  # the CAM folders whose mask shards are among the inputs
-        sets = sorted({p.parent for p in inputs if p.name.startswith("masks_") and p.suffix == ".parquet"})
+        sets = sorted(
+            {p.parent for p in inputs if p.name.startswith("masks_") and p.suffix == ".parquet"}
+        )
     parts = []
     for d in sets[: opts["max_sets"]]:
-        shards = sorted(d.glob("masks_*.parquet")) if inputs is None else sorted(
-            p for p in inputs if p.parent == d and p.name.startswith("masks_"))
+        shards = (
+            sorted(d.glob("masks_*.parquet"))
+            if inputs is None
+            else sorted(p for p in inputs if p.parent == d and p.name.startswith("masks_"))
+        )
         if not shards:
             continue
         dataset, model, cam = d.parts[-3], d.parts[-2], d.parts[-1]
         try:
-            parts.append(f"<h3>{esc(dataset)} · {esc(model)} · {esc(cam)}</h3>" + _gallery_set(results, dataset, model, cam, shards[0], opts))
+            parts.append(
+                f"<h3>{esc(dataset)} · {esc(model)} · {esc(cam)}</h3>"
+                + _gallery_set(results, dataset, model, cam, shards[0], opts)
+            )
         except Exception as exc:  # a gallery problem must not lose the rest of the report
             log.warning("report: gallery for %s failed: %s", d, exc)
-            parts.append(f"<h3>{esc(d.name)}</h3><p class='notrun'>could not render: {esc(exc)}</p>")
+            parts.append(
+                f"<h3>{esc(d.name)}</h3><p class='notrun'>could not render: {esc(exc)}</p>"
+            )
     body = "".join(parts) if parts else not_run("no ContraCAM mask shards under results/cam/")
-    return (f'<section id="gallery"><h2>Masks and boxes</h2>{body}'
-            '<p class="muted">Panels: predicted boxes (green) and GT boxes (yellow) | ContraCAM soft mask | '
-            "CRF mask with the background-mixup rectangle (cyan).</p></section>")
+    return (
+        f'<section id="gallery"><h2>Masks and boxes</h2>{body}'
+        '<p class="muted">Panels: predicted boxes (green) and GT boxes (yellow) | ContraCAM soft mask | '
+        "CRF mask with the background-mixup rectangle (cyan).</p></section>"
+    )
 
 
 def _gallery_set(results, dataset, model, cam, mask_shard: Path, opts) -> str:
@@ -545,10 +747,16 @@ def _gallery_set(results, dataset, model, cam, mask_shard: Path, opts) -> str:
     from ..io import decode_png, read_rgb
 
     masks = artifacts.read_masks([mask_shard])
-    box_shard = results / "refine" / dataset / model / cam / mask_shard.name.replace("masks_", "boxes_")
+    box_shard = (
+        results / "refine" / dataset / model / cam / mask_shard.name.replace("masks_", "boxes_")
+    )
     boxes = artifacts.read_boxes([box_shard]) if box_shard.exists() else {}
     manifest_path = results / "data" / dataset / "manifest.parquet"
-    manifest = artifacts.read_manifest(manifest_path).set_index("image_id", drop=False) if manifest_path.exists() else None
+    manifest = (
+        artifacts.read_manifest(manifest_path).set_index("image_id", drop=False)
+        if manifest_path.exists()
+        else None
+    )
     try:
         from ..overlay import gallery_ids, render_overlay
     except ImportError:
@@ -561,7 +769,9 @@ def _gallery_set(results, dataset, model, cam, mask_shard: Path, opts) -> str:
         if manifest is not None and image_id in manifest.index and render_overlay is not None:
             m = manifest.loc[image_id]
             gt = [list(b) for b in m["boxes"]] if m["boxes"] is not None else []
-            panel = render_overlay(read_rgb(m["abspath"]), soft, boxes.get(image_id), gt, image_id, opts["size"])
+            panel = render_overlay(
+                read_rgb(m["abspath"]), soft, boxes.get(image_id), gt, image_id, opts["size"]
+            )
         else:  # no image to draw over: the soft mask alone, as grey levels
             panel = (np.clip(soft, 0, 1) * 255).astype(np.uint8)
         out.append(array_img(panel, image_id))
@@ -594,13 +804,17 @@ def render_report(cfg: dict, results, inputs=None) -> str:
             body.append(make())
         except Exception as exc:  # one broken input must not cost the whole report
             log.exception("report: section %s failed", sid)
-            body.append(f'<section id="{sid}"><h2>{esc(title)}</h2><p class="notrun">failed: {esc(exc)}</p></section>')
+            body.append(
+                f'<section id="{sid}"><h2>{esc(title)}</h2><p class="notrun">failed: {esc(exc)}</p></section>'
+            )
     nav = "".join(f'<a href="#{sid}">{esc(t)}</a>' for sid, t, _ in sections)
     stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(opts["title"])}</title>'
-            f"<style>{CSS}</style></head><body><header><h1>{esc(opts['title'])}</h1>"
-            f"<p>results: {esc(results.resolve())} · generated {stamp}</p></header><nav>{nav}</nav>"
-            f"<main>{''.join(body)}</main></body></html>\n")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(opts["title"])}</title>'
+        f"<style>{CSS}</style></head><body><header><h1>{esc(opts['title'])}</h1>"
+        f"<p>results: {esc(results.resolve())} · generated {stamp}</p></header><nav>{nav}</nav>"
+        f"<main>{''.join(body)}</main></body></html>\n"
+    )
 
 
 def write_report(cfg: dict, results, out, inputs=None) -> None:

@@ -116,10 +116,13 @@ def crop_resize(images, boxes, size, flip=None, src_index=None):
         src_index = torch.arange(n, device=boxes.device)
     b = boxes.to(images.dtype)
     # built from python scalars: a torch.tensor(..., device=cuda) constant would synchronise
-    rois = torch.stack([src_index.to(images.dtype), b[:, 0] * S_w, b[:, 1] * S_h,
-                        b[:, 2] * S_w, b[:, 3] * S_h], dim=1)
-    out = roi_align(images, rois, output_size=(size, size), spatial_scale=1.0,
-                    sampling_ratio=-1, aligned=True)
+    rois = torch.stack(
+        [src_index.to(images.dtype), b[:, 0] * S_w, b[:, 1] * S_h, b[:, 2] * S_w, b[:, 3] * S_h],
+        dim=1,
+    )
+    out = roi_align(
+        images, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True
+    )
     if flip is not None:
         out = torch.where(flip[:, None, None, None], out.flip(-1), out)
     return out
@@ -163,7 +166,9 @@ def adjust_hue(x, shift):
     delta = maxc - x.amin(dim=1)
     # which channel is the maximum decides the sextant (red wins ties, then green);
     # a gray pixel has delta == 0, so num == 0 and any hue gives back the gray
-    num = torch.where(maxc == r, g - b, torch.where(maxc == g, b - r + 2 * delta, r - g + 4 * delta))
+    num = torch.where(
+        maxc == r, g - b, torch.where(maxc == g, b - r + 2 * delta, r - g + 4 * delta)
+    )
     h6 = num / delta.clamp_min(torch.finfo(x.dtype).tiny) + 6 * _f(shift, x)[:, 0]
     n = 5 - 2 * torch.arange(3, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # R, G, B: 5, 3, 1
     k = (h6[:, None] + n) % 6
@@ -238,8 +243,12 @@ def gaussian_blur(x, sigma, kernel_size, method="auto"):
         return torch.matmul(_blur_matrix(k, H)[:, None], y)
     kc = k.repeat_interleave(C, dim=0)  # (B*C, k)
     y = x.reshape(1, B * C, H, W)
-    y = F.conv2d(F.pad(y, (half, half, 0, 0), mode="reflect"), kc.view(B * C, 1, 1, -1), groups=B * C)
-    y = F.conv2d(F.pad(y, (0, 0, half, half), mode="reflect"), kc.view(B * C, 1, -1, 1), groups=B * C)
+    y = F.conv2d(
+        F.pad(y, (half, half, 0, 0), mode="reflect"), kc.view(B * C, 1, 1, -1), groups=B * C
+    )
+    y = F.conv2d(
+        F.pad(y, (0, 0, half, half), mode="reflect"), kc.view(B * C, 1, -1, 1), groups=B * C
+    )
     return y.view(B, C, H, W)
 
 
@@ -265,7 +274,9 @@ class TwoViewAugment:
         if objaware.mixes(variant) and method not in self.p["p_mix"]:
             raise ValueError(f"augment.p_mix has no entry for method {method!r}")
         if self.p["mix_view"] not in ("random", "first", "second"):
-            raise ValueError(f"augment.mix_view must be random|first|second, got {self.p['mix_view']!r}")
+            raise ValueError(
+                f"augment.mix_view must be random|first|second, got {self.p['mix_view']!r}"
+            )
         self.variant = variant
         self.method = method
         self.image_size = int(image_size)
@@ -310,7 +321,9 @@ class TwoViewAugment:
             if mixed is not None:
                 use_mix = mix_flag & (mix_second if v == 1 else ~mix_second)
                 src = torch.where(use_mix, src + B, src)
-            y = crop_resize(source, d["boxes"], self.image_size, d["flip"], src).to(self._dtype(dev))
+            y = crop_resize(source, d["boxes"], self.image_size, d["flip"], src).to(
+                self._dtype(dev)
+            )
             y = self._color(y, d, host[v])
             views.append(self._normalise(y))
             self.last[f"boxes{v + 1}"] = d["boxes"]
@@ -337,8 +350,14 @@ class TwoViewAugment:
         # per sample: the op applied at each of the 4 jitter steps (-1: none), blur flag
         steps = torch.where(jit[:, None], order, torch.full_like(order, -1))
         decisions = torch.cat([steps, blur[:, None].long()], dim=1)
-        return {"boxes": boxes, "flip": flip, "factors": factors, "gray": gray,
-                "sigma": sigma, "decisions": decisions}
+        return {
+            "boxes": boxes,
+            "flip": flip,
+            "factors": factors,
+            "gray": gray,
+            "sigma": sigma,
+            "decisions": decisions,
+        }
 
     def _color(self, y, d, host):
         """Jitter, grayscale, blur; ``host`` holds the view's decisions on the CPU."""
@@ -355,7 +374,9 @@ class TwoViewAugment:
         if name == "auto":
             return torch.float16 if dev.type == "cuda" else torch.float32
         if name not in ("float32", "float16", "bfloat16"):
-            raise ValueError(f"augment.compute_dtype must be auto|float32|float16|bfloat16, got {name!r}")
+            raise ValueError(
+                f"augment.compute_dtype must be auto|float32|float16|bfloat16, got {name!r}"
+            )
         return getattr(torch, name)
 
     def _normalise(self, y):

@@ -20,16 +20,23 @@ from . import dist
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("pretrain", help="pretrain an encoder (moco | byol | supervised)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "pretrain",
+        help="pretrain an encoder (moco | byol | supervised)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--cfg", default="{}", help="JSON config (keys: oacl.train.loop.DEFAULTS)")
     p.add_argument("--manifest", required=True, help="manifest.parquet")
-    p.add_argument("--out", required=True, help="model.pt to write (train_state.pt, metrics.jsonl beside it)")
+    p.add_argument(
+        "--out", required=True, help="model.pt to write (train_state.pt, metrics.jsonl beside it)"
+    )
     p.add_argument("--boxes", nargs="*", default=[], help="box shards (oa_crop_cam, bg_mixup_cam)")
     p.add_argument("--masks", nargs="*", default=[], help="mask shards (bg_mixup_cam)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--nproc", type=int, default=None,
-                   help="processes for DDP (default: the config's gpus)")
+    p.add_argument(
+        "--nproc", type=int, default=None, help="processes for DDP (default: the config's gpus)"
+    )
     p.set_defaults(func=run)
 
 
@@ -39,8 +46,10 @@ def check_trains(params: dict) -> None:
     is caught where the manifest is read.)"""
     epochs, batch = params["epochs"], params["batch_size"]
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"pretrain: epochs must be an integer >= 1 (got {epochs!r}): "
-                         "with it the job would train nothing")
+        raise ValueError(
+            f"pretrain: epochs must be an integer >= 1 (got {epochs!r}): "
+            "with it the job would train nothing"
+        )
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
         raise ValueError(f"pretrain: batch_size must be an integer >= 2 (got {batch!r})")
 
@@ -55,17 +64,29 @@ def run(args) -> int:
         raise ValueError(f"--nproc/gpus must be >= 1, got {nproc}")
     if nproc > 1 and not dist.under_torchrun():
         use_cuda = args.device == "cuda" or (
-            args.device == "auto" and (torch.cuda.is_available() or params["gpus"] > 1))
+            args.device == "auto" and (torch.cuda.is_available() or params["gpus"] > 1)
+        )
         if use_cuda:
             dist.check_gpus(nproc)
         device = "cuda" if use_cuda else "cpu"
-        argv = ["pretrain", "--cfg", json.dumps(params), "--manifest", str(args.manifest),
-                "--out", str(args.out), "--device", device]  # no --nproc: torchrun's parser
+        argv = [
+            "pretrain",
+            "--cfg",
+            json.dumps(params),
+            "--manifest",
+            str(args.manifest),
+            "--out",
+            str(args.out),
+            "--device",
+            device,
+        ]  # no --nproc: torchrun's parser
         # would take it for an abbreviation of its --nproc-per-node; children see WORLD_SIZE
         if args.boxes:
             argv += ["--boxes", *map(str, args.boxes)]
         if args.masks:
             argv += ["--masks", *map(str, args.masks)]
         return dist.relaunch(argv, nproc)
-    pretrain(params, args.manifest, args.out, boxes=args.boxes, masks=args.masks, device=args.device)
+    pretrain(
+        params, args.manifest, args.out, boxes=args.boxes, masks=args.masks, device=args.device
+    )
     return 0

@@ -96,8 +96,17 @@ class ManifestImages(Dataset):
     bg uint8 (3,S,S). ``dataset[(i, j)]`` uses sample j as the background partner.
     """
 
-    def __init__(self, df, store_size, boxes=None, masks=None, bg_rects=None,
-                 variant="baseline", *, decode="cpu"):
+    def __init__(
+        self,
+        df,
+        store_size,
+        boxes=None,
+        masks=None,
+        bg_rects=None,
+        variant="baseline",
+        *,
+        decode="cpu",
+    ):
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
         if decode not in ("cpu", "device"):
@@ -135,7 +144,9 @@ class ManifestImages(Dataset):
         # masks and background rectangles
         self.masks = [None] * len(ids)
         self.bg_rects = [None] * len(ids)
-        self.gt_mask_paths = list(self.df["mask_abspath"]) if "mask_abspath" in self.df else [""] * len(ids)
+        self.gt_mask_paths = (
+            list(self.df["mask_abspath"]) if "mask_abspath" in self.df else [""] * len(ids)
+        )
         if self.needs_mask:
             for k, i in enumerate(ids):
                 if src == "cam":
@@ -153,9 +164,14 @@ class ManifestImages(Dataset):
                 if self.bg_rects[k] is None:
                     self.missing["bg_rect"] += 1
         if sum(self.missing.values()):
-            log.warning("ManifestImages(%s): %d images, missing side information %s "
-                        "(fallbacks: no boxes -> whole image, no mask -> no mix, "
-                        "no bg_rect -> whole partner image)", variant, len(ids), dict(self.missing))
+            log.warning(
+                "ManifestImages(%s): %d images, missing side information %s "
+                "(fallbacks: no boxes -> whole image, no mask -> no mix, "
+                "no bg_rect -> whole partner image)",
+                variant,
+                len(ids),
+                dict(self.missing),
+            )
 
     def __len__(self):
         return len(self.paths)
@@ -242,7 +258,9 @@ def collate(items):
     if "image_bytes" in items[0]:  # one flat uint8 tensor + offsets per batch
         blobs = [it["image_bytes"] for it in items]
         out["image_bytes"] = torch.frombuffer(bytearray(b"".join(blobs)), dtype=torch.uint8)
-        out["image_offsets"] = torch.tensor(np.cumsum([0] + [len(b) for b in blobs]), dtype=torch.int64)
+        out["image_offsets"] = torch.tensor(
+            np.cumsum([0] + [len(b) for b in blobs]), dtype=torch.int64
+        )
     n = torch.tensor([it["boxes"].shape[0] for it in items], dtype=torch.int64)
     boxes = torch.zeros(len(items), int(n.max()) if len(items) else 0, 4)
     for b, it in enumerate(items):
@@ -256,8 +274,12 @@ HOST_KEYS = ("image_bytes", "image_offsets")  # stay on the host until decode_on
 
 def to_device(batch, device, non_blocking=True):
     """Move every tensor of a batch to ``device`` (encoded image bytes stay on the host)."""
-    return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) and k not in HOST_KEYS else v
-            for k, v in batch.items()}
+    return {
+        k: v.to(device, non_blocking=non_blocking)
+        if torch.is_tensor(v) and k not in HOST_KEYS
+        else v
+        for k, v in batch.items()
+    }
 
 
 def decode_on_device(batch, store_size, device):
@@ -286,16 +308,25 @@ def decode_on_device(batch, store_size, device):
                 imgs[i] = im
         for i in range(len(data)):
             if imgs[i] is None:
-                imgs[i] = decode_image(data[i], mode=ImageReadMode.RGB).to(device, non_blocking=True)
-    hw = torch.tensor([list(im.shape[-2:]) for im in imgs], dtype=torch.float32).to(device, non_blocking=True)
+                imgs[i] = decode_image(data[i], mode=ImageReadMode.RGB).to(
+                    device, non_blocking=True
+                )
+    hw = torch.tensor([list(im.shape[-2:]) for im in imgs], dtype=torch.float32).to(
+        device, non_blocking=True
+    )
     out = []
     same = len({tuple(im.shape) for im in imgs}) == 1
     groups = [imgs] if same else [[im] for im in imgs]
     for grp in groups:
         x = torch.stack(grp).float()
         if x.shape[-2:] != (store_size, store_size):
-            x = F.interpolate(x, size=(store_size, store_size), mode="bilinear",
-                              align_corners=False, antialias=True)
+            x = F.interpolate(
+                x,
+                size=(store_size, store_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
         out.append(x.round_().clamp_(0, 255).to(torch.uint8))
     batch = dict(batch)
     batch["image"] = torch.cat(out)
@@ -314,8 +345,19 @@ class GlobalBatchSampler(Sampler):
     ``batch_size`` is the GLOBAL batch; each of ``world`` ranks gets batch_size/world.
     """
 
-    def __init__(self, n, batch_size, shuffle, drop_last, seed=0, epoch=0, start_batch=0,
-                 rank=0, world=1, partners=False):
+    def __init__(
+        self,
+        n,
+        batch_size,
+        shuffle,
+        drop_last,
+        seed=0,
+        epoch=0,
+        start_batch=0,
+        rank=0,
+        world=1,
+        partners=False,
+    ):
         if batch_size % world:
             raise ValueError(f"global batch {batch_size} is not divisible by world size {world}")
         if not 0 <= rank < world:
@@ -354,7 +396,9 @@ class GlobalBatchSampler(Sampler):
 
     def __len__(self):
         full, rest = divmod(self.n, self.batch_size)
-        total = full + (1 if rest and not self.drop_last and (self.world == 1 or rest >= self.world) else 0)
+        total = full + (
+            1 if rest and not self.drop_last and (self.world == 1 or rest >= self.world) else 0
+        )
         return max(0, total - self.start_batch)
 
 
@@ -365,15 +409,37 @@ def _worker_init(_):
     torch.set_num_threads(1)
 
 
-def build_loader(dataset, batch_size, workers, shuffle, drop_last, seed=0, epoch=0,
-                 start_batch=0, rank=0, world=1, *, pin_memory=None, prefetch_factor=4):
+def build_loader(
+    dataset,
+    batch_size,
+    workers,
+    shuffle,
+    drop_last,
+    seed=0,
+    epoch=0,
+    start_batch=0,
+    rank=0,
+    world=1,
+    *,
+    pin_memory=None,
+    prefetch_factor=4,
+):
     """DataLoader over ``dataset`` in deterministic global batches (see GlobalBatchSampler).
 
     Build a new loader per epoch. ``start_batch`` counts global batches already done.
     """
-    sampler = GlobalBatchSampler(len(dataset), batch_size, shuffle, drop_last, seed, epoch,
-                                 start_batch, rank, world,
-                                 partners=getattr(dataset, "needs_bg", False))
+    sampler = GlobalBatchSampler(
+        len(dataset),
+        batch_size,
+        shuffle,
+        drop_last,
+        seed,
+        epoch,
+        start_batch,
+        rank,
+        world,
+        partners=getattr(dataset, "needs_bg", False),
+    )
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
     return DataLoader(

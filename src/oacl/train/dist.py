@@ -43,8 +43,16 @@ def check_gpus(n: int) -> None:
 
 def relaunch(argv: list[str], nproc: int) -> int:
     """Run ``oacl <argv>`` as ``nproc`` torchrun processes; return their exit code."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={nproc}", "-m", "oacl.cli", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "oacl.cli",
+        *argv,
+    ]
     log.info("launching %d processes: %s", nproc, " ".join(cmd))
     return subprocess.call(cmd)
 

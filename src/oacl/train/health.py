@@ -36,7 +36,10 @@ def chance_loss(params: dict, num_classes: int) -> float | None:
 def reliance_rows(df, max_scenes: int = 256):
     """Aligned frames (original, only_bg_t, only_fg) of up to ``max_scenes`` test scenes, or None."""
     test = df[df["split"] == "test"]
-    frames = {v: test[test["variant"] == v].set_index("scene_id") for v in ("original", *RELIANCE_VARIANTS)}
+    frames = {
+        v: test[test["variant"] == v].set_index("scene_id")
+        for v in ("original", *RELIANCE_VARIANTS)
+    }
     common = frames["original"].index
     for v in RELIANCE_VARIANTS:
         common = common.intersection(frames[v].index)
@@ -54,9 +57,17 @@ def object_reliance(encoder, df, params: dict, device, workers: int = 0) -> dict
         return None
     feats = {}
     for v, frame in rows.items():
-        loader = data.build_loader(data.ManifestImages(frame, params["store_size"]), 128, workers,
-                                   shuffle=False, drop_last=False, seed=0)
+        loader = data.build_loader(
+            data.ManifestImages(frame, params["store_size"]),
+            128,
+            workers,
+            shuffle=False,
+            drop_last=False,
+            seed=0,
+        )
         feats[v], _ = knn.extract(encoder, loader, params["image_size"], device, channels_last=True)
-    out = {f"cos_{v}": float((feats["original"] * feats[v]).sum(1).mean()) for v in RELIANCE_VARIANTS}
+    out = {
+        f"cos_{v}": float((feats["original"] * feats[v]).sum(1).mean()) for v in RELIANCE_VARIANTS
+    }
     out["n_scenes"] = len(rows["original"])
     return out

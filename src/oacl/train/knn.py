@@ -33,8 +33,15 @@ def extract(encoder, loader, image_size: int, device, channels_last: bool = Fals
 
 
 @torch.no_grad()
-def knn_predict(train_f, train_y, test_f, num_classes: int, k: int = 20, temperature: float = 0.07,
-                chunk: int = 1024) -> torch.Tensor:
+def knn_predict(
+    train_f,
+    train_y,
+    test_f,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+    chunk: int = 1024,
+) -> torch.Tensor:
     """Predicted class of each row of ``test_f`` by weighted vote of its k nearest train rows."""
     k = min(k, train_f.shape[0])
     preds = []
@@ -47,8 +54,16 @@ def knn_predict(train_f, train_y, test_f, num_classes: int, k: int = 20, tempera
     return torch.cat(preds)
 
 
-def knn_accuracy(encoder, train_loader, val_loader, image_size: int, device, k: int = 20,
-                 temperature: float = 0.07, channels_last: bool = False) -> float:
+def knn_accuracy(
+    encoder,
+    train_loader,
+    val_loader,
+    image_size: int,
+    device,
+    k: int = 20,
+    temperature: float = 0.07,
+    channels_last: bool = False,
+) -> float:
     """Top-1 kNN accuracy of val images against train features (rows with label < 0 ignored)."""
     tf, ty = extract(encoder, train_loader, image_size, device, channels_last)
     vf, vy = extract(encoder, val_loader, image_size, device, channels_last)

@@ -94,7 +94,15 @@ DEFAULTS = {
 }
 
 # keys that do not change the trained weights (excluded from the resume fingerprint)
-_NOT_HASHED = ("workers", "threads", "ckpt_every_steps", "knn_every", "knn_k", "knn_max", "log_every")
+_NOT_HASHED = (
+    "workers",
+    "threads",
+    "ckpt_every_steps",
+    "knn_every",
+    "knn_k",
+    "knn_max",
+    "log_every",
+)
 # the src/oacl code this stage runs: the pretrain rule's code input (oacl.codedeps)
 CODE = codedeps.code_of("oacl.train.cli")
 
@@ -125,10 +133,16 @@ def resume_fingerprint(params: dict, world: int, manifest_path, df, train_df, bo
     masks_gt = [p for p in train_df["mask_abspath"] if p] if "mask_abspath" in train_df else []
     return fpr.fingerprint(
         {"params": shaping, "world": world},
-        {"manifest": [manifest_path], "train_images": list(train_df["abspath"]),
-         "train_gt_masks": masks_gt, "val_images": list(val_df["abspath"]),
-         "boxes": list(boxes), "masks": list(masks)},
-        CODE)
+        {
+            "manifest": [manifest_path],
+            "train_images": list(train_df["abspath"]),
+            "train_gt_masks": masks_gt,
+            "val_images": list(val_df["abspath"]),
+            "boxes": list(boxes),
+            "masks": list(masks),
+        },
+        CODE,
+    )
 
 
 def _rng_state(gen: torch.Generator) -> dict:
@@ -176,7 +190,9 @@ def _aux_inputs(variant: str, boxes_paths, masks_paths) -> dict:
 # ------------------------------------------------------------------------ main entry
 
 
-def pretrain(params: dict, manifest_path, out_path, boxes=(), masks=(), device: str = "auto") -> dict:
+def pretrain(
+    params: dict, manifest_path, out_path, boxes=(), masks=(), device: str = "auto"
+) -> dict:
     """Train and write ``out_path`` (model.pt), ``metrics.jsonl``; returns the last metrics."""
     params = merge_params(DEFAULTS, params, where="pretrain")
     out_path = Path(out_path)
@@ -187,14 +203,25 @@ def pretrain(params: dict, manifest_path, out_path, boxes=(), masks=(), device: 
     if dev.type == "cuda":
         dev = torch.device("cuda", local)
     try:
-        return _pretrain(params, Path(manifest_path), out_path, state_path, metrics_path,
-                         list(boxes or []), list(masks or []), dev, rank, world)
+        return _pretrain(
+            params,
+            Path(manifest_path),
+            out_path,
+            state_path,
+            metrics_path,
+            list(boxes or []),
+            list(masks or []),
+            dev,
+            rank,
+            world,
+        )
     finally:
         dist.cleanup()
 
 
-def _pretrain(params, manifest_path, out_path, state_path, metrics_path, boxes, masks, dev,
-              rank, world) -> dict:
+def _pretrain(
+    params, manifest_path, out_path, state_path, metrics_path, boxes, masks, dev, rank, world
+) -> dict:
     """The driver: set up, resume, train epoch by epoch, finish (cf. MoCo's main_moco.py)."""
     run = _setup(params, manifest_path, boxes, masks, dev, rank, world)
     _resume(run, state_path, boxes, masks)
@@ -251,15 +278,19 @@ def _read_train_split(params, manifest_path, world):
         raise ValueError(f"manifest {manifest_path} has no train rows with variant 'original'")
     B = int(params["batch_size"])
     if B > len(train_df):
-        raise ValueError(f"batch_size {B} is larger than the train split of {manifest_path} "
-                         f"({len(train_df)} images); lower pretrain.batch_size")
+        raise ValueError(
+            f"batch_size {B} is larger than the train split of {manifest_path} "
+            f"({len(train_df)} images); lower pretrain.batch_size"
+        )
     if B % world:
         raise ValueError(f"batch_size {B} is not divisible by the {world} processes")
     if params["method"] == "moco":
         keys = B * (2 if params["moco"]["symmetric"] else 1)
         if params["moco"]["queue_size"] % keys:
-            raise ValueError(f"moco.queue_size {params['moco']['queue_size']} must be a multiple of the "
-                             f"keys enqueued per step ({keys}: batch_size{' x2, symmetric' if keys > B else ''})")
+            raise ValueError(
+                f"moco.queue_size {params['moco']['queue_size']} must be a multiple of the "
+                f"keys enqueued per step ({keys}: batch_size{' x2, symmetric' if keys > B else ''})"
+            )
     labels = train_df["label"].to_numpy()
     num_classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
     if params["method"] == "supervised" and (labels < 0).any():
@@ -270,7 +301,13 @@ def _read_train_split(params, manifest_path, world):
 def _setup(params, manifest_path, boxes, masks, dev, rank, world) -> _Run:
     """Data (train split, dataset, workers, threads), then seeds, model, optimiser, augmentation."""
     run = _Run()
-    run.params, run.dev, run.rank, run.world, run.manifest_path = params, dev, rank, world, manifest_path
+    run.params, run.dev, run.rank, run.world, run.manifest_path = (
+        params,
+        dev,
+        rank,
+        world,
+        manifest_path,
+    )
     run.df, run.train_df, run.num_classes = _read_train_split(params, manifest_path, world)
     variant = params["variant"]
     aux = _aux_inputs(variant, boxes, masks)
@@ -293,10 +330,15 @@ def _setup(params, manifest_path, boxes, masks, dev, rank, world) -> _Run:
     if dev.type == "cuda" and world > 1:
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
     run.method = method
-    run.opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad],
-                              lr=lr_at(0, run.total_steps, params), momentum=params["momentum"],
-                              weight_decay=params["weight_decay"])
-    run.aug = augment.TwoViewAugment(params["augment"], variant, params["image_size"], method=params["method"])
+    run.opt = torch.optim.SGD(
+        [p for p in method.parameters() if p.requires_grad],
+        lr=lr_at(0, run.total_steps, params),
+        momentum=params["momentum"],
+        weight_decay=params["weight_decay"],
+    )
+    run.aug = augment.TwoViewAugment(
+        params["augment"], variant, params["image_size"], method=params["method"]
+    )
     run.gen = torch.Generator(device=dev).manual_seed(params["seed"] * 1000 + rank)
     return run
 
@@ -306,9 +348,15 @@ def _resume(run: _Run, state_path, boxes, masks) -> None:
     t0 = time.time()
     fp = None
     if run.rank == 0:  # one reader of every input file; the others receive the result
-        fp = resume_fingerprint(run.params, run.world, run.manifest_path, run.df, run.train_df, boxes, masks)
-        log.info("fingerprint %s (%d train images hashed in %.1f s)", fp["digest"][:16], len(run.train_df),
-                 time.time() - t0)
+        fp = resume_fingerprint(
+            run.params, run.world, run.manifest_path, run.df, run.train_df, boxes, masks
+        )
+        log.info(
+            "fingerprint %s (%d train images hashed in %.1f s)",
+            fp["digest"][:16],
+            len(run.train_df),
+            time.time() - t0,
+        )
     run.fp = _broadcast_object(fp)
     run.history = []
     st = _load_state(state_path, run.fp) if state_path.exists() else None
@@ -319,8 +367,14 @@ def _resume(run: _Run, state_path, boxes, masks) -> None:
         run.epoch, run.start_batch, run.step = st["epoch"], st["batch"], st["step"]
         run.history, run.elapsed = st["metrics"], st["elapsed"]
         if run.rank == 0:
-            log.info("resuming %s at epoch %d batch %d (step %d/%d)", state_path, run.epoch,
-                     run.start_batch, run.step, run.total_steps)
+            log.info(
+                "resuming %s at epoch %d batch %d (step %d/%d)",
+                state_path,
+                run.epoch,
+                run.start_batch,
+                run.step,
+                run.total_steps,
+            )
 
 
 def _start(run: _Run) -> None:
@@ -328,9 +382,13 @@ def _start(run: _Run) -> None:
     run.model = run.method
     if run.world > 1:
         run.model = nn.parallel.DistributedDataParallel(
-            run.method, device_ids=[run.dev.index] if run.dev.type == "cuda" else None,
-            broadcast_buffers=False)
-    run.knn_loaders = _knn_loaders(run.df, run.train_df, run.params, run.workers) if run.rank == 0 else None
+            run.method,
+            device_ids=[run.dev.index] if run.dev.type == "cuda" else None,
+            broadcast_buffers=False,
+        )
+    run.knn_loaders = (
+        _knn_loaders(run.df, run.train_df, run.params, run.workers) if run.rank == 0 else None
+    )
     run.tty = sys.stderr.isatty() and run.rank == 0
     run.t_start = time.time()
 
@@ -339,12 +397,22 @@ def _save_state(run: _Run, state_path, epoch, batch) -> None:
     """``train_state.pt`` (rank 0) with every rank's generators, to resume at (epoch, batch)."""
     rng = _gather_objects(_rng_state(run.gen))  # every rank's generators
     if run.rank == 0:
-        torch_save(state_path, {
-            "format": STATE_FORMAT, "fingerprint": run.fp, "params": run.params,
-            "method": run.method.state_dict(), "optimizer": run.opt.state_dict(), "rng": rng,
-            "epoch": epoch, "batch": batch, "step": run.step, "metrics": run.history,
-            "elapsed": run.elapsed + time.time() - run.t_start,
-        })
+        torch_save(
+            state_path,
+            {
+                "format": STATE_FORMAT,
+                "fingerprint": run.fp,
+                "params": run.params,
+                "method": run.method.state_dict(),
+                "optimizer": run.opt.state_dict(),
+                "rng": rng,
+                "epoch": epoch,
+                "batch": batch,
+                "step": run.step,
+                "metrics": run.history,
+                "elapsed": run.elapsed + time.time() - run.t_start,
+            },
+        )
 
 
 def _train_step(run: _Run, batch) -> tuple[float, float]:
@@ -373,9 +441,18 @@ def _train_step(run: _Run, batch) -> tuple[float, float]:
 def _train_epoch(run: _Run, state_path, metrics_path) -> None:
     """One epoch (from ``start_batch`` when resumed), its metrics, the state and metrics.jsonl."""
     params, B, epoch = run.params, run.batch_size, run.epoch
-    loader = data.build_loader(run.train_ds, B, run.workers, shuffle=True, drop_last=True,
-                               seed=params["seed"], epoch=epoch, start_batch=run.start_batch,
-                               rank=run.rank, world=run.world)
+    loader = data.build_loader(
+        run.train_ds,
+        B,
+        run.workers,
+        shuffle=True,
+        drop_last=True,
+        seed=params["seed"],
+        epoch=epoch,
+        start_batch=run.start_batch,
+        rank=run.rank,
+        world=run.world,
+    )
     bar = _progress(run.tty, run.steps_per_epoch, run.start_batch, epoch, params["epochs"])
     t_epoch, n_seen, loss_sum = time.time(), 0, 0.0
     with torch.random.fork_rng(devices=[]):  # DataLoader draws a seed from the global RNG;
@@ -390,9 +467,21 @@ def _train_epoch(run: _Run, state_path, metrics_path) -> None:
         elif run.rank == 0 and params["log_every"] and run.step % params["log_every"] == 0:
             rate = n_seen * B / max(1e-9, time.time() - t_epoch)
             eta = (run.total_steps - run.step) * B / max(rate, 1e-9)
-            log.info("epoch %d step %d/%d loss %.4f lr %.5f %.1f img/s eta %.0fs", epoch + 1,
-                     run.step, run.total_steps, loss_v, lr, rate, eta)
-        if i + 1 < run.steps_per_epoch and params["ckpt_every_steps"] and run.step % params["ckpt_every_steps"] == 0:
+            log.info(
+                "epoch %d step %d/%d loss %.4f lr %.5f %.1f img/s eta %.0fs",
+                epoch + 1,
+                run.step,
+                run.total_steps,
+                loss_v,
+                lr,
+                rate,
+                eta,
+            )
+        if (
+            i + 1 < run.steps_per_epoch
+            and params["ckpt_every_steps"]
+            and run.step % params["ckpt_every_steps"] == 0
+        ):
             _save_state(run, state_path, epoch, i + 1)
     if bar is not None:
         bar.close()
@@ -408,23 +497,47 @@ def _epoch_metrics(run: _Run, n_seen, loss_sum, dt) -> dict:
     """The epoch's line of metrics.jsonl: loss, lr, speed; kNN accuracy and health (rank 0)."""
     params, epoch, dev = run.params, run.epoch, run.dev
     loss_mean = dist.all_reduce_mean(loss_sum / max(1, n_seen), dev)
-    rec = {"epoch": epoch + 1, "step": run.step, "loss": loss_mean,
-           "lr": lr_at(run.step, run.total_steps, params),
-           "img_per_s": n_seen * run.batch_size / max(dt, 1e-9), "time_s": dt, "knn_acc": None,
-           "chance_loss": health.chance_loss(params, run.num_classes)}
+    rec = {
+        "epoch": epoch + 1,
+        "step": run.step,
+        "loss": loss_mean,
+        "lr": lr_at(run.step, run.total_steps, params),
+        "img_per_s": n_seen * run.batch_size / max(dt, 1e-9),
+        "time_s": dt,
+        "knn_acc": None,
+        "chance_loss": health.chance_loss(params, run.num_classes),
+    }
     last = epoch + 1 == params["epochs"]
-    if run.rank == 0 and run.knn_loaders and (last or (params["knn_every"] and (epoch + 1) % params["knn_every"] == 0)):
+    if (
+        run.rank == 0
+        and run.knn_loaders
+        and (last or (params["knn_every"] and (epoch + 1) % params["knn_every"] == 0))
+    ):
         t0 = time.time()
         with torch.random.fork_rng(devices=[]):
-            rec["knn_acc"] = knn.knn_accuracy(run.method.encoder, *run.knn_loaders, params["image_size"], dev,
-                                              k=params["knn_k"], channels_last=True)
+            rec["knn_acc"] = knn.knn_accuracy(
+                run.method.encoder,
+                *run.knn_loaders,
+                params["image_size"],
+                dev,
+                k=params["knn_k"],
+                channels_last=True,
+            )
         rec["knn_time_s"] = time.time() - t0
     if run.rank == 0 and last:
         with torch.random.fork_rng(devices=[]):
-            rec["object_reliance"] = health.object_reliance(run.method.encoder, run.df, params, dev, run.workers)
+            rec["object_reliance"] = health.object_reliance(
+                run.method.encoder, run.df, params, dev, run.workers
+            )
     if run.rank == 0:
-        log.info("epoch %d/%d: %s", epoch + 1, params["epochs"],
-                 ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()))
+        log.info(
+            "epoch %d/%d: %s",
+            epoch + 1,
+            params["epochs"],
+            ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()
+            ),
+        )
     return rec
 
 
@@ -432,11 +545,20 @@ def _finish(run: _Run, out_path, metrics_path) -> dict:
     """Rank 0 exports model.pt (weights + meta) and the final metrics.jsonl; the last metrics."""
     params = run.params
     if run.rank == 0:
-        meta = {"method": params["method"], "arch": params["arch"], "variant": params["variant"],
-                "image_size": params["image_size"], "store_size": params["store_size"],
-                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "num_classes": run.num_classes,
-                "feat_dim": feat_dim(params["arch"]), "epoch": run.epoch, "seed": params["seed"],
-                "fingerprint": run.fp["digest"]}
+        meta = {
+            "method": params["method"],
+            "arch": params["arch"],
+            "variant": params["variant"],
+            "image_size": params["image_size"],
+            "store_size": params["store_size"],
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "num_classes": run.num_classes,
+            "feat_dim": feat_dim(params["arch"]),
+            "epoch": run.epoch,
+            "seed": params["seed"],
+            "fingerprint": run.fp["digest"],
+        }
         save_checkpoint(out_path, run.method.export(meta))  # SyncBN keeps BatchNorm's state keys
         write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in run.history))
     return run.history[-1] if run.history else {}
@@ -482,9 +604,16 @@ def _knn_loaders(df, train_df, params, workers):
     va = val_df.iloc[knn.subsample(len(val_df), params["knn_max"])].reset_index(drop=True)
     bs = max(64, params["batch_size"])
     return tuple(
-        data.build_loader(data.ManifestImages(d, params["store_size"]), bs, workers,
-                          shuffle=False, drop_last=False, seed=0)
-        for d in (tr, va))
+        data.build_loader(
+            data.ManifestImages(d, params["store_size"]),
+            bs,
+            workers,
+            shuffle=False,
+            drop_last=False,
+            seed=0,
+        )
+        for d in (tr, va)
+    )
 
 
 def _progress(tty: bool, total: int, start: int, epoch: int, epochs: int):
@@ -492,5 +621,11 @@ def _progress(tty: bool, total: int, start: int, epoch: int, epochs: int):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=start, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
-                dynamic_ncols=True, leave=False)
+    return tqdm(
+        total=total,
+        initial=start,
+        desc=f"epoch {epoch + 1}/{epochs}",
+        unit="step",
+        dynamic_ncols=True,
+        leave=False,
+    )

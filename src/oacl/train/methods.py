@@ -85,9 +85,18 @@ class _Method(nn.Module):
 
 
 class MoCo(_Method):
-    def __init__(self, arch: str, dim: int = 128, hidden: int | None = None,
-                 queue_size: int = 4096, momentum: float = 0.999, temperature: float = 0.2,
-                 symmetric: bool = False, bn_splits: int = 1, shuffle_bn: bool = True):
+    def __init__(
+        self,
+        arch: str,
+        dim: int = 128,
+        hidden: int | None = None,
+        queue_size: int = 4096,
+        momentum: float = 0.999,
+        temperature: float = 0.2,
+        symmetric: bool = False,
+        bn_splits: int = 1,
+        shuffle_bn: bool = True,
+    ):
         super().__init__()
         f = feat_dim(arch)
         hidden = hidden or f
@@ -139,10 +148,12 @@ class MoCo(_Method):
     def _enqueue(self, keys):
         n, size = keys.shape[0], self.queue.shape[0]
         if size % n:
-            raise ValueError(f"moco.queue_size {size} must be a multiple of the keys per step {n} "
-                             "(global batch size, x2 if symmetric)")
+            raise ValueError(
+                f"moco.queue_size {size} must be a multiple of the keys per step {n} "
+                "(global batch size, x2 if symmetric)"
+            )
         ptr = int(self.queue_ptr)
-        self.queue[ptr:ptr + n] = keys.to(self.queue.dtype)
+        self.queue[ptr : ptr + n] = keys.to(self.queue.dtype)
         self.queue_ptr.fill_((ptr + n) % size)
 
     def momentum_update(self, progress: float) -> None:
@@ -151,8 +162,9 @@ class MoCo(_Method):
 
 
 class BYOL(_Method):
-    def __init__(self, arch: str, dim: int = 256, hidden: int | None = None,
-                 base_momentum: float = 0.99):
+    def __init__(
+        self, arch: str, dim: int = 256, hidden: int | None = None, base_momentum: float = 0.99
+    ):
         super().__init__()
         f = feat_dim(arch)
         hidden = hidden or (512 if arch == "resnet18_small" else 4096)
@@ -170,7 +182,9 @@ class BYOL(_Method):
         with torch.no_grad():
             z1 = self.target_projector(self.target_encoder(view1)).float()
             z2 = self.target_projector(self.target_encoder(view2)).float()
-        loss = (2 - 2 * F.cosine_similarity(p1, z2)).mean() + (2 - 2 * F.cosine_similarity(p2, z1)).mean()
+        loss = (2 - 2 * F.cosine_similarity(p1, z2)).mean() + (
+            2 - 2 * F.cosine_similarity(p2, z1)
+        ).mean()
         return loss, {"loss": loss.detach()}
 
     def target_momentum(self, progress: float) -> float:
@@ -186,7 +200,9 @@ class Supervised(_Method):
     def __init__(self, arch: str, num_classes: int):
         super().__init__()
         if num_classes < 2:
-            raise ValueError(f"supervised pretraining needs labels with >= 2 classes, got {num_classes}")
+            raise ValueError(
+                f"supervised pretraining needs labels with >= 2 classes, got {num_classes}"
+            )
         self.encoder = build_encoder(arch)
         self.classifier = nn.Linear(feat_dim(arch), num_classes)
 
@@ -202,9 +218,17 @@ def build_method(params: dict, num_classes: int) -> _Method:
     name, arch = params["method"], params["arch"]
     if name == "moco":
         c = params["moco"]
-        return MoCo(arch, dim=c["dim"], hidden=c["hidden"], queue_size=c["queue_size"],
-                    momentum=c["momentum"], temperature=c["temperature"],
-                    symmetric=c["symmetric"], bn_splits=c["bn_splits"], shuffle_bn=c["shuffle_bn"])
+        return MoCo(
+            arch,
+            dim=c["dim"],
+            hidden=c["hidden"],
+            queue_size=c["queue_size"],
+            momentum=c["momentum"],
+            temperature=c["temperature"],
+            symmetric=c["symmetric"],
+            bn_splits=c["bn_splits"],
+            shuffle_bn=c["shuffle_bn"],
+        )
     if name == "byol":
         c = params["byol"]
         return BYOL(arch, dim=c["dim"], hidden=c["hidden"], base_momentum=c["base_momentum"])

@@ -122,7 +122,9 @@ def write_jpeg(path: Path, rgb: np.ndarray, quality: int = 95, reuse: bool = Fal
         return
     import cv2
 
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, buf = cv2.imencode(
+        ".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     if not ok:
         raise ValueError(f"JPEG encoding failed for {path}")
     with atomic_path(path) as tmp:
@@ -156,7 +158,12 @@ def mask_box(mask: np.ndarray) -> list[float] | None:
     if len(xs) == 0:
         return None
     h, w = mask.shape
-    return [float(xs.min() / w), float(ys.min() / h), float((xs.max() + 1) / w), float((ys.max() + 1) / h)]
+    return [
+        float(xs.min() / w),
+        float(ys.min() / h),
+        float((xs.max() + 1) / w),
+        float((ys.max() + 1) / h),
+    ]
 
 
 def progress(iterable, desc: str, total: int | None = None):

@@ -38,7 +38,14 @@ LAYOUT = {
         b"labels",
         b"label_names",
     ),
-    "cifar100": ("cifar-100-python", ["train"], ["test"], "meta", b"fine_labels", b"fine_label_names"),
+    "cifar100": (
+        "cifar-100-python",
+        ["train"],
+        ["test"],
+        "meta",
+        b"fine_labels",
+        b"fine_label_names",
+    ),
 }
 
 

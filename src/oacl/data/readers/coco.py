@@ -136,7 +136,9 @@ def _load_json(path: Path) -> dict:
         raise ValueError(f"COCO annotation file {path} is not valid JSON: {exc}") from exc
     missing = [k for k in ("images", "annotations", "categories") if k not in data]
     if missing:
-        raise ValueError(f"COCO annotation file {path}: lacks key(s) {missing} (not an instances file?)")
+        raise ValueError(
+            f"COCO annotation file {path}: lacks key(s) {missing} (not an instances file?)"
+        )
     return data
 
 
@@ -174,7 +176,9 @@ def _read_source(root, src, split, data, cat_index, params, out_dir, rows, box_r
     for im in progress(images, f"COCO {src}"):
         iid, w, h = im["id"], im["width"], im["height"]
         anns = anns_by_image.get(iid, [])
-        objects = [a for a in anns if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0]
+        objects = [
+            a for a in anns if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0
+        ]
         boxes = [normalised_box(*a["bbox"], w, h) for a in objects]
         box_labels = [cat_index[a["category_id"]] for a in objects]
         if params["protocol"] == "paper":
@@ -309,9 +313,13 @@ def _add_crop_row(rows, a, rel_path, split, iid, cat_index, window, out_size):
 def _add_crops(image_path, size, iid, objects, cat_index, split, src, params, out_dir, rows):
     """COCO-Crop rows for one image; the image is decoded only if an object qualifies."""
     if params["protocol"] == "paper":
-        _add_paper_crops(image_path, size, iid, objects, cat_index, split, src, params, out_dir, rows)
+        _add_paper_crops(
+            image_path, size, iid, objects, cat_index, split, src, params, out_dir, rows
+        )
         return
-    objects = [a for a in objects if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0]
+    objects = [
+        a for a in objects if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0
+    ]
     keep = [a for a in objects if min(a["bbox"][2], a["bbox"][3]) >= params["crop_min_size"]]
     if not keep:
         return
@@ -343,6 +351,10 @@ def _add_paper_crops(image_path, size, iid, anns, cat_index, split, src, params,
         cw, ch = max(x2 - x1, 1), max(y2 - y1, 1)
         out_w, out_h = shorter_side_size(cw, ch, params["crop_size"])
         if rgb is not None:
-            crop = Image.fromarray(rgb[y1 : y1 + ch, x1 : x1 + cw]).resize((out_w, out_h), Image.BILINEAR)
+            crop = Image.fromarray(rgb[y1 : y1 + ch, x1 : x1 + cw]).resize(
+                (out_w, out_h), Image.BILINEAR
+            )
             write_jpeg(out_dir / rel[a["id"]], np.asarray(crop), reuse=reuse)
-        _add_crop_row(rows, a, rel[a["id"]], split, iid, cat_index, (x1, y1, cw, ch), (out_w, out_h))
+        _add_crop_row(
+            rows, a, rel[a["id"]], split, iid, cat_index, (x1, y1, cw, ch), (out_w, out_h)
+        )

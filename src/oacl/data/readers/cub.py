@@ -77,7 +77,9 @@ def build(params: dict, out_dir: Path):
             "CUB: mask_threshold applies to protocol 'oacl'; protocol 'paper' binarises at > 0.5"
         )
     split_name = params["split_file"]
-    tables = ["images", "image_class_labels", "bounding_boxes"] + ([] if split_name else ["train_test_split"])
+    tables = ["images", "image_class_labels", "bounding_boxes"] + (
+        [] if split_name else ["train_test_split"]
+    )
     files = {k: require(root, f"{k}.txt", "CUB") for k in tables}
     require(root, "images", "CUB", kind="folder")
     images = read_table(files["images"], 1)
@@ -101,13 +103,16 @@ def build(params: dict, out_dir: Path):
         train_ids = [i for i in images if i in is_train and is_train[i][0] == "1"]
         held = holdout(train_ids, params["val_fraction"], params["seed"])
         split_of = {
-            i: "test" if v[0] != "1" else ("val" if i in held else "train") for i, v in is_train.items()
+            i: "test" if v[0] != "1" else ("val" if i in held else "train")
+            for i, v in is_train.items()
         }
         checks = [("train_test_split.txt", is_train)]
     for k, table in [("image_class_labels.txt", labels), ("bounding_boxes.txt", bboxes)] + checks:
         missing = [i for i in images if i not in table]
         if missing:
-            raise ValueError(f"CUB root {root}: {k} has no entry for image id {missing[0]} of images.txt")
+            raise ValueError(
+                f"CUB root {root}: {k} has no entry for image id {missing[0]} of images.txt"
+            )
     seg_dir = root / "segmentations"
     if not seg_dir.is_dir():
         log.warning("CUB root %s: no segmentations/ folder; rows get no mask", root)
@@ -151,6 +156,7 @@ def build(params: dict, out_dir: Path):
     if classes.is_file():
         names = read_table(classes, 1)
         write_json(
-            out_dir / "cub_classes.json", [{"index": int(k) - 1, "name": v[0]} for k, v in names.items()]
+            out_dir / "cub_classes.json",
+            [{"index": int(k) - 1, "name": v[0]} for k, v in names.items()],
         )
     return rows.frame()

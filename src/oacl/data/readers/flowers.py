@@ -93,7 +93,9 @@ def build(params: dict, out_dir: Path):
         )
     seg_dir = root / "segmim"
     if params["masks"] and not seg_dir.is_dir():
-        raise FileNotFoundError(f"Flowers-102 root {root}: expected folder segmim (or set masks: false)")
+        raise FileNotFoundError(
+            f"Flowers-102 root {root}: expected folder segmim (or set masks: false)"
+        )
 
     rows = ManifestRows()
     for n in progress(sorted(split_of), "Flowers"):
@@ -106,7 +108,11 @@ def build(params: dict, out_dir: Path):
         if params["masks"] and seg.is_file():
             mask_path = f"masks/{name}.png"
             rgb = read_rgb(seg)
-            fg = foreground_paper(rgb) if protocol == "paper" else foreground(rgb, params["blue_tol"])
+            fg = (
+                foreground_paper(rgb)
+                if protocol == "paper"
+                else foreground(rgb, params["blue_tol"])
+            )
             write_png(out_dir / mask_path, fg * np.uint8(255))
             box = mask_box(fg)
             boxes = [box] if box else []

@@ -55,7 +55,9 @@ def build(params: dict, out_dir: Path):
         raise ValueError(
             f"{name} root {root}: no WordNet-ID folders (expected e.g. n02085620/ at some depth)"
         )
-    mapping = load_mapping(params["mapping"], params["wnid_list"], sorted({w for _, w in folders}), name)
+    mapping = load_mapping(
+        params["mapping"], params["wnid_list"], sorted({w for _, w in folders}), name
+    )
     subsets = set(params["subsets"]) if params["subsets"] is not None else None
 
     rows = ManifestRows(extra={"subset": ""})
@@ -64,7 +66,9 @@ def build(params: dict, out_dir: Path):
         if subsets is not None and subset not in subsets:
             continue
         folder = root / subset / wnid
-        files = sorted(e.name for e in os.scandir(folder) if Path(e.name).suffix.lower() in IMAGE_EXTS)
+        files = sorted(
+            e.name for e in os.scandir(folder) if Path(e.name).suffix.lower() in IMAGE_EXTS
+        )
         label = mapping.get(wnid, -1)
         if label < 0:
             skipped += len(files)
@@ -86,7 +90,9 @@ def build(params: dict, out_dir: Path):
             )
     log.info("%s: %d images kept, %d of unmapped classes skipped", name, len(rows), skipped)
     if not len(rows):
-        raise ValueError(f"{name} root {root}: no image of a mapped class (check 'mapping' and 'subsets')")
+        raise ValueError(
+            f"{name} root {root}: no image of a mapped class (check 'mapping' and 'subsets')"
+        )
     return rows.frame()
 
 
@@ -141,9 +147,15 @@ def load_mapping(path: str, wnid_list: str, wnids_present: list[str], name: str)
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
-            parts = re.split(r"[\t,]", line, maxsplit=1) if re.search(r"[\t,]", line) else line.split(None, 1)
+            parts = (
+                re.split(r"[\t,]", line, maxsplit=1)
+                if re.search(r"[\t,]", line)
+                else line.split(None, 1)
+            )
             if len(parts) != 2:
-                raise ValueError(f"mapping file {p} line {n}: expected 'wnid<TAB>class', got {line!r}")
+                raise ValueError(
+                    f"mapping file {p} line {n}: expected 'wnid<TAB>class', got {line!r}"
+                )
             pairs.append((parts[0].strip(), parts[1].strip(), f"mapping file {p} line {n}"))
     index_order = None
     out: dict[str, int] = {}
@@ -151,11 +163,15 @@ def load_mapping(path: str, wnid_list: str, wnids_present: list[str], name: str)
         cls = in9_class(value, where)
         if not _WNID.match(key):
             if not re.fullmatch(r"\d+", key):
-                raise ValueError(f"{where}: key {key!r} is neither a WordNet ID nor an ImageNet class index")
+                raise ValueError(
+                    f"{where}: key {key!r} is neither a WordNet ID nor an ImageNet class index"
+                )
             if index_order is None:
                 index_order = _index_order(wnid_list, wnids_present, p, name)
             if int(key) >= len(index_order):
-                raise ValueError(f"{where}: ImageNet index {key} outside the {len(index_order)} classes")
+                raise ValueError(
+                    f"{where}: ImageNet index {key} outside the {len(index_order)} classes"
+                )
             key = index_order[int(key)]
         out[key] = cls
     return out

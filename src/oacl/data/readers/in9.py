@@ -67,7 +67,13 @@ TEST_VARIANTS = [
     "only_bg_t",
     "no_fg",
 ]
-FG_VARIANTS = {"original", "only_fg", "mixed_same", "mixed_rand", "mixed_next"}  # keep the image's foreground
+FG_VARIANTS = {
+    "original",
+    "only_fg",
+    "mixed_same",
+    "mixed_rand",
+    "mixed_next",
+}  # keep the image's foreground
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 _CLASS_DIR = re.compile(r"^(\d+)_(.+)$")
 _MIXED_NAME = re.compile(r"^fg_(n\d{8}_\d+)_bg_")  # released mixed_* names: fg_<wnid>_<num>_bg_...
@@ -114,7 +120,9 @@ def build(params: dict, out_dir: Path):
         variants = [v for v in TEST_VARIANTS if (test_root / v / ev).is_dir()]
         absent = [v for v in TEST_VARIANTS if v not in variants]
         if absent:
-            log.warning("ImageNet-9 test root %s: variant folder(s) %s absent, skipped", test_root, absent)
+            log.warning(
+                "ImageNet-9 test root %s: variant folder(s) %s absent, skipped", test_root, absent
+            )
     unknown = [v for v in variants if v not in TEST_VARIANTS]
     if unknown:
         raise ValueError(f"ImageNet-9: unknown variant(s) {unknown}; known: {TEST_VARIANTS}")
@@ -199,7 +207,9 @@ def _list(folder: Path, classes: dict) -> list[tuple[str, str, int]]:
         if not 0 <= label < len(IN9_CLASSES):
             raise ValueError(f"ImageNet-9 folder {folder}/{cdir}: class index {label} outside 0..8")
         classes.setdefault(label, cdir)
-        names = sorted(e.name for e in os.scandir(folder / cdir) if Path(e.name).suffix.lower() in IMAGE_EXTS)
+        names = sorted(
+            e.name for e in os.scandir(folder / cdir) if Path(e.name).suffix.lower() in IMAGE_EXTS
+        )
         out.extend((cdir, n, label) for n in names)
     return out
 
@@ -211,7 +221,9 @@ def _check_counts(counts: dict[str, dict[str, int]]) -> None:
         return
     for v, c in counts.items():
         diff = {
-            k: (ref.get(k, 0), c.get(k, 0)) for k in sorted(set(ref) | set(c)) if ref.get(k, 0) != c.get(k, 0)
+            k: (ref.get(k, 0), c.get(k, 0))
+            for k in sorted(set(ref) | set(c))
+            if ref.get(k, 0) != c.get(k, 0)
         }
         if diff:
             log.warning(

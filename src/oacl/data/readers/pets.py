@@ -106,5 +106,7 @@ def build(params: dict, out_dir: Path):
                 box_labels=[label] * len(boxes),
                 mask_path=mask_path,
             )
-    write_json(out_dir / "pets_classes.json", [names.get(i, "") for i in range(max(names, default=-1) + 1)])
+    write_json(
+        out_dir / "pets_classes.json", [names.get(i, "") for i in range(max(names, default=-1) + 1)]
+    )
     return rows.frame()
