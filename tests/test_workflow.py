@@ -178,14 +178,15 @@ def edit(path):
 def test_code_edits_rerun_exactly_the_dependent_jobs(smoke_run):
     """A rule's code inputs are its entry modules' transitive imports (oacl.codedeps)."""
     workdir, _ = smoke_run
-    # the report draws its gallery with refine/inspect.py (imported lazily): the report
-    # alone reruns (inspect.py used to be missing from its code inputs)
-    edit(workdir / "src" / "oacl" / "refine" / "inspect.py")
+    # the report draws its gallery with overlay.py (imported lazily): the report alone
+    # reruns (the gallery code used to be missing from its code inputs)
+    edit(workdir / "src" / "oacl" / "overlay.py")
     assert planned_jobs(workdir) == {"report": 1, "all": 1}
     # imported only by the localisation evaluation (via evaluate/localization.py)
     edit(workdir / "src" / "oacl" / "evaluate" / "protocols.py")
     assert planned_jobs(workdir) == {"evaluate_localization": 2, "report": 1, "all": 1}
-    edit(workdir / "src" / "oacl" / "refine" / "crf.py")
+    # the CRF (refine stage and the references of the localisation evaluation)
+    edit(workdir / "src" / "oacl" / "refinement.py")
     jobs = planned_jobs(workdir)
     # every refine shard, and what uses boxes; not the data, CAM or baseline models
     assert jobs.get("refine") == 4
