@@ -67,7 +67,7 @@ def cfg_json(d):
 
 
 def code(*entries):
-    """The src/oacl files a rule runs (editing one reruns its jobs): the transitive
+    """The src/oacl files that a rule runs, editing one reruns its jobs; the transitive
     imports of its entry modules, read from the sources (src/oacl/codedeps.py)."""
     return [str(SRC / f) for f in codedeps.code_of(*entries, package=SRC)]
 
