@@ -42,6 +42,18 @@ MANIFEST_SCHEMA = pa.schema(
 )
 MANIFEST_REQUIRED = ["image_id", "path", "split", "width", "height"]
 # the optional columns, with the value that means "unknown" (a writer may leave them out)
+# The Background Challenge's test variants (Xiao et al. 2021), "original" first: the
+# variant names of every manifest, the order of the shift evaluation and of the report.
+BG_CHALLENGE_VARIANTS = (
+    "original",
+    "only_fg",
+    "mixed_same",
+    "mixed_rand",
+    "mixed_next",
+    "only_bg_b",
+    "only_bg_t",
+)
+
 MANIFEST_DEFAULTS = {
     "variant": "original",
     "scene_id": -1,

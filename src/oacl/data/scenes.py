@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ..artifacts import write_manifest
+from ..artifacts import BG_CHALLENGE_VARIANTS, write_manifest
 from ..geometry import crop_window
 from ..io import encode_png, write_json
 
@@ -65,9 +65,7 @@ SHAPES = [
     "ring", "ellipse", "diamond", "hexagon", "crescent",
 ]  # fmt: skip
 BACKGROUNDS = ["grass", "water", "sand", "brick", "sky", "snow", "wood", "asphalt"]
-BC_VARIANTS = [
-    "only_fg", "mixed_same", "mixed_rand", "mixed_next", "only_bg_b", "only_bg_t",
-]  # fmt: skip
+BC_VARIANTS = list(BG_CHALLENGE_VARIANTS[1:])  # "original" is the scene itself
 VARIANTS = [
     "only_fg", "mixed_same", "mixed_rand", "mixed_next", "only_bg_b", "only_bg_t",
     "sketch", "corrupted", "stylized",

@@ -20,17 +20,10 @@ from __future__ import annotations
 import copy
 import time
 
+from ..artifacts import BG_CHALLENGE_VARIANTS
 from . import linear
 
-BG_VARIANTS = [
-    "original",
-    "only_fg",
-    "mixed_same",
-    "mixed_rand",
-    "mixed_next",
-    "only_bg_b",
-    "only_bg_t",
-]
+BG_VARIANTS = list(BG_CHALLENGE_VARIANTS)
 SHIFT_VARIANTS = ["sketch", "corrupted", "stylized"]
 
 DEFAULTS = {

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import BG_CHALLENGE_VARIANTS
 from ..io import write_text
 from ..params import merge_params
 from ..variants import VARIANTS, parse_model  # parse_model: of model folder names
@@ -47,15 +48,7 @@ DEFAULTS = {
     "gallery": {"n_images": 4, "size": 160, "max_sets": 6},  # per (dataset, model, cam) set
 }
 
-BG_ORDER = [
-    "original",
-    "only_fg",
-    "mixed_same",
-    "mixed_rand",
-    "mixed_next",
-    "only_bg_b",
-    "only_bg_t",
-]
+BG_ORDER = list(BG_CHALLENGE_VARIANTS)
 SHIFT_ORDER = ["sketch", "corrupted", "stylized"]
 BETTER = {
     "original": "↑",

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...artifacts import BG_CHALLENGE_VARIANTS
 from ...io import write_json
 from ...params import merge_params
 from . import ManifestRows, holdout, image_size, progress, require, require_root, write_png
@@ -57,16 +58,7 @@ IN9_CLASSES = [
     "primate",
     "fish",
 ]
-TEST_VARIANTS = [
-    "original",
-    "only_fg",
-    "mixed_same",
-    "mixed_rand",
-    "mixed_next",
-    "only_bg_b",
-    "only_bg_t",
-    "no_fg",
-]
+TEST_VARIANTS = [*BG_CHALLENGE_VARIANTS, "no_fg"]
 FG_VARIANTS = {
     "original",
     "only_fg",
