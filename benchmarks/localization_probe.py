@@ -8,7 +8,9 @@ Runs the real stage commands (``oacl data synth`` unless ``--manifest`` names an
 existing dataset, e.g. the composite photo benchmark; ``oacl pretrain``; ``oacl cam``)
 in ``--out/NAME`` and prints one line of JSON: final loss against chance (ln(K+1)),
 kNN accuracy, and, on the test split, ContraCAM mask mIoU @0.5 and pixel AUC beside
-the centred Gaussian and the colour-saliency reference (oacl.evaluate.references).
+the centred Gaussian, the colour-saliency reference (oacl.evaluate.references) and
+``cam_mean``, the average of the probe's own maps (its positional prior: a map whose
+AUC does not exceed it says nothing about the individual image).
 ``auc_rot180`` is the AUC of the same maps turned by 180 degrees: a map that marks the
 visible background away from the object (a background-reliant model) scores higher
 turned than upright. ``--gallery`` writes image | GT mask | CAM overlay rows.
@@ -30,6 +32,7 @@ import numpy as np
 
 from oacl import artifacts
 from oacl.evaluate import references as refs
+from oacl.evaluate.localization import mean_soft_map
 from oacl.geometry import decode_mask, resize
 from oacl.io import decode_png, read_mask
 
@@ -129,7 +132,8 @@ def main(argv=None) -> int:
     t3 = time.perf_counter()
     man = artifacts.read_manifest(data / "manifest.parquet").set_index("image_id", drop=False)
     soft = artifacts.read_masks([masks])
-    scores = {"contracam": [], "gaussian": [], "colour": []}
+    scores = {"contracam": [], "gaussian": [], "colour": [], "cam_mean": []}
+    mean_map = mean_soft_map(soft, list(soft))  # the CAM's positional prior
     rows = []
     for image_id, row in soft.items():
         m = man.loc[image_id]
@@ -140,6 +144,7 @@ def main(argv=None) -> int:
             "contracam": resize(decode_mask(row["mask_png"]), (H, W)),
             "gaussian": refs.centred_gaussian(H, W, 0.25),
             "colour": refs.colour_saliency(image),
+            "cam_mean": resize(mean_map, (H, W)),
         }
         for k, cam_map in maps.items():
             auc_rot = refs.pixel_auc(np.ascontiguousarray(cam_map[::-1, ::-1]), gt)

@@ -57,20 +57,22 @@ def test_centred_gaussian():
     assert np.unravel_index(g.argmax(), g.shape) == (15, 20)
 
 
-def _dataset(tmp_path):
-    """Three 40x60 images: perfect CAM, empty GT + empty CAM, half-overlap CAM."""
+def _dataset(tmp_path, cases=None):
+    """Three 40x60 images: perfect CAM, empty GT + empty CAM, half-overlap CAM
+    (or ``cases``: image_id -> (GT mask uint8, CAM float, GT boxes))."""
     from PIL import Image
 
     H, W = 40, 60
     rows, mrows, brows = [], [], []
-    cases = {}
-    gt = np.zeros((H, W), np.uint8)
-    gt[10:30, 20:40] = 255
-    cases["perfect"] = (gt, gt.astype(np.float32) / 255, [[20 / W, 10 / H, 40 / W, 30 / H]])
-    cases["empty"] = (np.zeros((H, W), np.uint8), np.zeros((H, W), np.float32), [])
-    half = np.zeros((H, W), np.float32)
-    half[10:30, 30:50] = 1.0  # shifted by half the width: IoU 1/3
-    cases["half"] = (gt, half, [[20 / W, 10 / H, 40 / W, 30 / H]])
+    if cases is None:
+        cases = {}
+        gt = np.zeros((H, W), np.uint8)
+        gt[10:30, 20:40] = 255
+        cases["perfect"] = (gt, gt.astype(np.float32) / 255, [[20 / W, 10 / H, 40 / W, 30 / H]])
+        cases["empty"] = (np.zeros((H, W), np.uint8), np.zeros((H, W), np.float32), [])
+        half = np.zeros((H, W), np.float32)
+        half[10:30, 30:50] = 1.0  # shifted by half the width: IoU 1/3
+        cases["half"] = (gt, half, [[20 / W, 10 / H, 40 / W, 30 / H]])
     (tmp_path / "m").mkdir()
     for image_id, (g, cam, boxes) in cases.items():
         Image.fromarray(g).save(tmp_path / "m" / f"{image_id}.png")
@@ -157,6 +159,41 @@ def test_evaluate_end_to_end_known_values(tmp_path):
     assert col["mask_miou"] == pytest.approx(1.0) and col["crf_mask_miou"] > 0.9
     assert res["trivial_best"]["mask_miou"]["reference"] == "colour"
     assert "mask_miou" in res["below_trivial"] and "crf_mask_miou" in res["below_trivial"]
+
+
+@pytest.mark.parametrize("tracks", [True, False])
+def test_cam_mean_reference_exposes_a_positional_map(tmp_path, tracks):
+    """A CAM that is the same blob whatever the image ties with its own mean map (and is
+    reported below it); a CAM that follows the object beats it."""
+    H, W = 40, 60
+    blob = np.zeros((H, W), np.float32)
+    blob[12:28, 18:42] = 1.0
+    cases = {}
+    for k, (y, x) in enumerate([(2, 2), (2, 38), (18, 2), (18, 38)]):  # one object per corner
+        gt = np.zeros((H, W), np.uint8)
+        gt[y : y + 20, x : x + 20] = 255
+        cam = gt.astype(np.float32) / 255 if tracks else blob
+        cases[f"img{k}"] = (gt, cam, [[x / W, y / H, (x + 20) / W, (y + 20) / H]])
+    manifest, masks, boxes = _dataset(tmp_path, cases)
+    cfg = {"maxbox_cam_step": 0.1, "references": ["cam_mean"]}
+    res = loc.evaluate_localization(cfg, manifest, [masks], [boxes])
+    c, mean = res["metrics"]["contracam"], res["metrics"]["cam_mean"]
+    if tracks:
+        assert c["pixel_auc"] == pytest.approx(1.0) and mean["pixel_auc"] < 0.9
+        assert "pixel_auc" not in res["below_trivial"]
+    else:  # equal up to the resampling of the stored half-resolution maps
+        assert c["pixel_auc"] == pytest.approx(mean["pixel_auc"], abs=0.02)
+        assert c["mask_miou"] == pytest.approx(mean["mask_miou"], abs=0.02)
+
+
+def test_mean_soft_map_is_normalised():
+    a, b = np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)
+    a[:4], b[:2] = 100, 200
+    masks = {"a": {"mask_png": encode_png(a)}, "b": {"mask_png": encode_png(b)}}
+    m = loc.mean_soft_map(masks, ["a", "b"])
+    assert m.shape == (loc.MEAN_GRID, loc.MEAN_GRID)
+    assert m.max() == pytest.approx(1.0) and m.min() == pytest.approx(0.0)
+    assert m[0, 0] > m[loc.MEAN_GRID * 3 // 8 - 1, 0] > m[-1, 0]  # rows 0-1 in both, 2-3 in a
 
 
 def test_register_cli(tmp_path, capsys):

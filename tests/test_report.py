@@ -53,6 +53,7 @@ def fake_results(root: Path, gallery: bool = False) -> Path:
             "metrics": {
                 "contracam": {"mask_miou": 0.4567, "box_miou": 0.33},
                 "gaussian": {"mask_miou": 0.2101},
+                "cam_mean": {"mask_miou": 0.4812},
             },
         },
     )
@@ -151,6 +152,9 @@ def test_report_from_partial_results(tmp_path):
     assert "absent from the manifest: stylized" in text
     # localisation, timings, curves
     assert "0.457" in text and "0.210" in text and "iter10" in text
+    # the configuration's own mean map gets its row, and beating it is checked
+    assert "iter10 mean map (reference)" in text and "0.481" in text
+    assert "raw mask mIoU 0.457 ≤ cam_mean 0.481" in text
     assert "<td class=t>oacl</td>" in page  # the mask protocol of a result without the key
     assert "pretrain" in text and "123.4" in text and "812" in text
     assert 'alt="training curves scenes_single"' in page

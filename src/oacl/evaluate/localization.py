@@ -65,7 +65,11 @@ from .references import (
     pointing_hit,
 )
 
-REFERENCES = ("gaussian", "colour")  # trivial reference maps scored beside every CAM
+# trivial reference maps scored beside every CAM; ``cam_mean`` is the CAM configuration's
+# own average map over the evaluated images: its positional prior (e.g. a centre blob from
+# zero padding), which a map with no per-image content ties with
+REFERENCES = ("gaussian", "colour", "cam_mean")
+MEAN_GRID = 64  # side of the grid the soft maps are averaged on for cam_mean
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +256,16 @@ def compare_to_references(metrics: dict, name: str = "contracam") -> tuple[dict,
     return best, below
 
 
+def mean_soft_map(masks: dict, ids) -> np.ndarray:
+    """The average of the soft maps of ``ids`` on a MEAN_GRID square, min-max normalised to
+    [0, 1] as every CAM is (a constant average becomes all zeros)."""
+    total = np.zeros((MEAN_GRID, MEAN_GRID), np.float64)
+    for image_id in ids:
+        total += resize(decode_mask(masks[image_id]["mask_png"]), (MEAN_GRID, MEAN_GRID))
+    lo, hi = total.min(), total.max()
+    return ((total - lo) / (hi - lo) if hi > lo else np.zeros_like(total)).astype(np.float32)
+
+
 def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=()) -> dict:
     """Compute every metric over the images of the mask shards; returns the result dict."""
     params = merge_params(DEFAULTS, params, "localization cfg")
@@ -285,6 +299,7 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
     if params["variants"]:
         ids = [i for i in ids if manifest.at[i, "variant"] in set(params["variants"])]
     n_no_box_row = 0
+    mean_map = mean_soft_map(masks, ids) if "cam_mean" in params["references"] and ids else None
     for image_id in tqdm(ids, desc="localization", unit="img"):
         m = manifest.loc[image_id]
         H, W = int(m["height"]), int(m["width"])
@@ -303,6 +318,8 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
             candidates["gaussian"] = centred_gaussian(H, W, params["gaussian_sigma"])
         if "colour" in params["references"]:
             candidates["colour"] = colour_saliency(image)
+        if mean_map is not None:
+            candidates["cam_mean"] = resize(mean_map, (H, W))
         for name, cam in candidates.items():
             acc = accs[name]
             if gt_mask is not None:

@@ -359,6 +359,16 @@ def section_localization(evals: dict) -> str:
                     r["data"].get("protocol", "oacl"),
                 ]
             )
+            if "cam_mean" in m:  # this configuration's own average map: its positional prior
+                rows.append(
+                    [r["dataset"], r["model"], f"{r['cam']} mean map (reference)"]
+                    + [_loc(m["cam_mean"].get(k)) for k, _ in LOC_METRICS]
+                    + [
+                        _loc(m["cam_mean"].get("gt_area")),
+                        r["data"].get("n_images", ""),
+                        r["data"].get("protocol", "oacl"),
+                    ]
+                )
             if r["dataset"] not in refs_done:  # same test images for every configuration
                 refs_done.add(r["dataset"])
                 for ref, label in REFERENCE_NAMES.items():
@@ -373,7 +383,11 @@ def section_localization(evals: dict) -> str:
                             ]
                         )
             for key, label in LOC_CHECKED:
-                best = [(m[ref][key], ref) for ref in REFERENCE_NAMES if key in m.get(ref, {})]
+                best = [
+                    (m[ref][key], ref)
+                    for ref in [*REFERENCE_NAMES, "cam_mean"]
+                    if key in m.get(ref, {})
+                ]
                 if key in cc and best and cc[key] <= max(best)[0]:
                     value, ref = max(best)
                     alerts.append(
@@ -401,7 +415,9 @@ def section_localization(evals: dict) -> str:
             "reference is its map refined by the same dense CRF as the CAM masks. *_nonsr configurations "
             'switch negative-signal removal off (the "w/o" row of Table 1); method ncut is the normalised-cut '
             "localiser on the same backbone (oacl/cam/ncut.py), classifier the Grad-CAM of a supervised model "
-            "(Table 2).</p>"
+            "(Table 2). A configuration's mean map is the average of its own maps over the same images: "
+            "the positional prior it carries (e.g. a centre blob from zero padding); a CAM that does not "
+            "beat it says nothing about the individual image.</p>"
         )
         body += (
             '<p class="muted">Mask protocol: "paper" = the authors\' scoring (per image at 224x224, '
