@@ -316,3 +316,28 @@ def test_trunk_skipped_for_unchanged_samples(tiny, images):
     got = engine._refresh(images, stale, torch.tensor([True, False, True, False]))
     assert engine.trunk_images == 2 and got.requires_grad
     assert torch.allclose(got, full, atol=1e-5)
+
+
+def test_score_temperature_divides_every_logit():
+    """Eq. 1's temperature: log(sum_m exp(pos_m/t)) - log(sum_k exp(neg_k/t)), with the
+    zeroed self-pairs still contributing exp(0) = 1; t = 1 is Algorithm 2."""
+    torch.manual_seed(0)
+    q = F.normalize(torch.randn(4, 8, dtype=torch.float64), dim=1)
+    k = F.normalize(torch.randn(4, 8, dtype=torch.float64), dim=1)
+    t = 0.2
+    got = contrastive_score(q, k, [q], temperature=t)
+    neg = (q @ q.T) * (1 - torch.eye(4, dtype=q.dtype))
+    pos = (q * k).sum(1)
+    want = torch.log(torch.exp(pos / t).sum()) - torch.log(torch.exp(neg / t).sum(1))
+    assert torch.allclose(got, want)
+    assert torch.equal(contrastive_score(q, k, [q]), contrastive_score(q, k, [q], temperature=1.0))
+    with pytest.raises(ValueError, match="temperature"):
+        contrastive_score(q, k, [q], temperature=0.0)
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, "0.2", True])
+def test_cam_params_reject_a_bad_temperature(bad):
+    from oacl.cam.run import DEFAULTS, check_params
+
+    with pytest.raises(ValueError, match="temperature"):
+        check_params({**DEFAULTS, "temperature": bad})

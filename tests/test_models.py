@@ -158,3 +158,23 @@ def test_checkpoint_bytes_are_reproducible(tmp_path):
         subprocess.run([sys.executable, "-c", script, str(out)], check=True)
         digests.append(hashlib.sha256(out.read_bytes()).hexdigest())
     assert digests[0] == digests[1]
+
+
+@pytest.mark.parametrize(
+    "arch, flat",
+    [
+        ("resnet18_small", False),
+        ("resnet18_small_reflect", True),
+        ("resnet18_small_circular", True),
+    ],
+)
+def test_padding_decides_whether_the_map_knows_position(arch, flat):
+    """A constant image gives a spatially constant layer4 map only where the padding
+    carries no position (reflect, circular); zero padding draws its border into it."""
+    torch.manual_seed(0)
+    enc = build_encoder(arch).eval()
+    with torch.no_grad():
+        fmap = feature_map(enc, torch.full((1, 3, 64, 64), 0.7))
+    spread = (fmap - fmap.mean(dim=(2, 3), keepdim=True)).abs().max().item()
+    assert fmap.shape[-2:] == (8, 8) and fmap.abs().max() > 0
+    assert (spread < 1e-4) if flat else (spread > 1e-2)

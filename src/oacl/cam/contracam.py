@@ -53,11 +53,16 @@ def contrastive_score(
     queues: Sequence[torch.Tensor],
     pos_mode: str = "batch_sum",
     extra_negatives: torch.Tensor | None = None,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """Algorithm 2: the contrastive score of each query (B,), see the module docstring.
 
     ``extra_negatives`` (N, D): further negatives (e.g. a memory bank), never masked.
+    ``temperature``: every logit is divided by it (Eq. 1 has the training temperature;
+    Algorithm 2, the default 1, has none). A lower one weights the nearest negatives.
     """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     check_choice("pos_mode", pos_mode, "contrastive_score")
     b = query.shape[0]
     pos = (query * key).sum(dim=1)
@@ -67,6 +72,7 @@ def contrastive_score(
     neg = neg.reshape(b, -1)
     if extra_negatives is not None:
         neg = torch.cat([neg, query @ extra_negatives.to(query).T], dim=1)
+    pos, neg = pos / temperature, neg / temperature
     log_num = torch.logsumexp(pos, dim=0) if pos_mode == "batch_sum" else pos
     return log_num - torch.logsumexp(neg, dim=1)
 
@@ -178,6 +184,7 @@ class CamEngine:
         pos_mode: str = "batch_sum",
         mask_color="batch_mean",
         extra_negatives: torch.Tensor | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """Algorithm 1 on one batch; returns soft masks (B, 1, H, W) in [0, 1]."""
         images = _check_images(images).to(self.device, self.dtype)
@@ -199,7 +206,9 @@ class CamEngine:
                     if it == 0:
                         key = output.detach()  # original images
                     queues.append(output.detach())  # original, then masked images
-                    score = contrastive_score(output, key, queues, pos_mode, extra_negatives)
+                    score = contrastive_score(
+                        output, key, queues, pos_mode, extra_negatives, temperature
+                    )
                     cam = cam_from_score(feats, score, size, nsr)
                 if mask is None:
                     mask, changed = cam, None

@@ -31,6 +31,7 @@ DEFAULTS = {
     "expand_res": 1,  # 1 | 2 (layer4 stride 1) | 4 (also layer3), inference only
     "nsr": True,  # negative-signal removal (ReLU on the CAM weights)
     "pos_mode": "batch_sum",  # batch_sum (released code) | per_sample (Eq. 1)
+    "temperature": 1.0,  # score logits / temperature: 1 = Algorithm 2 (none); Eq. 1 has the model's (0.2)
     "mask_color": "batch_mean",  # or per-channel values in normalised units
     "classifier_labels": "predicted",  # classifier CAM: predicted | manifest (label col.)
     "batch_size": 64,  # the rest of the batch are the negatives
@@ -78,6 +79,10 @@ def check_params(p: dict) -> None:
         check_choice(key, p[key])
     if not isinstance(p["batch_size"], int) or p["batch_size"] < 1:
         bad("batch_size", "an integer >= 1")
+    if isinstance(p["temperature"], bool) or not isinstance(p["temperature"], (int, float)):
+        bad("temperature", "a number > 0")
+    if not p["temperature"] > 0:
+        bad("temperature", "a number > 0")
     if not isinstance(p["splits"], list) or not all(isinstance(s, str) for s in p["splits"]):
         bad("splits", "a list of split names")
     if p["max_images"] is not None and (
@@ -205,7 +210,12 @@ def run_cam(cfg, checkpoint, manifest, shard: int, n_shards: int, out, device=No
             x = torch.from_numpy(np.stack([loaded[j][0] for j in keep])).to(dev)
             if params["method"] == "contracam":
                 masks = engine.contracam(
-                    x, params["iters"], params["nsr"], params["pos_mode"], params["mask_color"]
+                    x,
+                    params["iters"],
+                    params["nsr"],
+                    params["pos_mode"],
+                    params["mask_color"],
+                    temperature=params["temperature"],
                 )
             elif params["method"] == "ncut":
                 masks = ncut_masks(engine.features(x).detach(), x.shape[-1])

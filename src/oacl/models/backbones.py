@@ -5,7 +5,10 @@ Every encoder exposes ``conv1, bn1, relu, maxpool, layer1..layer4, avgpool`` and
 walk the layers. ``resnet18_small`` is the laptop default for 64 px scenes: the
 ResNet-18 layout at width 16 (channels 16/32/64/128) with a stride-1 3x3 stem and no
 max-pool, so a 64 px input gives an 8x8 layer4 map (as a 224 px input does 7x7 in
-the full ResNet).
+the full ResNet). ``resnet18_small_reflect`` / ``resnet18_small_circular`` are the same
+network with reflect / circular padding in every convolution: zero padding lets a CNN
+know where it is in the image (its CAMs share a centre blob whatever the image shows),
+these do not, so a CAM's per-image content can be measured alone (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -16,13 +19,19 @@ import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock, ResNet, resnet18, resnet50
 
 # arch -> pooled feature dimension
-FEAT_DIMS = {"resnet18": 512, "resnet50": 2048, "resnet18_small": 128}
+FEAT_DIMS = {
+    "resnet18": 512,
+    "resnet50": 2048,
+    "resnet18_small": 128,
+    "resnet18_small_reflect": 128,
+    "resnet18_small_circular": 128,
+}
 
 
 class SmallResNet(ResNet):
     """ResNet-18 layout with base width ``width`` and a CIFAR-style stem (no stride, no pool)."""
 
-    def __init__(self, width: int = 16, layers=(2, 2, 2, 2)):
+    def __init__(self, width: int = 16, layers=(2, 2, 2, 2), padding_mode: str = "zeros"):
         nn.Module.__init__(self)  # ResNet.__init__ hard-codes 64 channels; build by hand
         self._norm_layer = nn.BatchNorm2d
         self.dilation, self.groups, self.base_width = 1, 1, 64
@@ -43,6 +52,9 @@ class SmallResNet(ResNet):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d) and m.padding != (0, 0):
+                m.padding_mode = padding_mode
 
 
 def build_encoder(arch: str) -> ResNet:
@@ -53,6 +65,8 @@ def build_encoder(arch: str) -> ResNet:
         enc = resnet50(weights=None)
     elif arch == "resnet18_small":
         enc = SmallResNet()
+    elif arch in ("resnet18_small_reflect", "resnet18_small_circular"):
+        enc = SmallResNet(padding_mode=arch.rsplit("_", 1)[1])
     else:
         raise ValueError(f"unknown arch {arch!r} (known: {sorted(FEAT_DIMS)})")
     enc.fc = nn.Identity()

@@ -58,7 +58,7 @@ DEFAULTS = {
     "method": "moco",  # moco | byol | supervised
     "variant": "baseline",  # see oacl.train.data.VARIANTS
     "seed": 0,
-    "arch": "resnet18_small",  # resnet18 | resnet50 | resnet18_small
+    "arch": "resnet18_small",  # resnet18 | resnet50 | resnet18_small[_reflect|_circular]
     "image_size": 64,  # training crop side (224 for the paper's presets)
     "store_size": 64,  # side images are decoded/resized to before cropping (256 at 224 px)
     "epochs": 6,

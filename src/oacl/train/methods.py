@@ -23,7 +23,7 @@ BYOL (Grill et al. 2020): projector and predictor are Linear-BN-ReLU-Linear with
 hidden 4096 and output 256; the target network is an EMA whose momentum follows
 1 - (1 - 0.99)(cos(pi p) + 1)/2, p the training progress; loss is the symmetrised
 2 - 2 cos(prediction, target projection) summed over the two directions.
-``hidden=None`` picks 4096 for resnet18/resnet50 and 512 for resnet18_small (128-d
+``hidden=None`` picks 4096 for resnet18/resnet50 and 512 for the resnet18_small family (128-d
 features: a 4096 head would dominate its compute).
 
 Supervised: cross-entropy of a linear classifier on the pooled features of view1.
@@ -167,7 +167,7 @@ class BYOL(_Method):
     ):
         super().__init__()
         f = feat_dim(arch)
-        hidden = hidden or (512 if arch == "resnet18_small" else 4096)
+        hidden = hidden or (512 if arch.startswith("resnet18_small") else 4096)
         self.projector_spec = {"in": f, "hidden": hidden, "out": dim, "bn": True}
         self.encoder = build_encoder(arch)
         self.projector = mlp(f, hidden, dim, bn=True)
