@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/localization_probe.py --tag NAME \
         [--scenes JSON | --manifest results/data/<ds>/manifest.parquet] \
         [--pretrain JSON] [--cam JSON] [--kind single] [--out DIR] [--gallery PNG]
+        [--device cpu|cuda|auto]
 
 Runs the real stage commands (``oacl data synth`` unless ``--manifest`` names an
 existing dataset, e.g. the composite photo benchmark; ``oacl pretrain``; ``oacl cam``)
@@ -60,6 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--manifest", default=None, help="an existing dataset instead of --scenes")
     ap.add_argument("--out", default="/tmp/oacl-probe")
     ap.add_argument("--gallery", default=None, help="PNG: the first 8 test images")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (pretrain and cam)")
     a = ap.parse_args(argv)
     out = Path(a.out) / a.tag
     out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
             "--out",
             model,
             "--device",
-            "cpu",
+            a.device,
             "--nproc",
             "1",
         )
@@ -125,7 +127,7 @@ def main(argv=None) -> int:
         "--manifest",
         data / "manifest.parquet",
         "--device",
-        "cpu",
+        a.device,
         "--out",
         masks,
     )

@@ -3,25 +3,31 @@ documented forms on tiny data: generated scenes, then --manifest on that dataset
 --gallery, and its JSON line carries every score the ablation table quotes."""
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import cv2
+import pandas as pd
+
+from oacl.models import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = REPO / "benchmarks" / "localization_probe.py"
-TINY = [
-    "--pretrain",
-    json.dumps({"epochs": 1, "batch_size": 32, "moco": {"queue_size": 64}}),
-    "--cam",
-    json.dumps({"batch_size": 16}),
-]
+TINY_PRETRAIN = {"epochs": 1, "batch_size": 32, "moco": {"queue_size": 64}}
+TINY_CAM = {"batch_size": 16}
 
 
-def probe(out, *args):
+def probe(out, *args, pretrain=(), cam=()):
+    tiny = [
+        "--pretrain",
+        json.dumps({**TINY_PRETRAIN, **dict(pretrain)}),
+        "--cam",
+        json.dumps({**TINY_CAM, **dict(cam)}),
+    ]
     proc = subprocess.run(
-        [sys.executable, str(PROBE), "--out", str(out), *args, *TINY],
+        [sys.executable, str(PROBE), "--out", str(out), *args, *tiny],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -30,19 +36,41 @@ def probe(out, *args):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def documented_probe() -> list[str]:
+    """The probe command of docs/gpu.md (section 5), without ``python3 <script>``."""
+    lines = [
+        line
+        for line in (REPO / "docs" / "gpu.md").read_text().splitlines()
+        if line.startswith("python3 benchmarks/localization_probe.py")
+    ]
+    assert len(lines) == 1, lines
+    return shlex.split(lines[0])[2:]
+
+
 def test_probe_on_generated_scenes_then_on_a_given_manifest(tmp_path):
     scenes = json.dumps({"n_train": 64, "n_val": 16, "n_test": 16, "variants": []})
-    first = probe(tmp_path, "--tag", "gen", "--scenes", scenes)
-    for ref in ("contracam", "gaussian", "colour"):
+    # the documented command (--device auto), at tiny sizes: later flags override earlier
+    first = probe(tmp_path, *documented_probe(), "--tag", "gen", "--scenes", scenes)
+    for ref in ("contracam", "gaussian", "colour", "cam_mean"):
         assert set(first[ref]) == {"miou", "auc", "auc_rot180"}
         assert 0 <= first[ref]["miou"] <= 1 and 0 <= first[ref]["auc"] <= 1
     # the centred Gaussian is symmetric: turning it does not change its AUC
     assert first["gaussian"]["auc"] == first["gaussian"]["auc_rot180"]
     manifest = tmp_path / "gen" / "data" / "manifest.parquet"
     gallery = tmp_path / "g.png"
+    # the switches of the positional-prior rows: padding without position, Eq. 1's temperature
     second = probe(
-        tmp_path, "--tag", "given", "--manifest", str(manifest), "--gallery", str(gallery)
+        tmp_path,
+        *("--tag", "given", "--manifest", str(manifest), "--gallery", str(gallery)),
+        *("--device", "cpu"),
+        pretrain={"arch": "resnet18_small_reflect"},
+        cam={"temperature": 0.2},
     )
+    model = load_checkpoint(tmp_path / "given" / "model.pt")
+    assert model.meta["arch"] == "resnet18_small_reflect"
+    assert model.encoder.conv1.padding_mode == "reflect"
+    rows = pd.read_parquet(tmp_path / "given" / "masks.parquet", columns=["params"])
+    assert json.loads(rows["params"].iloc[0])["temperature"] == 0.2
     assert not (tmp_path / "given" / "data").exists()  # nothing generated
     assert second["gaussian"] == first["gaussian"] and second["colour"] == first["colour"]
     img = cv2.imread(str(gallery))
