@@ -11,6 +11,13 @@ from pathlib import Path
 
 import pytest
 
+# OpenMP threads (torch's intra-op pool) wait for work asleep instead of spinning. The
+# thread counts, and so every result, stay the same; on a machine whose cores are busy
+# with other work a spinning thread takes the core from the one computing (measured
+# here: a tiny 2-thread pretrain 250 s wall, 52 s CPU spinning; 28 s and 7.6 s asleep).
+# Set before torch is imported; subprocesses (stage commands, Snakemake jobs) inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # commands such as `oacl` resolve to this interpreter's environment even when it is not
