@@ -5,9 +5,11 @@ import re
 
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, copy_workflow, run_snakemake
 
 from oacl import configcheck
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def dry_run(workdir, *extra):
@@ -16,27 +18,61 @@ def dry_run(workdir, *extra):
     return proc
 
 
-def test_default_config_dry_run_shows_every_stage(workflow_copy):
-    proc = dry_run(workflow_copy)
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout + proc.stderr
-    for rule in (
-        "prepare_data",
-        "pretrain",
-        "cam",
-        "refine",
-        "evaluate_linear",
-        "evaluate_shift",
-        "evaluate_localization",
-        "report",
-    ):
-        assert rule in out
+def check(capsys, *files, base=REPO / "config.yaml"):
+    """`oacl check-config`, in-process: the checks common.smk runs before any job is
+    scheduled (each file parsed, merged over the base, schema, cross-references), with
+    Snakemake's message; (exit code, stderr). The tests marked "end to end" below run
+    Snakemake itself, proving that the Snakefile runs these checks."""
+    from oacl.cli import main
+
+    rc = main(["check-config", "--base", str(base), "--schema", str(SCHEMA), *map(str, files)])
+    return rc, capsys.readouterr().err
 
 
-def test_smoke_config_is_valid(workflow_copy):
-    # the presets are dry-run on fixture roots in test_presets.py
-    proc = dry_run(workflow_copy, "--configfile", str(REPO / "workflow/configs/smoke.yaml"))
-    assert proc.returncode == 0, proc.stderr[-2000:]
+STAGES = (
+    "prepare_data",
+    "pretrain",
+    "cam",
+    "refine",
+    "evaluate_linear",
+    "evaluate_shift",
+    "evaluate_localization",
+    "report",
+)
+
+
+@pytest.fixture(scope="module")
+def default_plan(tmp_path_factory):
+    """`snakemake -n -p` of the default config, run from the workflow folder: every job
+    with its shell command (one DAG shared by the tests that read it)."""
+    wf = copy_workflow(tmp_path_factory.mktemp("default"))
+    proc = run_snakemake(wf, "-n", "-p")
+    return proc.stdout + proc.stderr
+
+
+def test_default_config_dry_run_shows_every_stage(default_plan):
+    for rule in STAGES:
+        assert re.search(rf"^rule {rule}:", default_plan, re.M), rule
+
+
+@pytest.fixture(scope="module")
+def elsewhere(tmp_path_factory):
+    """A workflow copy, and a run folder outside it planned with the smoke preset
+    (`--directory`, docs/cluster.md): (workflow copy, run folder, `-n -p` output)."""
+    wf = copy_workflow(tmp_path_factory.mktemp("elsewhere"))
+    run1 = tmp_path_factory.mktemp("scratch") / "run1"
+    run1.mkdir()
+    smoke = "workflow/configs/smoke.yaml"
+    proc = run_snakemake(wf, "-n", "-p", "--directory", str(run1), "--configfile", smoke)
+    return wf, run1, proc.stdout + proc.stderr
+
+
+def test_smoke_config_is_valid(elsewhere):
+    # the presets are dry-run on fixture roots in test_presets.py; the smoke preset runs
+    # for real in test_workflow.py
+    _, _, out = elsewhere
+    for rule in STAGES:
+        assert re.search(rf"^rule {rule}:", out, re.M), rule
 
 
 def _write(tmp_path, data):
@@ -45,26 +81,28 @@ def _write(tmp_path, data):
     return str(path)
 
 
-def test_unknown_top_level_key_is_named(workflow_copy, tmp_path):
-    proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, {"pretrian": {}}))
-    assert proc.returncode != 0
-    assert "pretrian" in proc.stderr
+def test_unknown_top_level_key_is_named(capsys, tmp_path):
+    rc, err = check(capsys, _write(tmp_path, {"pretrian": {}}))
+    assert rc != 0
+    assert "pretrian" in err
 
 
-def test_wrong_type_is_named(workflow_copy, tmp_path):
-    proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, {"pretrain": {"epochs": "six"}}))
-    assert proc.returncode != 0
-    assert "epochs" in proc.stderr
+def test_wrong_type_is_named(capsys, tmp_path):
+    rc, err = check(capsys, _write(tmp_path, {"pretrain": {"epochs": "six"}}))
+    assert rc != 0
+    assert "epochs" in err
 
 
-def test_wrong_value_is_named(workflow_copy, tmp_path):
+def test_wrong_value_is_named(capsys, tmp_path):
     bad = {"experiments": {"contextual": {"variants": ["baseline", "oa_crop_magic"]}}}
-    proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
-    assert proc.returncode != 0
-    assert "oa_crop_magic" in proc.stderr
+    rc, err = check(capsys, _write(tmp_path, bad))
+    assert rc != 0
+    assert "oa_crop_magic" in err
 
 
 def test_unknown_dataset_reference_is_named(workflow_copy, tmp_path):
+    """End to end: the Snakefile runs the cross-reference checks (cross_check) before it
+    plans anything."""
     bad = {
         "experiments": {
             "extra": {
@@ -80,62 +118,86 @@ def test_unknown_dataset_reference_is_named(workflow_copy, tmp_path):
     assert "experiments.extra.dataset" in proc.stderr and "nope" in proc.stderr
 
 
-def test_unknown_cam_config_is_named(workflow_copy, tmp_path):
+def test_unknown_cam_config_is_named(capsys, tmp_path):
     bad = {
         "localization_tables": {"scenes_multi": {"model": "moco-baseline-s0", "cams": ["iter99"]}}
     }
-    proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
-    assert proc.returncode != 0
-    assert "iter99" in proc.stderr
+    rc, err = check(capsys, _write(tmp_path, bad))
+    assert rc != 0
+    assert "iter99" in err
 
 
 def test_no_job_runs_on_invalid_config(workflow_copy, tmp_path):
-    proc = run_snakemake(
-        workflow_copy,
-        "--cores",
-        "1",
-        "--configfile",
-        _write(tmp_path, {"pretrain": {"epochs": 0}}),
-        check=False,
-    )
+    """End to end: a real run (not a dry run) on a value the schema rejects stops before
+    any job, naming the file and line that set it."""
+    override = tmp_path / "o.yaml"
+    override.write_text("# comment\nrefine:\n  work_size: 224\n  crf: 'false'\n")
+    proc = run_snakemake(workflow_copy, "--cores", "1", "--configfile", str(override), check=False)
     assert proc.returncode != 0
+    assert f"{override}:4: refine.crf" in proc.stdout + proc.stderr
     assert not (workflow_copy / "results").exists()
 
 
-def test_localisation_only_cam_masks_only_the_scored_splits(workflow_copy, tmp_path):
+# the plans of the default config with three overrides of different parts of it, in one
+# DAG: each test below reads the jobs of its own part
+OVERRIDES = {
+    # a *_cam variant that trains on iter1 of scenes_multi
+    "contextual_cam": {"experiments": {"contextual": {"cam": "iter1"}}},
+    # the background experiment on seed 1 only
+    "background_seed": {
+        "experiments": {"background": {"seeds": [1], "cam_model": "moco-baseline-s1"}},
+        "localization_tables": {"scenes_single": {"model": "moco-baseline-s1"}},
+    },
+    # an experiment that sets only moco.queue_size
+    "contextual_queue": {
+        "experiments": {"contextual": {"pretrain": {"moco": {"queue_size": 2048}}}}
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def override_plan(tmp_path_factory):
+    from oacl.params import deep_merge
+
+    override = {}
+    for part in OVERRIDES.values():
+        override = deep_merge(override, part)
+    wf = copy_workflow(tmp_path_factory.mktemp("override"))
+    return run_snakemake(wf, "-n", "-p", "--configfile", _write(wf, override)).stdout
+
+
+def test_localisation_only_cam_masks_only_the_scored_splits(default_plan, override_plan):
     """iter1 trains nothing on scenes_multi (only the localisation table reads it), so
     its CAM jobs there mask the test split; on scenes_single BG-Mixup trains on it."""
     import json
-    import re
 
-    proc = run_snakemake(workflow_copy, "-n", "-p")
     cfgs = {}
     for m in re.finditer(
         r"oacl cam --cfg '(\{[^']*\})' --checkpoint results/models/(\w+)/[^/]+/model\.pt"
         r".*?--out results/cam/\w+/[^/]+/(\w+)/masks_0",
-        proc.stdout,
+        default_plan,
     ):
         cfgs[(m[2], m[3])] = json.loads(m[1])
     assert "splits" not in cfgs[("scenes_single", "iter1")]  # cam DEFAULTS: train and test
     assert "splits" not in cfgs[("scenes_multi", "iter10")]  # OA-Crop trains on these boxes
     assert cfgs[("scenes_multi", "iter1")]["splits"] == ["test"]
     assert cfgs[("scenes_multi", "iter10_nonsr")]["splits"] == ["test"]
-    # a *_cam variant that trains on iter1 of scenes_multi brings its train masks back
-    override = _write(tmp_path, {"experiments": {"contextual": {"cam": "iter1"}}})
-    proc = run_snakemake(workflow_copy, "-n", "-p", "--configfile", override)
+    # a *_cam variant that trains on iter1 of scenes_multi (OVERRIDES["contextual_cam"])
+    # brings its train masks back
     assert re.search(
         r"oacl cam --cfg '\{(?![^']*splits)[^']*\}' --checkpoint results/models/scenes_multi/"
         r"[^\n]*iter1/masks_0",
-        proc.stdout,
+        override_plan,
     )
 
 
 # ------------------------------------------------------------------ stage sections
 
 
-def test_stage_section_errors_stop_the_run_before_any_job(workflow_copy, tmp_path):
+def test_stage_section_errors_stop_the_run_before_any_job(capsys, tmp_path):
     """Each used to pass the schema: the CRF stayed on, a string lr crashed hours in, an
-    unknown CAM key failed only when that job ran, an experiment's epochs 0 trained nothing."""
+    unknown CAM key failed only when that job ran, an experiment's epochs 0 trained nothing.
+    (That Snakemake stops on such an error before any job: test_no_job_runs_on_invalid_config.)"""
     bad = {
         "refine": {"crf": "false"},
         "pretrain": {"base_lr": "0.1"},
@@ -146,11 +208,8 @@ def test_stage_section_errors_stop_the_run_before_any_job(workflow_copy, tmp_pat
     for section, value in bad.items():
         override = tmp_path / f"{section}.yaml"
         override.write_text(yaml.safe_dump({section: value}))
-        proc = run_snakemake(
-            workflow_copy, "--cores", "1", "--configfile", str(override), check=False
-        )
-        out = proc.stdout + proc.stderr
-        assert proc.returncode != 0, section
+        rc, out = check(capsys, override)
+        assert rc != 0, section
         key = {
             "refine": "refine.crf",
             "pretrain": "pretrain.base_lr",
@@ -160,44 +219,56 @@ def test_stage_section_errors_stop_the_run_before_any_job(workflow_copy, tmp_pat
         }[section]
         assert key in out, (section, out[-1500:])
         assert f"{override}:" in out  # the file (and line) the value came from
-        assert not (workflow_copy / "results").exists()
 
 
-def test_error_names_the_line_of_the_file_that_set_it(workflow_copy, tmp_path):
+def test_error_names_the_line_of_the_file_that_set_it(capsys, tmp_path):
     override = tmp_path / "o.yaml"
     override.write_text("# comment\nrefine:\n  work_size: 224\n  crf: 'false'\n")
-    proc = dry_run(workflow_copy, "--configfile", str(override))
-    assert proc.returncode != 0
-    assert f"{override}:4: refine.crf" in proc.stderr
+    rc, err = check(capsys, override)
+    assert rc != 0
+    assert f"{override}:4: refine.crf" in err
 
 
-def test_model_outside_every_experiment_is_an_error(workflow_copy, tmp_path):
+def test_model_outside_every_experiment_is_an_error(capsys, tmp_path):
     """A cam_model or localisation model no experiment lists used to schedule an extra
     pretrain job silently (with the top-level pretrain settings)."""
     bad = {"experiments": {"contextual": {"cam_model": "moco-baseline-s7"}}}
-    proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
-    assert proc.returncode != 0
-    assert "experiments.contextual.cam_model" in proc.stderr and "moco-baseline-s7" in proc.stderr
+    rc, err = check(capsys, _write(tmp_path, bad))
+    assert rc != 0
+    assert "experiments.contextual.cam_model" in err and "moco-baseline-s7" in err
     bad = {
         "localization_tables": {"scenes_single": {"model": "byol-baseline-s0", "cams": ["iter1"]}}
     }
-    proc = dry_run(workflow_copy, "--configfile", _write(tmp_path, bad))
-    assert proc.returncode != 0
-    assert (
-        "localization_tables.scenes_single.model" in proc.stderr
-        and "byol-baseline-s0" in proc.stderr
-    )
+    rc, err = check(capsys, _write(tmp_path, bad))
+    assert rc != 0
+    assert "localization_tables.scenes_single.model" in err and "byol-baseline-s0" in err
 
 
-@pytest.mark.parametrize(
-    "text,what", [("", "empty"), ("pretrain:\n  epochs: [1, 2\n", "syntax"), ("- a\n- b\n", "list")]
-)
-def test_broken_base_config_names_file_and_line(workflow_copy, text, what):
+BROKEN = {
+    "empty": ("", 1),
+    "syntax": ("pretrain:\n  epochs: [1, 2\n", 3),
+    "list": ("- a\n- b\n", 1),
+}
+
+
+@pytest.mark.parametrize("what", sorted(BROKEN))
+def test_broken_base_config_names_file_and_line(capsys, tmp_path, what):
+    text, line = BROKEN[what]
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    rc, err = check(capsys, base=path)
+    assert rc != 0
+    assert re.search(rf"{re.escape(str(path))}:{line}\b", err), err[-1500:]
+
+
+def test_broken_base_config_stops_snakemake(workflow_copy):
+    """End to end: the Snakefile parses the config.yaml beside it itself (file and line of
+    a YAML error; Snakemake's own parser names neither)."""
+    text, line = BROKEN["syntax"]
     (workflow_copy / "config.yaml").write_text(text)
     proc = dry_run(workflow_copy)
     assert proc.returncode != 0
     path = workflow_copy / "config.yaml"
-    line = {"empty": 1, "syntax": 3, "list": 1}[what]
     assert re.search(rf"{re.escape(str(path))}:{line}\b", proc.stderr), proc.stderr[-1500:]
 
 
@@ -205,7 +276,6 @@ def test_broken_base_config_names_file_and_line(workflow_copy, text, what):
 # are rejected for every key, so the schema cannot fall behind a stage
 
 BASE = yaml.safe_load((REPO / "config.yaml").read_text())
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def _stage_locations():
@@ -328,26 +398,15 @@ def test_schema_constraints_name_only_keys_the_stages_have(tmp_path):
 # ------------------------------------------------------------------ results elsewhere
 
 
-def test_results_outside_the_repository(workflow_copy, tmp_path):
+def test_results_outside_the_repository(elsewhere, tmp_path):
     """docs/cluster.md: `--directory` keeps config.yaml (it used to be lost: "'experiments'
     is a required property"), from the repository root and from the run folder itself."""
-    run1 = tmp_path / "scratch" / "run1"
-    run1.mkdir(parents=True)
-    for extra in ([], ["--configfile", "workflow/configs/smoke.yaml"]):
-        proc = run_snakemake(workflow_copy, "-n", "--directory", str(run1), *extra, check=False)
-        out = proc.stdout + proc.stderr
-        assert proc.returncode == 0, out[-2000:]
+    workflow_copy, run1, smoke = elsewhere
+    proc = run_snakemake(workflow_copy, "-n", "--directory", str(run1), check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    for out in (proc.stdout + proc.stderr, smoke):
         assert "results/report.html" in out and "evaluate_localization" in out
-        assert (run1 / ".snakemake").is_dir() and not (workflow_copy / ".snakemake").exists()
-    smoke = run_snakemake(
-        workflow_copy,
-        "-n",
-        "-p",
-        "--directory",
-        str(run1),
-        "--configfile",
-        "workflow/configs/smoke.yaml",
-    ).stdout
+    assert (run1 / ".snakemake").is_dir() and not (workflow_copy / ".snakemake").exists()
     assert '"n_train":96' in smoke  # the preset is merged over the base config
     run2 = tmp_path / "run2"
     run2.mkdir()
@@ -364,17 +423,10 @@ def test_results_outside_the_repository(workflow_copy, tmp_path):
     assert not (workflow_copy / "results").exists() and not (run1 / "results").exists()
 
 
-def test_report_command_lists_exactly_the_configured_files(workflow_copy, tmp_path):
-    """The report rule passes its inputs; a seed dropped from the config is not among them."""
-    override = _write(
-        tmp_path,
-        {
-            "experiments": {"background": {"seeds": [1], "cam_model": "moco-baseline-s1"}},
-            "localization_tables": {"scenes_single": {"model": "moco-baseline-s1"}},
-        },
-    )
-    out = run_snakemake(workflow_copy, "-n", "-p", "--configfile", override).stdout
-    cmd = re.search(r"oacl report .*--inputs (.*?) --out", out)[1].split()
+def test_report_command_lists_exactly_the_configured_files(override_plan):
+    """The report rule passes its inputs; a seed dropped from the config
+    (OVERRIDES["background_seed"]) is not among them."""
+    cmd = re.search(r"oacl report .*--inputs (.*?) --out", override_plan)[1].split()
     assert "results/eval/scenes_single/moco-bg_mixup_cam-s1/shift.json" in cmd
     assert not any("scenes_single/moco-bg_mixup_cam-s0" in c for c in cmd)
     shards = [c for c in cmd if c.endswith(".parquet")]
@@ -426,15 +478,12 @@ def test_deep_merge_keeps_keys_an_override_does_not_name():
     assert deep_merge({"a": {"b": 1}}, {"a": 3}) == {"a": 3}  # a non-mapping replaces
 
 
-def test_experiment_pretrain_override_is_merged_key_by_key(workflow_copy, tmp_path):
-    """An experiment setting only moco.queue_size used to drop config.yaml's moco.momentum
-    (0.99) for the stage default (0.999): the override replaced the whole `moco` mapping."""
-    override = _write(
-        tmp_path, {"experiments": {"contextual": {"pretrain": {"moco": {"queue_size": 2048}}}}}
-    )
-    out = run_snakemake(workflow_copy, "-n", "-p", "--configfile", override).stdout
+def test_experiment_pretrain_override_is_merged_key_by_key(override_plan):
+    """An experiment setting only moco.queue_size (OVERRIDES["contextual_queue"]) used to
+    drop config.yaml's moco.momentum (0.99) for the stage default (0.999): the override
+    replaced the whole `moco` mapping."""
     cfgs = {}
-    for m in re.finditer(r"oacl pretrain --cfg '(\{.*?\})'", out):
+    for m in re.finditer(r"oacl pretrain --cfg '(\{.*?\})'", override_plan):
         cfg = yaml.safe_load(m[1])
         cfgs[(cfg["variant"], cfg["moco"]["queue_size"])] = cfg["moco"]
     assert cfgs[("oa_crop_cam", 2048)] == {"queue_size": 2048, "momentum": 0.99}  # contextual

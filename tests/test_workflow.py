@@ -28,7 +28,8 @@ def planned_jobs(workdir):
 def smoke_run(tmp_path_factory):
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
     t0 = time.time()
-    run_snakemake(workdir, "--cores", "2", *SMOKE, timeout=1500)
+    # a new interpreter, as the README runs it (the other calls fork: conftest.py)
+    run_snakemake(workdir, "--cores", "2", *SMOKE, timeout=1500, fresh=True)
     return workdir, time.time() - t0
 
 
