@@ -41,7 +41,6 @@ MANIFEST_SCHEMA = pa.schema(
     ]
 )
 MANIFEST_REQUIRED = ["image_id", "path", "split", "width", "height"]
-# the optional columns, with the value that means "unknown" (a writer may leave them out)
 # The Background Challenge's test variants (Xiao et al. 2021), "original" first: the
 # variant names of every manifest, the order of the shift evaluation and of the report.
 BG_CHALLENGE_VARIANTS = (
@@ -54,6 +53,7 @@ BG_CHALLENGE_VARIANTS = (
     "only_bg_t",
 )
 
+# the optional columns, with the value that means "unknown" (a writer may leave them out)
 MANIFEST_DEFAULTS = {
     "variant": "original",
     "scene_id": -1,

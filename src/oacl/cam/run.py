@@ -79,9 +79,8 @@ def check_params(p: dict) -> None:
         check_choice(key, p[key])
     if not isinstance(p["batch_size"], int) or p["batch_size"] < 1:
         bad("batch_size", "an integer >= 1")
-    if isinstance(p["temperature"], bool) or not isinstance(p["temperature"], (int, float)):
-        bad("temperature", "a number > 0")
-    if not p["temperature"] > 0:
+    t = p["temperature"]
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
         bad("temperature", "a number > 0")
     if not isinstance(p["splits"], list) or not all(isinstance(s, str) for s in p["splits"]):
         bad("splits", "a list of split names")

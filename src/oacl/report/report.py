@@ -346,42 +346,30 @@ def section_localization(evals: dict) -> str:
         body = not_run("no localization_*.json under results/eval/")
     else:
         rows, alerts, refs_done = [], [], set()
-        for r in recs:
-            m = r["data"].get("metrics", {})
-            cc = m.get("contracam", {})
-            method = r["data"].get("cam_method", "contracam")
-            rows.append(
-                [r["dataset"], r["model"], f"{r['cam']} ({method})"]
-                + [_loc(cc.get(k)) for k, _ in LOC_METRICS]
+
+        def row(r, model, label, metrics):  # one map's line of the table
+            return (
+                [r["dataset"], model, label]
+                + [_loc(metrics.get(k)) for k, _ in LOC_METRICS]
                 + [
-                    _loc(cc.get("gt_area")),
+                    _loc(metrics.get("gt_area")),
                     r["data"].get("n_images", ""),
                     r["data"].get("protocol", "oacl"),
                 ]
             )
+
+        for r in recs:
+            m = r["data"].get("metrics", {})
+            cc = m.get("contracam", {})
+            method = r["data"].get("cam_method", "contracam")
+            rows.append(row(r, r["model"], f"{r['cam']} ({method})", cc))
             if "cam_mean" in m:  # this configuration's own average map: its positional prior
-                rows.append(
-                    [r["dataset"], r["model"], f"{r['cam']} mean map (reference)"]
-                    + [_loc(m["cam_mean"].get(k)) for k, _ in LOC_METRICS]
-                    + [
-                        _loc(m["cam_mean"].get("gt_area")),
-                        r["data"].get("n_images", ""),
-                        r["data"].get("protocol", "oacl"),
-                    ]
-                )
+                rows.append(row(r, r["model"], f"{r['cam']} mean map (reference)", m["cam_mean"]))
             if r["dataset"] not in refs_done:  # same test images for every configuration
                 refs_done.add(r["dataset"])
-                for ref, label in REFERENCE_NAMES.items():
-                    if ref in m:
-                        rows.append(
-                            [r["dataset"], "–", label]
-                            + [_loc(m[ref].get(k)) for k, _ in LOC_METRICS]
-                            + [
-                                _loc(m[ref].get("gt_area")),
-                                r["data"].get("n_images", ""),
-                                r["data"].get("protocol", "oacl"),
-                            ]
-                        )
+                rows += [
+                    row(r, "–", label, m[ref]) for ref, label in REFERENCE_NAMES.items() if ref in m
+                ]
             for key, label in LOC_CHECKED:
                 best = [
                     (m[ref][key], ref)
