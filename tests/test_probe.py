@@ -48,9 +48,13 @@ def documented_probe() -> list[str]:
 
 
 def test_probe_on_generated_scenes_then_on_a_given_manifest(tmp_path):
-    scenes = json.dumps({"n_train": 64, "n_val": 16, "n_test": 16, "variants": []})
-    # the documented command (--device auto), at tiny sizes: later flags override earlier
-    first = probe(tmp_path, *documented_probe(), "--tag", "gen", "--scenes", scenes)
+    documented = documented_probe()
+    at = documented.index("--scenes")
+    tiny = {"n_train": 64, "n_val": 16, "n_test": 16, "variants": []}
+    scenes = json.dumps({**json.loads(documented[at + 1]), **tiny})
+    # the documented command (--device auto, its scene switches), at tiny sizes: later
+    # flags override earlier
+    first = probe(tmp_path, *documented, "--tag", "gen", "--scenes", scenes)
     for ref in ("contracam", "gaussian", "colour", "cam_mean"):
         assert set(first[ref]) == {"miou", "auc", "auc_rot180"}
         assert 0 <= first[ref]["miou"] <= 1 and 0 <= first[ref]["auc"] <= 1

@@ -264,6 +264,46 @@ def test_objects_are_not_segmentable_by_colour(single):
     assert np.median(edge_ratio) > 1.0
 
 
+def _colour_auc(**over) -> float:
+    """Mean pixel AUC of the colour-distance-to-border map on 60 rendered test scenes."""
+    from oacl.evaluate.references import colour_saliency, pixel_auc
+
+    p = scenes.check_params(_params(**over))
+    aucs = []
+    for sc in scenes.plan_split(p, "test")[:60]:
+        r = scenes._render_scene(p, sc)
+        aucs.append(pixel_auc(colour_saliency(r["image"]), r["mask"]))
+    return float(np.mean(aucs))
+
+
+def test_ablation_switches_change_what_they_name():
+    """The generator's ablation switches (docs/architecture.md, issue-11 probes): objects in
+    colours of their own are segmentable by colour; a colour drift across the background
+    takes that away again; with the defaults both are off."""
+    base, own = _colour_auc(), _colour_auc(object_colours="own")
+    own_drift = _colour_auc(object_colours="own", bg_drift=1.0)
+    assert base < 0.75 and own > 0.85 and own_drift < own - 0.08, (base, own, own_drift)
+
+
+def test_class_textures_and_structure_mix(monkeypatch):
+    rng = np.random.default_rng(0)
+    pats = {scenes.sample_look(k, 8, rng, by_class=True)["pattern"] for k in range(8)}
+    assert pats == set(scenes.PATTERNS)  # one pattern family per class
+    assert scenes.sample_look(3, 8, rng, by_class=True)["pattern"] == scenes.PATTERNS[3]
+    drawn = []
+    real = scenes._bg_structure
+    monkeypatch.setattr(
+        scenes, "_bg_structure", lambda name, *a: drawn.append(name) or real(name, *a)
+    )
+    for i in range(40):
+        scenes.render_background(2, np.random.default_rng(i), 16, 0.5)
+    assert set(drawn) == {scenes.BACKGROUNDS[2]}
+    drawn.clear()
+    for i in range(40):
+        scenes.render_background(2, np.random.default_rng(i), 16, 0.5, mix=1.0)
+    assert len(set(drawn)) >= 5  # texture type varies within the class
+
+
 def test_bad_params_are_rejected():
     with pytest.raises(ValueError, match="kind"):
         scenes.check_params(_params(kind="triple"))
@@ -271,3 +311,9 @@ def test_bad_params_are_rejected():
         scenes.check_params(_params(variants=["only_fg", "upside_down"]))
     with pytest.raises(ValueError, match="n_classes"):
         scenes.check_params(_params(n_classes=99))
+    with pytest.raises(ValueError, match="object_colours"):
+        scenes.check_params(_params(object_colours="neon"))
+    with pytest.raises(ValueError, match="object_texture"):
+        scenes.check_params(_params(object_texture="fur"))
+    with pytest.raises(ValueError, match="bg_drift"):
+        scenes.check_params(_params(bg_drift=2))

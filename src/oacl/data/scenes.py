@@ -90,6 +90,11 @@ DEFAULTS = {
     "multi_object_scale": [0.25, 0.45],  # multi: object diameter / image side
     "max_overlap": 0.1,  # multi: max IoU between object boxes
     "bg_variation": 0.5,  # 0..1: spread of a background's look around its class's (sample_bg_style); 0.5: hues within +-90 degrees
+    # ablation switches of the issue-11 probes (docs/architecture.md); the defaults are the scenes
+    "object_colours": "background",  # background: the scene's two colours | own: an instance palette
+    "object_texture": "instance",  # instance: any pattern | class: one pattern family per class
+    "bg_drift": 0.0,  # 0..1: smooth hue/brightness drift of the background across the frame
+    "bg_structure_mix": 0.0,  # 0..1: P(a background shows a random class's structure)
     "crop_size": 64,  # multi: object crops are resized to this side
     "crop_margin": 0.2,  # multi: margin around the box, fraction of box side
     "variants": list(VARIANTS),  # single: test-time variants to render
@@ -116,7 +121,23 @@ def check_params(p: dict) -> dict:
         raise ValueError(
             f"scenes: n_bg_classes must be in [2, {len(BACKGROUNDS)}], got {p['n_bg_classes']}"
         )
-    for key in ("bg_bias", "pair_bias", "max_overlap", "crop_margin", "bg_variation"):
+    if p["object_colours"] not in ("background", "own"):
+        raise ValueError(
+            f"scenes: object_colours must be background or own, got {p['object_colours']!r}"
+        )
+    if p["object_texture"] not in ("instance", "class"):
+        raise ValueError(
+            f"scenes: object_texture must be instance or class, got {p['object_texture']!r}"
+        )
+    for key in (
+        "bg_bias",
+        "pair_bias",
+        "max_overlap",
+        "crop_margin",
+        "bg_variation",
+        "bg_drift",
+        "bg_structure_mix",
+    ):
         if not 0.0 <= float(p[key]) <= 1.0:
             raise ValueError(f"scenes: {key} must be in [0, 1], got {p[key]}")
     lo, hi = p["objects_per_image"]
@@ -279,16 +300,38 @@ def _sample_grid(grid: np.ndarray, gx, gy) -> np.ndarray:
     return (top * (1 - fy) + bot * fy).astype(np.float32)
 
 
-def render_background(bg: int, rng, s: int, variation: float = 1.0) -> np.ndarray:
+def render_background(
+    bg: int, rng, s: int, variation: float = 1.0, drift: float = 0.0, mix: float = 0.0
+) -> np.ndarray:
     """Background class ``bg`` as uint8 RGB (s, s, 3): class structure, instance look."""
     st = sample_bg_style(rng, bg, variation)
+    if drift > 0:  # a smooth colour field: the look changes across the frame
+        field = _smooth_noise(rng, s, (3, 3)) - 0.5
+        field_v = _smooth_noise(rng, s, (3, 3)) - 0.5
+        st["c1"], st["c2"] = (_drift(c, field, field_v, drift) for c in (st["c1"], st["c2"]))
     x, y = _grid(s)
     c, sn = math.cos(st["angle"]), math.sin(st["angle"])
     u = ((x - s / 2) * c + (y - s / 2) * sn) / st["scale"] + s / 2
     v = (-(x - s / 2) * sn + (y - s / 2) * c) / st["scale"] + s / 2
-    t = np.asarray(_bg_structure(BACKGROUNDS[bg], rng, s, u, v), np.float32)
+    structure = bg
+    if mix > 0 and rng.random() < mix:  # texture type varies within the class
+        structure = int(rng.integers(len(BACKGROUNDS)))
+    t = np.asarray(_bg_structure(BACKGROUNDS[structure], rng, s, u, v), np.float32)
     t = 0.5 + st["contrast"] * np.clip(st["sharpness"] * (t - 0.5), -0.5, 0.5)
-    return _to_uint8(st["c1"] * (1 - t[..., None]) + st["c2"] * t[..., None])
+    c1 = st["c1"] if np.ndim(st["c1"]) == 3 else st["c1"][None, None]
+    c2 = st["c2"] if np.ndim(st["c2"]) == 3 else st["c2"][None, None]
+    return _to_uint8(c1 * (1 - t[..., None]) + c2 * t[..., None])
+
+
+def _drift(c: np.ndarray, dh: np.ndarray, dv: np.ndarray, amount: float) -> np.ndarray:
+    """Per-pixel colour (s, s, 3): ``c`` with hue turned by up to +-90*amount degrees and
+    brightness moved by up to +-0.25*amount, following the fields dh, dv in [-0.5, 0.5]."""
+    hsv = cv2.cvtColor(np.asarray(c, np.float32)[None, None], cv2.COLOR_RGB2HSV)[0, 0]
+    s = dh.shape[0]
+    h = (hsv[0] + 360.0 * 0.5 * amount * dh) % 360.0
+    v = np.clip(hsv[2] + 0.5 * amount * dv, 0.05, 1.0)
+    out = np.stack([h, np.full((s, s), hsv[1], np.float32), v], -1).astype(np.float32)
+    return cv2.cvtColor(out, cv2.COLOR_HSV2RGB)
 
 
 def background_palette(bg: int, rng, variation: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -301,14 +344,19 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def sample_look(label: int, n_classes: int, rng, palette=None) -> dict:
+PATTERNS = ["stripes", "dots", "checker", "waves", "blotches", "rings", "zigzag", "grid"]
+
+
+def sample_look(label: int, n_classes: int, rng, palette=None, by_class: bool = False) -> dict:
     """Instance appearance of an object: its own texture, in the scene's own colours.
 
     The class is the shape alone. The texture (pattern, period, angle, blotches) is
     drawn per instance, in full contrast between two colours taken from the
     background's ``palette`` (slightly perturbed), so neither a colour nor a
     brightness marks the object: its structure does. Without a palette (a stylized
-    variant's texture) the two colours are drawn like a background's.
+    variant's texture, or ``object_colours: own``) the two colours are drawn like a
+    background's. ``by_class`` (``object_texture: class``) makes the pattern family
+    follow the class, as fur or feathers do; period, angle and colours stay per instance.
     """
     if palette is None:
         st = sample_bg_style(rng)
@@ -317,7 +365,7 @@ def sample_look(label: int, n_classes: int, rng, palette=None) -> dict:
     if rng.random() < 0.5:
         c1, c2 = c2, c1
     return {
-        "pattern": ["stripes", "dots", "checker", "waves", "blotches"][rng.integers(5)],
+        "pattern": PATTERNS[label % len(PATTERNS)] if by_class else PATTERNS[rng.integers(5)],
         "c1": c1.astype(np.float32),
         "c2": c2.astype(np.float32),
         "angle": rng.uniform(0, np.pi),
@@ -341,6 +389,12 @@ def render_texture(look: dict, s: int) -> np.ndarray:
         t = (((u % 1.0) - 0.5) ** 2 + ((v % 1.0) - 0.5) ** 2 < 0.09).astype(np.float32)
     elif pat == "checker":
         t = ((np.floor(u) + np.floor(v)) % 2).astype(np.float32)
+    elif pat == "rings":
+        t = ((np.sqrt((u - u.mean()) ** 2 + (v - v.mean()) ** 2) % 1.0) < 0.5).astype(np.float32)
+    elif pat == "zigzag":
+        t = (((u + 2 * np.abs((v % 1.0) - 0.5)) % 1.0) < 0.5).astype(np.float32)
+    elif pat == "grid":
+        t = (((u % 1.0) < 0.3) | ((v % 1.0) < 0.3)).astype(np.float32)
     elif pat == "waves":
         t = (0.5 + 0.5 * np.sin(2 * np.pi * (u + 0.3 * np.sin(2 * np.pi * v)))).astype(np.float32)
     else:  # blotches: thresholded smooth noise at the texture period
@@ -525,11 +579,20 @@ def _plan_variants(p: dict, scenes: list[dict]) -> None:
 def _render_scene(p: dict, sc: dict) -> dict:
     """Pixels of one scene: background, object layers, composite and masks."""
     s = p["image_size"]
-    bg = render_background(sc["bg"], _rng(p, sc["split"], sc["index"], _BG), s, p["bg_variation"])
+    bg = render_background(
+        sc["bg"],
+        _rng(p, sc["split"], sc["index"], _BG),
+        s,
+        p["bg_variation"],
+        p["bg_drift"],
+        p["bg_structure_mix"],
+    )
     geom = _rng(p, sc["split"], sc["index"], _GEOM)
     look_rng = _rng(p, sc["split"], sc["index"], _LOOK)
-    palette = background_palette(
-        sc["bg"], _rng(p, sc["split"], sc["index"], _BG), p["bg_variation"]
+    palette = (
+        background_palette(sc["bg"], _rng(p, sc["split"], sc["index"], _BG), p["bg_variation"])
+        if p["object_colours"] == "background"
+        else None
     )
     scale = p["object_scale"] if p["kind"] == "single" else p["multi_object_scale"]
     image = bg.copy()
@@ -538,7 +601,9 @@ def _render_scene(p: dict, sc: dict) -> dict:
     for label in sc["labels"]:
         obj = _place(p, geom, label, s, scale, objs)
         obj["mask"] = object_mask(obj, s)
-        obj["look"] = sample_look(label, p["n_classes"], look_rng, palette)
+        obj["look"] = sample_look(
+            label, p["n_classes"], look_rng, palette, p["object_texture"] == "class"
+        )
         tex = render_texture(obj["look"], s)
         image[obj["mask"]] = tex[obj["mask"]]
         for prev in objs:  # later objects occlude earlier ones
@@ -576,7 +641,9 @@ def _render_variant(p: dict, sc: dict, scene: dict, name: str, split_scenes) -> 
     mask = scene["mask"]
     obj = scene["objects"][0]
     if name in BC_VARIANTS:
-        draw = lambda label, rng: render_background(label, rng, s, p["bg_variation"])  # noqa: E731
+        draw = lambda label, rng: render_background(  # noqa: E731
+            label, rng, s, p["bg_variation"], p["bg_drift"], p["bg_structure_mix"]
+        )
         return background_challenge_variant(p, sc, scene, name, split_scenes, draw)
     if name == "sketch":
         return _sketch(scene["image"], mask), sc["bg"], -1, "", True
@@ -586,7 +653,12 @@ def _render_variant(p: dict, sc: dict, scene: dict, name: str, split_scenes) -> 
         return _corrupt(scene["image"], kind, rng), sc["bg"], -1, kind, True
     if name == "stylized":
         c = vp["style_label"]
-        look = sample_look(c, p["n_classes"], _rng(p, sc["split"], sc["index"], 100 + _LOOK))
+        look = sample_look(
+            c,
+            p["n_classes"],
+            _rng(p, sc["split"], sc["index"], 100 + _LOOK),
+            by_class=p["object_texture"] == "class",
+        )
         tex = render_texture(look, s)
         img = np.where(obj["mask"][..., None], tex, scene["image"])
         return img, sc["bg"], -1, f"texture_from={c}", True
