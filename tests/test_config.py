@@ -118,6 +118,17 @@ def test_unknown_dataset_reference_is_named(workflow_copy, tmp_path):
     assert "experiments.extra.dataset" in proc.stderr and "nope" in proc.stderr
 
 
+def test_scene_value_out_of_range_is_named_before_any_job(capsys, tmp_path):
+    """The schema checks the types of a dataset's keys; the scenes' value ranges (here an
+    ablation switch of docs/architecture.md) are checked at config time too."""
+    bad = {"datasets": {"scenes_single": {"bg_drift": 3}}}
+    rc, err = check(capsys, _write(tmp_path, bad))
+    assert rc != 0
+    assert "datasets.scenes_single" in err and "bg_drift" in err
+    good = {"datasets": {"scenes_single": {"bg_drift": 1.0, "object_colours": "own"}}}
+    assert check(capsys, _write(tmp_path, good))[0] == 0
+
+
 def test_unknown_cam_config_is_named(capsys, tmp_path):
     bad = {
         "localization_tables": {"scenes_multi": {"model": "moco-baseline-s0", "cams": ["iter99"]}}

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from . import variants
-from .params import deep_merge
+from .params import deep_merge, merge_params
 
 # $defs name in the schema -> (module, keys the rule sets itself: a config value there
 # would be overwritten without a word, so it is not accepted)
@@ -288,6 +288,16 @@ def cross_check(config: dict) -> None:
         raise ConfigError(f"invalid configuration (nothing was run): {msg}")
 
     datasets, cams = config["datasets"], config["cam"]["configs"]
+    for name, ds in datasets.items():
+        if isinstance(ds, dict) and ds.get("type") == "scenes":
+            # value ranges (e.g. bg_drift in [0, 1]); the schema checks only the types. Other
+            # types check their params when their job runs (composite needs its folders).
+            from .data import scenes
+
+            try:
+                scenes.check_params(merge_params(scenes.DEFAULTS, ds, where=f"datasets.{name}"))
+            except ValueError as exc:
+                fail(f"datasets.{name}: {exc}")
     trained = {}  # dataset -> models some experiment lists
     for name, exp in config["experiments"].items():
         if exp["dataset"] not in datasets:
