@@ -282,7 +282,8 @@ def models_of(exp: dict) -> list[str]:
 
 def cross_check(config: dict) -> None:
     """References between sections; a model outside every experiment is an error (it would
-    be trained silently, with the top-level pretrain settings)."""
+    be trained silently, with the top-level pretrain settings). Also the value ranges of
+    ``scenes`` datasets, which the type-only dataset schema cannot see."""
 
     def fail(msg):
         raise ConfigError(f"invalid configuration (nothing was run): {msg}")

@@ -318,9 +318,8 @@ def render_background(
         structure = int(rng.integers(len(BACKGROUNDS)))
     t = np.asarray(_bg_structure(BACKGROUNDS[structure], rng, s, u, v), np.float32)
     t = 0.5 + st["contrast"] * np.clip(st["sharpness"] * (t - 0.5), -0.5, 0.5)
-    c1 = st["c1"] if np.ndim(st["c1"]) == 3 else st["c1"][None, None]
-    c2 = st["c2"] if np.ndim(st["c2"]) == 3 else st["c2"][None, None]
-    return _to_uint8(c1 * (1 - t[..., None]) + c2 * t[..., None])
+    # c1, c2: one RGB colour (3,) or, with drift, one per pixel (s, s, 3); both broadcast
+    return _to_uint8(st["c1"] * (1 - t[..., None]) + st["c2"] * t[..., None])
 
 
 def _drift(c: np.ndarray, dh: np.ndarray, dv: np.ndarray, amount: float) -> np.ndarray:
