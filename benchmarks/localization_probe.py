@@ -51,6 +51,23 @@ def gallery_row(image: np.ndarray, gt: np.ndarray, cam: np.ndarray) -> np.ndarra
     return np.concatenate([image[:, :, :3], np.stack([gt.astype(np.uint8) * 255] * 3, -1), over], 1)
 
 
+def per_image(auc: np.ndarray, area: np.ndarray) -> dict:
+    """How ContraCAM's per-image AUC is spread: the shares of images it finds (AUC > 0.8)
+    and misses (< 0.5), and its mean AUC in each quartile of GT object area."""
+    ok = ~np.isnan(auc)
+    auc, area = auc[ok], area[ok]
+    edges = np.quantile(area, [0, 0.25, 0.5, 0.75, 1])
+    quartile = np.clip(np.searchsorted(edges, area, side="right") - 1, 0, 3)
+    return {
+        "share_auc_above_0.8": round(float(np.mean(auc > 0.8)), 3),
+        "share_auc_below_0.5": round(float(np.mean(auc < 0.5)), 3),
+        "auc_by_area_quartile": [
+            round(float(auc[quartile == q].mean()), 3) if (quartile == q).any() else None
+            for q in range(4)
+        ],
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tag", required=True)
@@ -136,10 +153,11 @@ def main(argv=None) -> int:
     soft = artifacts.read_masks([masks])
     scores = {"contracam": [], "gaussian": [], "colour": [], "cam_mean": []}
     mean_map = mean_soft_map(soft, list(soft))  # the CAM's positional prior
-    rows = []
+    rows, areas = [], []
     for image_id, row in soft.items():
         m = man.loc[image_id]
         gt = read_mask(m["mask_abspath"]) > 0
+        areas.append(gt.mean())
         image = decode_png(open(m["abspath"], "rb").read())
         H, W = gt.shape
         maps = {
@@ -174,6 +192,7 @@ def main(argv=None) -> int:
             "auc": round(float(np.nanmean(v[:, 1])), 3),
             "auc_rot180": round(float(np.nanmean(v[:, 2])), 3),
         }
+    res["per_image"] = per_image(np.array(scores["contracam"])[:, 1], np.array(areas))
     print(json.dumps(res))
     with open(Path(a.out) / "probes.jsonl", "a") as f:
         f.write(json.dumps(res) + "\n")

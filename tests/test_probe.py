@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pandas as pd
 
 from oacl.models import load_checkpoint
@@ -58,6 +59,9 @@ def test_probe_on_generated_scenes_then_on_a_given_manifest(tmp_path):
     for ref in ("contracam", "gaussian", "colour", "cam_mean"):
         assert set(first[ref]) == {"miou", "auc", "auc_rot180"}
         assert 0 <= first[ref]["miou"] <= 1 and 0 <= first[ref]["auc"] <= 1
+    spread = first["per_image"]
+    assert 0 <= spread["share_auc_above_0.8"] + spread["share_auc_below_0.5"] <= 1
+    assert len(spread["auc_by_area_quartile"]) == 4
     # the centred Gaussian is symmetric: turning it does not change its AUC
     assert first["gaussian"]["auc"] == first["gaussian"]["auc_rot180"]
     manifest = tmp_path / "gen" / "data" / "manifest.parquet"
@@ -100,3 +104,18 @@ def test_probe_names_a_missing_manifest(tmp_path):
         cwd=REPO,
     )
     assert proc.returncode != 0 and "nope/manifest.parquet does not exist" in proc.stderr
+
+
+def test_per_image_spread_counts_found_and_missed_images_by_object_size():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("probe", PROBE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    auc = np.array([0.9, 0.95, 0.3, 0.6, np.nan])  # the last image: no GT pixels
+    area = np.array([0.1, 0.2, 0.3, 0.4, 0.0])
+    assert mod.per_image(auc, area) == {
+        "share_auc_above_0.8": 0.5,
+        "share_auc_below_0.5": 0.25,
+        "auc_by_area_quartile": [0.9, 0.95, 0.3, 0.6],
+    }
