@@ -56,6 +56,9 @@ def per_image(auc: np.ndarray, area: np.ndarray) -> dict:
     and misses (< 0.5), and its mean AUC in each quartile of GT object area."""
     ok = ~np.isnan(auc)
     auc, area = auc[ok], area[ok]
+    if not len(auc):  # no test image has object pixels
+        return {"share_auc_above_0.8": None, "share_auc_below_0.5": None,
+                "auc_by_area_quartile": [None] * 4}  # fmt: skip
     edges = np.quantile(area, [0, 0.25, 0.5, 0.75, 1])
     quartile = np.clip(np.searchsorted(edges, area, side="right") - 1, 0, 3)
     return {

@@ -119,3 +119,4 @@ def test_per_image_spread_counts_found_and_missed_images_by_object_size():
         "share_auc_below_0.5": 0.25,
         "auc_by_area_quartile": [0.9, 0.95, 0.3, 0.6],
     }
+    assert mod.per_image(np.array([np.nan]), np.array([0.0]))["share_auc_above_0.8"] is None
