@@ -289,12 +289,12 @@ def cross_check(config: dict) -> None:
         raise ConfigError(f"invalid configuration (nothing was run): {msg}")
 
     datasets, cams = config["datasets"], config["cam"]["configs"]
+    from .data import scenes  # here, not at the top: it imports cv2
+
     for name, ds in datasets.items():
         if isinstance(ds, dict) and ds.get("type") == "scenes":
             # value ranges (e.g. bg_drift in [0, 1]); the schema checks only the types. Other
             # types check their params when their job runs (composite needs its folders).
-            from .data import scenes
-
             try:
                 scenes.check_params(merge_params(scenes.DEFAULTS, ds, where=f"datasets.{name}"))
             except ValueError as exc:

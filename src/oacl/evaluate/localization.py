@@ -36,8 +36,9 @@ distance to the border) and ``cam_mean`` (the average of the evaluated CAM maps
 themselves, mean_soft_map: the positional prior the CAM draws on every image).
 ``crf_mask_miou`` is given for each: ContraCAM's from the refine stage's box shards,
 the references' by running the same refinement (oacl.refinement.refine_one with the
-``refine`` parameters) on their maps, so the CRF is credited to no one. ``trivial_best`` names the best reference per metric, and
-``below_trivial`` lists the metrics where ContraCAM does not beat it.
+``refine`` parameters) on their maps, so the CRF is credited to no one.
+``trivial_best`` names the best reference per metric, and ``below_trivial`` lists the
+metrics where ContraCAM does not beat it.
 
 ``protocol: paper`` scores mask_miou and crf_mask_miou as the authors' evaluation does
 instead (per image at 224 x 224; see protocols.py); the result's ``protocol`` names it.
