@@ -1,5 +1,6 @@
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -64,6 +65,14 @@ os.environ.update(
 def cfg_json(d):
     """A config section as JSON for `--cfg` (quoted in shell with :q)."""
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+
+def list_flag(flag, paths):
+    """`FLAG P1 P2 ...` (shell-quoted) for a list option of `oacl`, or "" for no paths.
+    Every list option of oacl takes several values after one flag (and accumulates a
+    repeated flag); the rules write one flag with all values."""
+    paths = [str(p) for p in paths]
+    return " ".join([flag, *map(shlex.quote, paths)]) if paths else ""
 
 
 def code(*entries):

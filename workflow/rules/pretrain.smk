@@ -22,8 +22,9 @@ rule pretrain:
     params:
         cfg=lambda w: cfg_json(pretrain_cfg(w)),
         device=config.get("device", "auto"),
-        boxes=lambda w, input: " ".join(f"--boxes {p}" for p in input.get("boxes", [])),
-        masks=lambda w, input: " ".join(f"--masks {p}" for p in input.get("masks", [])),
+        # every shard after one flag (`--boxes S0 S1 ...`); "" when the variant reads none
+        boxes=lambda w, input: list_flag("--boxes", input.get("boxes", [])),
+        masks=lambda w, input: list_flag("--masks", input.get("masks", [])),
         nproc=lambda w: max(1, pretrain_gpus(w)),
     shell:
         "oacl pretrain --cfg {params.cfg:q} --manifest {input.manifest:q}"

@@ -438,9 +438,17 @@ def register(subparsers) -> None:
     )
     p.add_argument("--cfg", default="{}", help="JSON of localization parameters (over DEFAULTS)")
     p.add_argument("--manifest", required=True, help="manifest.parquet with GT masks/boxes")
-    p.add_argument("--masks", nargs="+", required=True, help="mask shards")
+    # list options accumulate (action="extend"): `--masks a b` == `--masks a --masks b`
     p.add_argument(
-        "--boxes", nargs="*", default=[], help="box shards (for CRF-mask and box metrics)"
+        "--masks", nargs="+", action="extend", required=True, metavar="SHARD", help="mask shards"
+    )
+    p.add_argument(
+        "--boxes",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="SHARD",
+        help="box shards (for CRF-mask and box metrics)",
     )
     p.add_argument("--out", required=True, help="output JSON")
     p.set_defaults(func=_run)

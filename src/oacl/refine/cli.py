@@ -33,8 +33,13 @@ def register(subparsers) -> None:
     )
     q.add_argument("--out", required=True, help="overlay .png, or .html with --gallery")
     q.add_argument("--manifest", default=None, help="manifest.parquet (else derived from SOURCE)")
-    q.add_argument("--masks", nargs="*", default=None, help="mask shard(s) (else derived)")
-    q.add_argument("--boxes", nargs="*", default=None, help="box shard(s) (else derived)")
+    # list options accumulate (action="extend"): `--masks a b` == `--masks a --masks b`
+    q.add_argument(
+        "--masks", nargs="+", action="extend", metavar="SHARD", help="mask shard(s) (else derived)"
+    )
+    q.add_argument(
+        "--boxes", nargs="+", action="extend", metavar="SHARD", help="box shard(s) (else derived)"
+    )
     q.add_argument("--dataset", default=None, help="restrict a results/ search to this dataset")
     q.add_argument("--model", default=None, help="restrict a results/ search to this model")
     q.add_argument("--cam", default=None, help="restrict a results/ search to this CAM config")

@@ -21,6 +21,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--inputs",
         nargs="*",
+        action="extend",  # a repeated --inputs adds to the list (as every list option)
         default=None,
         help="report exactly these files (eval JSONs, model.pt, mask/box shards; the "
         "workflow passes its DAG's); default: everything under --results",

@@ -1,7 +1,11 @@
 """`oacl pretrain`: train one model (MoCo v2, BYOL or supervised) from a manifest.
 
-    oacl pretrain --cfg JSON --manifest M --out model.pt [--boxes SHARD ...]
-                  [--masks SHARD ...] [--device auto|cpu|cuda] [--nproc N]
+    oacl pretrain --cfg JSON --manifest M --out model.pt [--boxes SHARD [SHARD ...]]
+                  [--masks SHARD [SHARD ...]] [--device auto|cpu|cuda] [--nproc N]
+
+``--boxes`` / ``--masks`` take every shard of the CAM run: several values after one flag,
+or the flag repeated (the values accumulate; as for every list option of oacl). A
+training image that no shard covers is an error (oacl.train.sideinfo).
 
 ``--cfg`` is the rule's ``pretrain`` section merged with method/variant/seed (keys:
 oacl.train.loop.DEFAULTS). With ``gpus`` (or ``--nproc``) > 1 the command re-launches
@@ -31,8 +35,23 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out", required=True, help="model.pt to write (train_state.pt, metrics.jsonl beside it)"
     )
-    p.add_argument("--boxes", nargs="*", default=[], help="box shards (oa_crop_cam, bg_mixup_cam)")
-    p.add_argument("--masks", nargs="*", default=[], help="mask shards (bg_mixup_cam)")
+    # list options accumulate (action="extend"): `--boxes a b` == `--boxes a --boxes b`
+    p.add_argument(
+        "--boxes",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="SHARD",
+        help="box shards, all of the CAM run (oa_crop_cam, bg_mixup_cam)",
+    )
+    p.add_argument(
+        "--masks",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="SHARD",
+        help="mask shards, all of the CAM run (bg_mixup_cam)",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
         "--nproc", type=int, default=None, help="processes for DDP (default: the config's gpus)"
@@ -52,6 +71,15 @@ def check_trains(params: dict) -> None:
         )
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
         raise ValueError(f"pretrain: batch_size must be an integer >= 2 (got {batch!r})")
+
+
+def shard_args(boxes, masks) -> list[str]:
+    """``--boxes``/``--masks`` for a command line: each flag once, with every shard."""
+    argv = []
+    for flag, paths in (("--boxes", boxes), ("--masks", masks)):
+        if paths:
+            argv += [flag, *map(str, paths)]
+    return argv
 
 
 def run(args) -> int:
@@ -81,11 +109,7 @@ def run(args) -> int:
             device,
         ]  # no --nproc: torchrun's parser
         # would take it for an abbreviation of its --nproc-per-node; children see WORLD_SIZE
-        if args.boxes:
-            argv += ["--boxes", *map(str, args.boxes)]
-        if args.masks:
-            argv += ["--masks", *map(str, args.masks)]
-        return dist.relaunch(argv, nproc)
+        return dist.relaunch(argv + shard_args(args.boxes, args.masks), nproc)
     pretrain(
         params, args.manifest, args.out, boxes=args.boxes, masks=args.masks, device=args.device
     )
