@@ -1,4 +1,5 @@
-"""Manifest -> dataset -> loader: items, fallbacks, deterministic resumable sharded order."""
+"""Manifest -> dataset -> loader: items, fallbacks for empty side information (absent is an
+error), deterministic resumable sharded order."""
 
 import itertools
 
@@ -115,8 +116,14 @@ def test_cam_boxes_masks_and_missing_fallbacks(df, tmp_path):
     write_rows(tmp_path / "b.parquet", box_rows, BOX_SCHEMA)
     write_rows(tmp_path / "m.parquet", mask_rows, MASK_SCHEMA)
     boxes, masks = read_boxes(tmp_path / "b.parquet"), read_masks(tmp_path / "m.parquet")
+    # an image absent from the side information is an error, not a fallback
+    with pytest.raises(ValueError, match=r"missing for 1 of 12 images .*'id0'"):
+        D.ManifestImages(df, 16, boxes=boxes, masks=masks, variant="bg_mixup_cam")
+    # present but empty: id0 has no box and no mask, id0 and id5 no background rectangle
+    boxes["id0"] = dict(boxes["id1"], image_id="id0", boxes=[], n_boxes=0, bg_rect=None)
+    masks["id0"] = None
     ds = D.ManifestImages(df, 16, boxes=boxes, masks=masks, variant="bg_mixup_cam")
-    assert dict(ds.missing) == {"boxes": 1, "mask": 1, "bg_rect": 2}  # id0 x3, id5 bg_rect
+    assert not ds.missing
     it = ds[(1, 0)]
     assert it["mask"].shape == (1, 16, 16) and torch.allclose(it["mask"], torch.tensor(128 / 255))
     assert torch.equal(ds[(0, 1)]["mask"], torch.ones(1, 16, 16))  # no mask -> no mix

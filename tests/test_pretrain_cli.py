@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -120,3 +121,65 @@ def test_a_job_that_would_train_zero_steps_fails(tmp_path, manifest, capsys, epo
     assert _run(["--manifest", manifest, "--out", out], dict(TINY, epochs=epochs)) == 2
     assert "epochs" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _box_shards(tmp_path, df, n=2):
+    """The box shards of a CAM run over every row (train and val), split like the cam rule."""
+    paths = []
+    ids = list(df["image_id"])
+    for k in range(n):
+        part = ids[k * len(ids) // n : (k + 1) * len(ids) // n]
+        rows = [
+            dict(
+                image_id=i,
+                boxes=[] if i == "train/5" else [[0.1, 0.1, 0.6, 0.6]],  # one empty CAM
+                n_boxes=0 if i == "train/5" else 1,
+                height=8,
+                width=8,
+                mask_png=b"",
+                bg_rect=[0.6, 0.6, 1.0, 1.0],
+                empty=i == "train/5",
+                params="{}",
+            )
+            for i in part
+        ]
+        paths.append(tmp_path / f"boxes_{k}.parquet")
+        write_rows(paths[-1], rows, BOX_SCHEMA)
+    return paths
+
+
+def test_cam_variant_reads_every_shard_and_records_its_coverage(tmp_path, manifest, capsys):
+    """Two shards as the workflow passes them: every training image from the shard that
+    holds it (metrics.jsonl side_info); one of the two: an error before training."""
+    df = read_manifest(manifest)
+    shards = _box_shards(tmp_path, df)
+    cfg = dict(TINY, variant="oa_crop_cam", knn_every=0)
+    out = tmp_path / "cam" / "model.pt"
+    assert _run(["--manifest", manifest, "--out", out, "--boxes", shards[1]], cfg) == 2
+    err = capsys.readouterr().err
+    n_train = int((df["split"] == "train").sum())
+    in_1 = sum(1 for i in pd.read_parquet(shards[1])["image_id"] if i.startswith("train/"))
+    assert f"{n_train - in_1} of {n_train} training images have no boxes in any box shard" in err
+    assert f"{shards[1]} (boxes): {in_1} of the {n_train} training images" in err
+    assert not out.parent.exists()  # failed before training: no state, no metrics
+
+    assert _run(["--manifest", manifest, "--out", out, "--boxes", *shards], cfg) == 0
+    rows = [json.loads(x) for x in (out.parent / "metrics.jsonl").read_text().splitlines()]
+    cov = rows[0]["side_info"]
+    assert all("side_info" not in r for r in rows[1:])  # recorded once, on the first line
+    assert cov["images"] == n_train and cov["missing"] == {"boxes": 0}
+    for rec, path in zip(cov["shards"], shards):
+        train_ids = [i for i in pd.read_parquet(path)["image_id"] if i.startswith("train/")]
+        assert rec["shard"] == str(path) and rec["train_images"] == len(train_ids)
+    assert sum(r["train_images"] for r in cov["shards"]) == n_train
+    assert cov["empty"] == {"boxes": 1} and cov["empty_images"] == 1  # train/5's empty CAM
+
+
+def test_gt_variant_without_ground_truth_fails_before_training(tmp_path, manifest, capsys):
+    """The tiny manifest has no GT masks: BG-HardMix (GT) would never mix."""
+    out = tmp_path / "gt" / "model.pt"
+    cfg = dict(TINY, variant="bg_hardmix_gt")
+    assert _run(["--manifest", manifest, "--out", out], cfg) == 2
+    err = capsys.readouterr().err
+    assert "32 of 32 training images (100.0%) have empty side information" in err
+    assert "side_info_max_empty = 0.05" in err and not out.parent.exists()

@@ -162,22 +162,53 @@ def write_rows(path: str | os.PathLike, rows: list[dict], schema: pa.Schema) -> 
     write_parquet(path, pa.Table.from_pydict(cols, schema=schema))
 
 
-def read_masks(paths) -> dict[str, dict]:
-    """Read mask shards into {image_id: row dict}."""
-    out = {}
-    for p in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
-        for row in read_table(p, MASK_SCHEMA.names, "mask shard").to_pylist():
-            out[row["image_id"]] = row
+SHARD_KINDS = {"masks": (MASK_SCHEMA, "mask shard"), "boxes": (BOX_SCHEMA, "box shard")}
+
+
+def read_shards(paths, kind: str) -> dict[str, dict[str, dict]]:
+    """Read mask (``kind="masks"``) or box (``kind="boxes"``) shards, keeping which shard
+    each row came from: {shard path as given: {image_id: row dict}}, in the order given.
+
+    The shards of one CAM run are disjoint, so an image_id in two shards (or twice in one)
+    is an ArtifactError naming both: the same shard was given twice, or shards of two runs
+    were mixed, and one of the two rows would silently win.
+    """
+    schema, what = SHARD_KINDS[kind]
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    out: dict[str, dict[str, dict]] = {}
+    where: dict[str, str] = {}  # image_id -> the shard that holds it
+    for p in paths:
+        key = str(p)
+        if key in out:
+            raise ArtifactError(f"{what} {key} is given twice")
+        rows = out[key] = {}
+        for row in read_table(p, schema.names, what).to_pylist():
+            image_id = row["image_id"]
+            if image_id in where:
+                other = where[image_id]
+                raise ArtifactError(
+                    f"image_id {image_id!r} is in two {what}s: {other} and {key}"
+                    if other != key
+                    else f"{what} {key}: duplicate image_id {image_id!r}"
+                )
+            where[image_id] = key
+            rows[image_id] = row
     return out
+
+
+def merge_shards(shards: dict[str, dict[str, dict]]) -> dict[str, dict]:
+    """{image_id: row} of ``read_shards``' result (the shards are disjoint)."""
+    return {k: row for rows in shards.values() for k, row in rows.items()}
+
+
+def read_masks(paths) -> dict[str, dict]:
+    """Read mask shards into {image_id: row dict} (``read_shards`` keeps the shard of each)."""
+    return merge_shards(read_shards(paths, "masks"))
 
 
 def read_boxes(paths) -> dict[str, dict]:
-    """Read box shards into {image_id: row dict}."""
-    out = {}
-    for p in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
-        for row in read_table(p, BOX_SCHEMA.names, "box shard").to_pylist():
-            out[row["image_id"]] = row
-    return out
+    """Read box shards into {image_id: row dict} (``read_shards`` keeps the shard of each)."""
+    return merge_shards(read_shards(paths, "boxes"))
 
 
 def shard_rows(n_rows: int, shard: int, n_shards: int) -> np.ndarray:

@@ -9,12 +9,15 @@ cover the whole image) are therefore unchanged; the original (H, W) travels with
 each item as ``orig_hw`` so the crop sampler can use torchvision's area and
 aspect-ratio rules in original pixels.
 
-Missing side information (counted in ``dataset.missing`` and logged once):
-  boxes   (oa_crop_cam: image not in the box shards) -> no boxes: the whole image
-  mask    (bg_* variants) -> all-ones mask: mixing leaves the image unchanged (no mix)
-  bg_rect (bg_* variants, the background partner has none) -> its whole image is the bg
-GT variants read the manifest's boxes / mask_path; an image without a GT mask falls
-back the same way.
+Side information. A *_cam variant's image with no row in the given boxes / masks is an
+error (ValueError naming the counts), never a fallback: the training loop checks the
+coverage per source shard before the first step (``oacl.train.sideinfo``, which also
+counts the empty rows against ``pretrain.side_info_max_empty``). A row that is there but
+yields nothing keeps a per-image fallback:
+  boxes   (OA-Crop: an empty box list; GT: no box after the 1% filter) -> the whole image
+  mask    (None given for an image) -> all-ones mask: mixing leaves the image unchanged;
+          GT variants: an image without a GT mask likewise
+  bg_rect (None or zero area for the background partner) -> its whole image is the bg
 
 Order. ``build_loader`` walks *global* batches of a permutation fixed by (seed,
 epoch); ``start_batch`` skips whole global batches (exact resume) and DDP rank r
@@ -77,6 +80,15 @@ def _boxes_of(value):
     return [] if value is None else [list(b) for b in value]
 
 
+def gt_crop_boxes(df) -> list:
+    """Per row, the ground-truth boxes OA-Crop (GT) crops in: a reader's already filtered
+    and expanded ``gt_crop_boxes``, else the manifest's boxes with the 1% filter and 20%
+    margin of the CAM boxes (paper B.2)."""
+    if "gt_crop_boxes" in df:
+        return [_boxes_of(b) for b in df["gt_crop_boxes"]]
+    return [oa_crop_boxes(_boxes_of(b)) for b in df["boxes"]]
+
+
 # -------------------------------------------------------------------- dataset
 
 
@@ -129,48 +141,44 @@ class ManifestImages(Dataset):
         self.paths = list(self.df["abspath"])
         self.labels = [int(v) for v in self.df["label"]] if "label" in self.df else [-1] * len(ids)
         self.orig_hw = [(int(h), int(w)) for h, w in zip(self.df["height"], self.df["width"])]
-        self.missing = Counter()
+        self.missing = Counter()  # side information absent for an image: an error below
+        absent = {}  # image_id -> None, in manifest order (for the error message)
         # boxes: box shards where given (and not a GT variant), else the manifest's GT
         if boxes is not None and src != "gt":
             self.boxes = []
             for i in ids:
-                if i not in boxes:
+                if src == "cam" and i not in boxes:
                     self.missing["boxes"] += 1
+                    absent[i] = None
                 self.boxes.append(_boxes_of(boxes.get(i)))
-        elif "gt_crop_boxes" in self.df:  # readers that already filtered + expanded them
-            self.boxes = [_boxes_of(b) for b in self.df["gt_crop_boxes"]]
-        else:  # GT boxes with the same 1% filter and 20% margin as CAM boxes (paper B.2)
-            self.boxes = [oa_crop_boxes(_boxes_of(b)) for b in self.df["boxes"]]
+        else:
+            self.boxes = gt_crop_boxes(self.df)
         # masks and background rectangles
         self.masks = [None] * len(ids)
         self.bg_rects = [None] * len(ids)
         self.gt_mask_paths = (
             list(self.df["mask_abspath"]) if "mask_abspath" in self.df else [""] * len(ids)
         )
-        if self.needs_mask:
+        if self.needs_mask and src == "cam":
             for k, i in enumerate(ids):
-                if src == "cam":
-                    self.masks[k] = masks.get(i)
-                    if self.masks[k] is None:
-                        self.missing["mask"] += 1
-                elif not self.gt_mask_paths[k]:
+                if i not in masks:
                     self.missing["mask"] += 1
+                    absent[i] = None
+                self.masks[k] = masks.get(i)
         if self.needs_bg and src == "cam":
             rects = bg_rects
             if rects is None:
                 rects = {k: v.get("bg_rect") for k, v in boxes.items() if isinstance(v, dict)}
             for k, i in enumerate(ids):
-                self.bg_rects[k] = rects.get(i)
-                if self.bg_rects[k] is None:
+                if i not in rects:
                     self.missing["bg_rect"] += 1
-        if sum(self.missing.values()):
-            log.warning(
-                "ManifestImages(%s): %d images, missing side information %s "
-                "(fallbacks: no boxes -> whole image, no mask -> no mix, "
-                "no bg_rect -> whole partner image)",
-                variant,
-                len(ids),
-                dict(self.missing),
+                    absent[i] = None
+                self.bg_rects[k] = rects.get(i)
+        if self.missing:
+            raise ValueError(
+                f"ManifestImages({variant}): side information missing for {len(absent)} of "
+                f"{len(ids)} images {dict(self.missing)} (e.g. {list(absent)[:3]}): every "
+                "image needs its row of the box / mask shards (pass every shard)"
             )
 
     def __len__(self):

@@ -20,7 +20,13 @@ when a fresh fingerprint is equal; otherwise it logs what changed and trains fro
 scratch (the stale state is overwritten at the first checkpoint).
 
 Outputs: ``out`` (model.pt, see oacl.models.checkpoint) and ``metrics.jsonl`` beside
-it (one JSON line per epoch: loss, lr, kNN accuracy, img/s, time).
+it (one JSON line per epoch: loss, lr, kNN accuracy, img/s, time; the first line of a
+variant with side information also holds ``side_info``, its coverage per source shard).
+
+Side information. Before the first step, a variant that needs boxes, masks or background
+rectangles checks that every training image has them (``oacl.train.sideinfo``): an
+image in no shard is an error naming the shards read and what each covered, and empty
+rows (the CAM yields nothing) beyond ``side_info_max_empty`` of the images are one too.
 """
 
 from __future__ import annotations
@@ -40,12 +46,12 @@ import torch.nn as nn
 
 from .. import codedeps, variants
 from .. import fingerprint as fpr
-from ..artifacts import read_boxes, read_manifest, read_masks
+from ..artifacts import merge_shards, read_manifest, read_shards
 from ..geometry import IMAGENET_MEAN, IMAGENET_STD
 from ..io import torch_save, write_text
 from ..models import feat_dim, save_checkpoint
 from ..params import merge_params
-from . import augment, data, dist, health, knn
+from . import augment, data, dist, health, knn, sideinfo
 from .methods import build_method
 
 log = logging.getLogger(__name__)
@@ -75,6 +81,10 @@ DEFAULTS = {
     "log_every": 20,  # steps between plain log lines when stderr is not a terminal
     "threads": None,  # torch CPU threads per process; None: torch's default (CPUs / processes under DDP)
     "gpus": 1,  # processes (one per GPU) for DDP; >1 re-launches under torchrun
+    # share of the training images whose side information (boxes, mask, background
+    # rectangle) may be empty (in the shards, but the CAM / GT yields nothing) before the
+    # job fails; an image absent from every shard is always an error (oacl.train.sideinfo)
+    "side_info_max_empty": 0.05,
     "moco": {
         "dim": 128,
         "hidden": None,  # None: the encoder's feature dim
@@ -102,6 +112,7 @@ _NOT_HASHED = (
     "knn_k",
     "knn_max",
     "log_every",
+    "side_info_max_empty",  # decides whether to train, not how
 )
 # the src/oacl code this stage runs: the pretrain rule's code input (oacl.codedeps)
 CODE = codedeps.code_of("oacl.train.cli")
@@ -172,19 +183,39 @@ def _gather_objects(obj) -> list:
     return out
 
 
-def _aux_inputs(variant: str, boxes_paths, masks_paths) -> dict:
-    """The ManifestImages keyword arguments a *_cam variant needs (GT variants read the manifest)."""
+def _aux_inputs(params: dict, manifest_path, train_df, boxes_paths, masks_paths):
+    """The ManifestImages keyword arguments a *_cam variant needs (GT variants read the
+    manifest) and the side-information coverage of the training images (None for a
+    variant without side information); raises sideinfo.SideInfoError before any training
+    when images lack it."""
+    variant = params["variant"]
     spec = variants.get(variant)
+    ids = list(train_df["image_id"])
+    limit = params["side_info_max_empty"]
     if not spec.cam_boxes:
-        return {}
+        gt = None
+        if spec.source == "gt":
+            gt = {
+                "source": str(manifest_path),
+                "boxes": data.gt_crop_boxes(train_df),
+                "has_mask": [bool(p) for p in train_df["mask_abspath"]],
+            }
+        return {}, sideinfo.check(variant, ids, gt=gt, max_empty=limit)
     if not boxes_paths:
         raise ValueError(f"variant {variant} needs box shards (--boxes)")
-    out = {"boxes": read_boxes(boxes_paths)}
+    box_shards = read_shards(boxes_paths, "boxes")
+    mask_shards = None
     if spec.cam_masks:
         if not masks_paths:
             raise ValueError(f"variant {variant} needs mask shards (--masks)")
-        out["masks"] = read_masks(masks_paths)
-    return out
+        mask_shards = read_shards(masks_paths, "masks")
+    cov = sideinfo.check(
+        variant, ids, box_shards=box_shards, mask_shards=mask_shards, max_empty=limit
+    )
+    out = {"boxes": merge_shards(box_shards)}
+    if mask_shards is not None:
+        out["masks"] = merge_shards(mask_shards)
+    return out, cov
 
 
 # ------------------------------------------------------------------------ main entry
@@ -244,6 +275,7 @@ class _Run:
     train_df: object  # its train split, variant original
     num_classes: int
     train_ds: data.ManifestImages
+    side_info: dict | None  # coverage of the training images by their side information
     steps_per_epoch: int
     total_steps: int
     workers: int
@@ -310,7 +342,9 @@ def _setup(params, manifest_path, boxes, masks, dev, rank, world) -> _Run:
     )
     run.df, run.train_df, run.num_classes = _read_train_split(params, manifest_path, world)
     variant = params["variant"]
-    aux = _aux_inputs(variant, boxes, masks)
+    aux, run.side_info = _aux_inputs(params, manifest_path, run.train_df, boxes, masks)
+    if rank == 0:
+        sideinfo.log_coverage(run.side_info, log)
     run.train_ds = data.ManifestImages(run.train_df, params["store_size"], variant=variant, **aux)
     run.steps_per_epoch = len(run.train_df) // run.batch_size
     run.total_steps = run.steps_per_epoch * params["epochs"]
@@ -507,6 +541,8 @@ def _epoch_metrics(run: _Run, n_seen, loss_sum, dt) -> dict:
         "knn_acc": None,
         "chance_loss": health.chance_loss(params, run.num_classes),
     }
+    if run.side_info is not None and not run.history:  # the first line: what it trained on
+        rec["side_info"] = run.side_info
     last = epoch + 1 == params["epochs"]
     if (
         run.rank == 0
@@ -535,7 +571,9 @@ def _epoch_metrics(run: _Run, n_seen, loss_sum, dt) -> dict:
             epoch + 1,
             params["epochs"],
             ", ".join(
-                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in rec.items()
+                if k != "side_info"  # logged per shard before training
             ),
         )
     return rec
