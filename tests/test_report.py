@@ -261,3 +261,64 @@ def test_report_reads_exactly_its_inputs(tmp_path):
         )
         == 2
     )
+
+
+def test_report_shows_side_information_beside_each_debiased_model(tmp_path):
+    """metrics.jsonl's side_info (oacl.train.sideinfo): per source shard, the training
+    images covered and the empty ones; a debiased model without it is flagged."""
+    r = tmp_path / "results"
+    cov = {
+        "variant": "oa_crop_cam",
+        "source": "cam",
+        "images": 96,
+        "needs": ["boxes"],
+        "shards": [
+            {
+                "shard": "results/refine/d/m/iter10/boxes_0.parquet",
+                "kind": "boxes",
+                "rows": 80,
+                "train_images": 48,
+                "boxes": 47,
+                "bg_rect": 48,
+                "empty": {"boxes": 1, "bg_rect": 0},
+            },
+            {
+                "shard": "results/refine/d/m/iter10/boxes_1.parquet",
+                "kind": "boxes",
+                "rows": 80,
+                "train_images": 48,
+                "boxes": 48,
+                "bg_rect": 48,
+                "empty": {"boxes": 0, "bg_rect": 0},
+            },
+        ],
+        "covered": {"boxes": 96},
+        "missing": {"boxes": 0},
+        "empty": {"boxes": 1},
+        "empty_images": 1,
+        "empty_fraction": 1 / 96,
+        "max_empty": 0.05,
+    }
+    lines = {
+        "moco-oa_crop_cam-s0": [
+            {"epoch": 1, "loss": 5.0, "side_info": cov},
+            {"epoch": 2, "loss": 4.0},
+        ],
+        "moco-bg_mixup_cam-s0": [{"epoch": 1, "loss": 5.0}],  # written before the check existed
+        "moco-baseline-s0": [{"epoch": 1, "loss": 5.0}],
+    }
+    for model, recs in lines.items():
+        write_text(
+            r / "models" / "scenes_multi" / model / "metrics.jsonl",
+            "".join(json.dumps(x) + "\n" for x in recs),
+        )
+    page = report.render_report({}, r)
+    section = page[page.index('<section id="side_info">') :]
+    section = section[: section.index("</section>")]
+    text = re.sub(r"<[^>]+>", " ", section)
+    assert "moco-oa_crop_cam-s0" in text and "OA-Crop (CAM)" in text
+    assert "boxes 96/96" in text and "1.0% (≤ 5%)" in text
+    assert "boxes_0.parquet (boxes): 48 · empty boxes 1" in text
+    assert "boxes_1.parquet (boxes): 48" in text
+    assert "moco-bg_mixup_cam-s0" in text and "not recorded" in text
+    assert "moco-baseline-s0" not in text  # nothing to cover

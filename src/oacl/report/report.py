@@ -7,7 +7,9 @@ Sections, each shown as "not run" when its inputs are missing:
 3. localisation (results/eval/{dataset}/{model}/localization_{cam}.json) beside Table 1;
 4. linear evaluation (linear.json, plus the object-crop head of shift.json) beside Table 4;
 5. background / distribution shift (shift.json) beside Tables 6, 7 and 8, with a bar chart;
-6. training curves (results/models/{dataset}/{model}/metrics.jsonl: loss, kNN accuracy);
+6. training health and, beside every debiased model, the side information it trained
+   with (metrics.jsonl ``side_info``: training images covered per source shard, empty);
+   training curves (results/models/{dataset}/{model}/metrics.jsonl: loss, kNN accuracy);
 7. a gallery of ContraCAM masks and boxes (oacl.overlay.render_overlay).
 
 Models are named {method}-{variant}-s{seed}; accuracies are aggregated as mean +- std
@@ -485,6 +487,74 @@ def _loc(x) -> str:
     return "–" if x is None else f"{float(x):.3f}"
 
 
+def side_info_of(recs: list) -> dict | None:
+    """The ``side_info`` of a model's metrics.jsonl (on its first line), or None."""
+    return next((r["side_info"] for r in recs if isinstance(r.get("side_info"), dict)), None)
+
+
+def section_side_info(metrics: dict) -> str:
+    """Beside each debiased model: its training images' boxes / masks / background
+    rectangles, covered per source shard and empty (oacl.train.sideinfo)."""
+    rows = []
+    for dataset, models in sorted(metrics.items()):
+        for model, recs in sorted(models.items()):
+            parsed = parse_model(model)
+            spec = VARIANTS.get(parsed["variant"]) if parsed else None
+            cov = side_info_of(recs)
+            if cov is None:
+                if spec is not None and spec.source is not None:
+                    rows.append([esc(dataset), esc(model), esc(spec.display)] + ["–"] * 5)
+                    rows[-1][-1] = '<span class="neg">not recorded</span>'
+                continue
+            n = cov.get("images", 0)
+            needs = cov.get("needs", [])
+            covered = "<br>".join(f"{esc(k)} {cov['covered'].get(k, 0)}/{n}" for k in needs)
+            empty = "<br>".join(f"{esc(k)} {cov['empty'].get(k, 0)}" for k in needs)
+            share = cov.get("empty_fraction", 0.0)
+            share_cell = f"{100 * share:.1f}% (≤ {100 * cov.get('max_empty', 0):.0f}%)"
+            shards = "<br>".join(
+                f"{esc(Path(r['shard']).name)} ({esc(r['kind'])}): {r['train_images']}"
+                + (
+                    " · empty " + ", ".join(f"{esc(k)} {c}" for k, c in r["empty"].items() if c)
+                    if any(r.get("empty", {}).values())
+                    else ""
+                )
+                for r in cov.get("shards", [])
+            )
+            name = VARIANT_NAMES.get(cov.get("variant"), cov.get("variant"))
+            rows.append(
+                [esc(dataset), esc(model), esc(name), n, covered, empty, share_cell, shards]
+            )
+    if not rows:
+        body = not_run("no debiased model with side information under results/models/")
+    else:
+        body = table(
+            [
+                "dataset",
+                "model",
+                "variant",
+                "train images",
+                "covered",
+                "empty",
+                "empty share (tolerance)",
+                "training images per source shard",
+            ],
+            rows,
+            raw=True,
+        )
+        body += (
+            '<p class="muted">Every training image of a *_cam / *_gt variant must have the boxes '
+            "(OA-Crop) or mask and background rectangle (BG-Mixup, BG-HardMix) it needs: an "
+            "image in no shard stops the job before training. Empty: the image is in a shard "
+            "but its CAM (or ground truth) yields nothing (no box, an all-zero mask, a "
+            "zero-area background rectangle); it falls back to the whole image, and more than "
+            "pretrain.side_info_max_empty of them stop the job too.</p>"
+        )
+    return (
+        f'<section id="side_info"><h2>Side information of the debiased models</h2>{body}</section>'
+    )
+
+
 def section_linear(evals: dict) -> str:
     lin, sh = group(evals["linear"]), group(evals["shift"])
     if not lin and not sh:
@@ -792,6 +862,11 @@ def render_report(cfg: dict, results, inputs=None) -> str:
         ("linear", "Linear", lambda: section_linear(evals)),
         ("shift", "Shift", lambda: section_shift(evals)),
         ("health", "Training health", lambda: section_health(read_metrics(results, inputs))),
+        (
+            "side_info",
+            "Side information",
+            lambda: section_side_info(read_metrics(results, inputs)),
+        ),
         ("curves", "Training curves", lambda: section_curves(results, inputs)),
         ("gallery", "Gallery", lambda: section_gallery(results, opts["gallery"], inputs)),
     ]
