@@ -19,7 +19,7 @@ dest=${WHEELS_DIR:-.whl}
 versions=("$@")
 [ ${#versions[@]} -gt 0 ] || versions=(3.12)
 # the ranges of pyproject.toml
-reqs=("snakemake>=9,<10" "jsonschema>=4" "pycocotools>=2.0.7" "pydensecrf2>=1.1")
+reqs=("snakemake>=9,<10" "jsonschema>=4" "pycocotools>=2.0.7" "pydensecrf2>=1.1" "typing_extensions>=4.15")
 # distributions the GPU image provides (wheel names use _ for -)
 image_has='^(numpy|pandas|scipy|pyarrow|matplotlib|pillow|contourpy|kiwisolver|fonttools|cycler|torch|torchvision|triton|opencv_python_headless|scikit_learn|sympy|networkx|nvidia_[a-z0-9_]+)-'
 

@@ -12,7 +12,9 @@ kNN accuracy, and, on the test split, ContraCAM mask mIoU @0.5 and pixel AUC bes
 the centred Gaussian, the colour-saliency reference (oacl.evaluate.references) and
 ``cam_mean``, the average of the probe's own maps (its positional prior: a map whose
 AUC does not exceed it says nothing about the individual image).
-``auc_rot180`` is the AUC of the same maps turned by 180 degrees: a map that marks the
+``shuffled_auc`` scores each map against 10 other test images' masks (what placement
+alone earns) and ``content_auc`` (AUC minus it, mean with a 95 % bootstrap interval over
+images) is the map's per-image content. ``auc_rot180`` is the AUC of the same maps turned by 180 degrees: a map that marks the
 visible background away from the object (a background-reliant model) scores higher
 turned than upright. ``--gallery`` writes image | GT mask | CAM overlay rows.
 Used for the ablation table of docs/architecture.md ("ContraCAM at laptop scale").
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -31,15 +34,27 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from oacl import artifacts
-from oacl.evaluate import references as refs
-from oacl.evaluate.localization import mean_soft_map
-from oacl.geometry import decode_mask, resize
-from oacl.io import decode_png, read_mask
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+if str(SRC) not in sys.path:  # runs from a checkout that is not pip-installed (GPU machine)
+    sys.path.insert(0, str(SRC))
+
+from oacl import artifacts  # noqa: E402
+from oacl.evaluate import references as refs  # noqa: E402
+from oacl.evaluate.localization import mean_soft_map  # noqa: E402
+from oacl.geometry import decode_mask, resize  # noqa: E402
+from oacl.io import decode_png, read_mask  # noqa: E402
+
+
+# the stage commands, run as `python -m oacl.cli` with this checkout's src first on the
+# path: no installed `oacl` script is needed (and an installed older copy is not used)
+OACL = [sys.executable, "-m", "oacl.cli"]
 
 
 def sh(*cmd):
-    subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL, env=env)
 
 
 def gallery_row(image: np.ndarray, gt: np.ndarray, cam: np.ndarray) -> np.ndarray:
@@ -71,6 +86,36 @@ def per_image(auc: np.ndarray, area: np.ndarray) -> dict:
     }
 
 
+QUICK_SCENES = {"n_train": 48, "n_val": 16, "n_test": 16, "image_size": 32, "crop_size": 16}
+QUICK_PRETRAIN = {"epochs": 1, "batch_size": 16, "image_size": 32, "moco": {"queue_size": 32}}
+
+
+def _suffixed(path: str | None, tag: str) -> str | None:
+    if not path:
+        return None
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}_{tag}{p.suffix}"))
+
+
+def sweep(a) -> int:
+    """One probe per smallest crop scale, all on the scenes the first one generates."""
+    manifest = a.manifest
+    for c in (float(v) for v in a.min_crops.split(",")):
+        tag = f"c{c:g}"
+        pre = json.loads(a.pretrain)
+        pre["augment"] = {**pre.get("augment", {}), "scale": [c, 1.0]}
+        argv = ["--tag", f"{a.tag}_{tag}", "--kind", a.kind, "--scenes", a.scenes,
+                "--pretrain", json.dumps(pre), "--cam", a.cam, "--out", a.out,
+                "--device", a.device]  # fmt: skip
+        for flag, value in (("--manifest", manifest), ("--json", _suffixed(a.json, tag)),
+                            ("--gallery", _suffixed(a.gallery, tag))):  # fmt: skip
+            if value:
+                argv += [flag, value]
+        main(argv)
+        manifest = manifest or str(Path(a.out) / f"{a.tag}_{tag}" / "data" / "manifest.parquet")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tag", required=True)
@@ -81,11 +126,26 @@ def main(argv=None) -> int:
     ap.add_argument("--manifest", default=None, help="an existing dataset instead of --scenes")
     ap.add_argument("--out", default="/tmp/oacl-probe")
     ap.add_argument("--gallery", default=None, help="PNG: the first 8 test images")
+    ap.add_argument("--json", default=None, help="also write the result line to this file")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (pretrain and cam)")
+    ap.add_argument(
+        "--min-crops",
+        default=None,
+        help="comma-separated smallest crop scales: one probe each on the same scenes "
+        "(tags, --json and --gallery get the suffix _c<scale>)",
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny scenes and 1 epoch on the CPU (tests the path)"
+    )
     a = ap.parse_args(argv)
+    if a.quick:  # the same code paths at a size the test suite affords
+        a.device = "cpu"
+        a.scenes = json.dumps({**json.loads(a.scenes), **QUICK_SCENES})
+        a.pretrain = json.dumps({**json.loads(a.pretrain), **QUICK_PRETRAIN})
+    if a.min_crops:
+        return sweep(a)
     out = Path(a.out) / a.tag
     out.mkdir(parents=True, exist_ok=True)
-    oacl = Path(sys.executable).parent / "oacl"
     scenes = {
         "kind": a.kind,
         "seed": 1 if a.kind == "single" else 0,
@@ -98,7 +158,7 @@ def main(argv=None) -> int:
     if not (data / "manifest.parquet").exists():
         if a.manifest:
             raise SystemExit(f"--manifest: {a.manifest} does not exist")
-        sh(oacl, "data", "synth", "--cfg", json.dumps(scenes), "--out", data, "--quiet")
+        sh(*OACL, "data", "synth", "--cfg", json.dumps(scenes), "--out", data, "--quiet")
     pre = {
         "arch": "resnet18_small",
         "image_size": 64,
@@ -115,7 +175,7 @@ def main(argv=None) -> int:
     t1 = time.perf_counter()
     if not model.exists():
         sh(
-            oacl,
+            *OACL,
             "pretrain",
             "--cfg",
             json.dumps(pre),
@@ -138,7 +198,7 @@ def main(argv=None) -> int:
     }
     masks = out / "masks.parquet"
     sh(
-        oacl,
+        *OACL,
         "cam",
         "--cfg",
         json.dumps(cam),
@@ -156,7 +216,7 @@ def main(argv=None) -> int:
     soft = artifacts.read_masks([masks])
     scores = {"contracam": [], "gaussian": [], "colour": [], "cam_mean": []}
     mean_map = mean_soft_map(soft, list(soft))  # the CAM's positional prior
-    rows, areas = [], []
+    rows, areas, gts, all_maps = [], [], [], {k: [] for k in scores}
     for image_id, row in soft.items():
         m = man.loc[image_id]
         gt = read_mask(m["mask_abspath"]) > 0
@@ -169,11 +229,18 @@ def main(argv=None) -> int:
             "colour": refs.colour_saliency(image),
             "cam_mean": resize(mean_map, (H, W)),
         }
+        gts.append(gt)
         for k, cam_map in maps.items():
             auc_rot = refs.pixel_auc(np.ascontiguousarray(cam_map[::-1, ::-1]), gt)
+            auc = refs.pixel_auc(cam_map, gt)
             scores[k].append(
-                (refs.mask_iou(cam_map >= 0.5, gt), refs.pixel_auc(cam_map, gt), auc_rot)
+                (
+                    refs.mask_iou(cam_map >= 0.5, gt),
+                    np.nan if auc is None else auc,
+                    np.nan if auc_rot is None else auc_rot,
+                )
             )
+            all_maps[k].append(cam_map)
         if a.gallery and len(rows) < 8:
             rows.append(gallery_row(image, gt, maps["contracam"]))
     if rows:
@@ -189,14 +256,25 @@ def main(argv=None) -> int:
         "time_s": {"data": round(t1 - t0), "pretrain": round(t2 - t1), "cam": round(t3 - t2)},
     }
     for k, v in scores.items():
-        v = np.array(v)
+        v = np.array(v, np.float64)
+        # content: the map against its own image's mask minus against 10 other images'
+        shuf = np.array(
+            [refs.shuffled_auc(m, gts, i, k=10) for i, m in enumerate(all_maps[k])], np.float64
+        )
+        mean, lo, hi = refs.bootstrap_ci(v[:, 1] - shuf)
         res[k] = {
             "miou": round(float(v[:, 0].mean()), 3),
             "auc": round(float(np.nanmean(v[:, 1])), 3),
             "auc_rot180": round(float(np.nanmean(v[:, 2])), 3),
+            "shuffled_auc": round(float(np.nanmean(shuf)), 3),
+            "content_auc": None if mean is None else round(mean, 3),
+            "content_auc_ci95": None if mean is None else [round(lo, 3), round(hi, 3)],
         }
     res["per_image"] = per_image(np.array(scores["contracam"])[:, 1], np.array(areas))
     print(json.dumps(res))
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
     with open(Path(a.out) / "probes.jsonl", "a") as f:
         f.write(json.dumps(res) + "\n")
     return 0

@@ -45,7 +45,13 @@ def documented_probe() -> list[str]:
         if line.startswith("python3 benchmarks/localization_probe.py")
     ]
     assert len(lines) == 1, lines
-    return shlex.split(lines[0])[2:]
+    argv = shlex.split(lines[0])[2:]
+    # where the device call writes ($OUT, the sweep) is tested in tests/test_gpu_check.py
+    for flag in ("--out", "--json", "--gallery", "--min-crops"):
+        if flag in argv:
+            at = argv.index(flag)
+            del argv[at : at + 2]
+    return argv
 
 
 def test_probe_on_generated_scenes_then_on_a_given_manifest(tmp_path):
@@ -57,7 +63,8 @@ def test_probe_on_generated_scenes_then_on_a_given_manifest(tmp_path):
     # flags override earlier
     first = probe(tmp_path, *documented, "--tag", "gen", "--scenes", scenes)
     for ref in ("contracam", "gaussian", "colour", "cam_mean"):
-        assert set(first[ref]) == {"miou", "auc", "auc_rot180"}
+        assert set(first[ref]) == {"miou", "auc", "auc_rot180", "shuffled_auc", "content_auc",
+                                   "content_auc_ci95"}  # fmt: skip
         assert 0 <= first[ref]["miou"] <= 1 and 0 <= first[ref]["auc"] <= 1
     spread = first["per_image"]
     assert 0 <= spread["share_auc_above_0.8"] + spread["share_auc_below_0.5"] <= 1

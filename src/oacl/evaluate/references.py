@@ -18,6 +18,11 @@ pixel_auc      area under the ROC of the map's values as a foreground score
 pointing_hit   whether the map's maximum lies inside the GT mask (pointing game,
                Zhang et al. 2016; the first maximal pixel in row-major order)
 mass_inside    share of the map's total mass that falls inside the GT mask
+shuffled_auc   the map scored against the GT masks of *other* images: what its
+               placement prior alone earns (the centre-bias correction of saliency
+               evaluation, Borji et al. 2013); pixel AUC minus it is the map's
+               per-image content (``content_auc``)
+bootstrap_ci   percentile interval of a mean over images (resampling images)
 """
 
 from __future__ import annotations
@@ -91,3 +96,39 @@ def mass_inside(score: np.ndarray, gt: np.ndarray) -> float | None:
     s = np.clip(np.asarray(score, np.float64), 0, None)
     total = s.sum()
     return None if total <= 0 else float(s[np.asarray(gt, bool)].sum() / total)
+
+
+def shuffled_auc(
+    score: np.ndarray, gts: list, index: int, k: int = 10, seed: int = 0
+) -> float | None:
+    """Mean pixel AUC of ``score`` (the map of image ``index``) against the GT masks of ``k``
+    other images of ``gts`` (drawn without replacement, fixed by ``seed`` and ``index``;
+    masks of another size are resized to the map's). None if no drawn mask is scorable."""
+    others = [j for j in range(len(gts)) if j != index]
+    if not others:
+        return None
+    rng = np.random.default_rng([seed, index])
+    picks = rng.choice(others, size=min(k, len(others)), replace=False)
+    h, w = np.asarray(score).shape[:2]
+    aucs = []
+    for j in picks:
+        g = np.asarray(gts[j], bool)
+        if g.shape != (h, w):
+            g = cv2.resize(g.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        a = pixel_auc(score, g)
+        if a is not None:
+            aucs.append(a)
+    return float(np.mean(aucs)) if aucs else None
+
+
+def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0):
+    """(mean, low, high): percentile bootstrap interval of the mean of ``values`` over
+    images (NaN and None dropped); (None, None, None) when nothing is left."""
+    v = np.asarray([x for x in values if x is not None], np.float64)
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return None, None, None
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(v.mean()), float(lo), float(hi)

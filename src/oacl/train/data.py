@@ -431,10 +431,13 @@ def build_loader(
     *,
     pin_memory=None,
     prefetch_factor=4,
+    start_method="forkserver",
 ):
     """DataLoader over ``dataset`` in deterministic global batches (see GlobalBatchSampler).
 
     Build a new loader per epoch. ``start_batch`` counts global batches already done.
+    ``start_method`` of the worker processes: "forkserver" (default, see below) or "fork"
+    (benchmarks/loader_startup.py measures what each costs an epoch).
     """
     sampler = GlobalBatchSampler(
         len(dataset),
@@ -461,5 +464,5 @@ def build_loader(
         persistent_workers=False,
         # workers forked from a process whose OpenMP pool has run can deadlock (seen in
         # the test suite); forkserver forks them from a clean server process instead
-        multiprocessing_context="forkserver" if workers > 0 else None,
+        multiprocessing_context=start_method if workers > 0 else None,
     )

@@ -488,10 +488,12 @@ def _train_epoch(run: _Run, state_path, metrics_path) -> None:
         world=run.world,
     )
     bar = _progress(run.tty, run.steps_per_epoch, run.start_batch, epoch, params["epochs"])
-    t_epoch, n_seen, loss_sum = time.time(), 0, 0.0
+    t_epoch, n_seen, loss_sum, t_first = time.time(), 0, 0.0, None
     with torch.random.fork_rng(devices=[]):  # DataLoader draws a seed from the global RNG;
         batches = iter(loader)  # keep it out so resumed and uninterrupted runs agree
     for i, batch in enumerate(batches, start=run.start_batch):
+        if t_first is None:  # workers started and the first batch decoded
+            t_first = time.time()
         loss_v, lr = _train_step(run, batch)
         loss_sum += loss_v
         n_seen += 1
@@ -520,6 +522,11 @@ def _train_epoch(run: _Run, state_path, metrics_path) -> None:
     if bar is not None:
         bar.close()
     rec = _epoch_metrics(run, n_seen, loss_sum, time.time() - t_epoch)
+    # loader start-up (worker processes importing torch, the first batch) apart from the
+    # steady rate: in short epochs it would otherwise be most of the throughput figure
+    start = (t_first or time.time()) - t_epoch
+    rec["loader_start_s"] = start
+    rec["img_per_s_steady"] = (n_seen - 1) * run.batch_size / max(rec["time_s"] - start, 1e-9)
     run.history.append(rec)
     run.epoch, run.start_batch = epoch + 1, 0
     _save_state(run, state_path, run.epoch, 0)
