@@ -322,3 +322,16 @@ def test_report_shows_side_information_beside_each_debiased_model(tmp_path):
     assert "boxes_1.parquet (boxes): 48" in text
     assert "moco-bg_mixup_cam-s0" in text and "not recorded" in text
     assert "moco-baseline-s0" not in text  # nothing to cover
+    # BG-Mixup reads a box shard for its bg_rect only: its empty box lists are not shown
+    cov_bg = dict(cov, variant="bg_mixup_cam", needs=["mask", "bg_rect"])
+    cov_bg.update(covered={"mask": 96, "bg_rect": 96}, empty={"mask": 0, "bg_rect": 0})
+    recs = [{"epoch": 1, "loss": 5.0, "side_info": cov_bg}]
+    write_text(
+        r / "models" / "scenes_multi" / "moco-bg_mixup_cam-s0" / "metrics.jsonl",
+        "".join(json.dumps(x) + "\n" for x in recs),
+    )
+    page = report.render_report({}, r)
+    section = page[page.index('<section id="side_info">') :]
+    row = re.search(r"<tr>(?:(?!</tr>).)*moco-bg_mixup_cam-s0.*?</tr>", section)[0]
+    text = re.sub(r"<[^>]+>", " ", row)
+    assert "BG-Mixup (CAM)" in text and "mask 96/96" in text and "empty boxes" not in text

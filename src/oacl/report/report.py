@@ -512,15 +512,20 @@ def section_side_info(metrics: dict) -> str:
             empty = "<br>".join(f"{esc(k)} {cov['empty'].get(k, 0)}" for k in needs)
             share = cov.get("empty_fraction", 0.0)
             share_cell = f"{100 * share:.1f}% (≤ {100 * cov.get('max_empty', 0):.0f}%)"
-            shards = "<br>".join(
-                f"{esc(Path(r['shard']).name)} ({esc(r['kind'])}): {r['train_images']}"
-                + (
-                    " · empty " + ", ".join(f"{esc(k)} {c}" for k, c in r["empty"].items() if c)
-                    if any(r.get("empty", {}).values())
-                    else ""
+            lines = []
+            for r in cov.get("shards", []):
+                # the empty rows of the kinds the variant reads (a box shard also has
+                # boxes that BG-Mixup, reading only its bg_rect, does not use)
+                empties = [(k, c) for k, c in r.get("empty", {}).items() if c and k in needs]
+                lines.append(
+                    f"{esc(Path(r['shard']).name)} ({esc(r['kind'])}): {r['train_images']}"
+                    + (
+                        " · empty " + ", ".join(f"{esc(k)} {c}" for k, c in empties)
+                        if empties
+                        else ""
+                    )
                 )
-                for r in cov.get("shards", [])
-            )
+            shards = "<br>".join(lines)
             name = VARIANT_NAMES.get(cov.get("variant"), cov.get("variant"))
             rows.append(
                 [esc(dataset), esc(model), esc(name), n, covered, empty, share_cell, shards]
