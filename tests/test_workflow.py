@@ -1,6 +1,7 @@
 """End-to-end: the smoke configuration runs the whole DAG with `snakemake --cores 2`,
 code edits rerun exactly the dependent jobs, and a lost shard is recomputed alone."""
 
+import json
 import re
 import shutil
 import time
@@ -55,6 +56,98 @@ def test_smoke_pipeline_produces_every_artifact(smoke_run):
     # nothing left to do
     assert planned_jobs(workdir) == {}
     print(f"smoke pipeline: {seconds:.0f} s")
+
+
+def _train_ids(res, dataset):
+    m = pd.read_parquet(res / "data" / dataset / "manifest.parquet")
+    return set(m.loc[(m["split"] == "train") & (m["variant"] == "original"), "image_id"])
+
+
+# the smoke config's CAM variants: (dataset, model) -> the CAM run whose shards it reads
+CAM_VARIANTS = {
+    ("scenes_multi", "moco-oa_crop_cam-s0"): "moco-baseline-s0/iter10",
+    ("scenes_single", "moco-bg_mixup_cam-s0"): "moco-baseline-s0/iter1",
+}
+
+
+def test_cam_variants_trained_on_every_shard(smoke_run):
+    """Every training image of a CAM variant got its row from the shard that holds it
+    (metrics.jsonl side_info, checked against the shard files); the only fallbacks are
+    the images whose CAM yields nothing. The pretrain rule used to pass one --boxes per
+    shard and the command kept only the last: half the images trained without boxes."""
+    from oacl.train import sideinfo
+
+    workdir, _ = smoke_run
+    res = workdir / "results"
+    for (dataset, model), run in CAM_VARIANTS.items():
+        train = _train_ids(res, dataset)
+        lines = (res / "models" / dataset / model / "metrics.jsonl").read_text().splitlines()
+        cov = json.loads(lines[0])["side_info"]
+        assert cov["images"] == len(train) and set(cov["missing"].values()) == {0}, cov
+        assert all(c == len(train) for c in cov["covered"].values())
+        kinds = ["boxes", "masks"] if model.startswith("moco-bg_mixup") else ["boxes"]
+        assert sorted({r["kind"] for r in cov["shards"]}) == sorted(kinds)
+        empty = dict.fromkeys(cov["needs"], 0)
+        for kind in kinds:
+            recs = [r for r in cov["shards"] if r["kind"] == kind]
+            stage = "refine" if kind == "boxes" else "cam"
+            expected = sorted(
+                f"results/{stage}/{dataset}/{run}/{kind}_{i}.parquet" for i in range(2)
+            )
+            assert sorted(r["shard"] for r in recs) == expected  # both shards were read
+            for rec in recs:
+                rows = pd.read_parquet(workdir / rec["shard"])
+                rows = rows[rows["image_id"].isin(train)]
+                assert rec["train_images"] == len(rows) > 0  # it covered its own images
+                for row in rows.itertuples():  # what counts as empty, from the shard itself
+                    if kind == "boxes" and "boxes" in empty:
+                        empty["boxes"] += sideinfo.empty_boxes(row.boxes)
+                    if kind == "boxes" and "bg_rect" in empty:
+                        empty["bg_rect"] += sideinfo.empty_rect(row.bg_rect)
+                    if kind == "masks":
+                        empty["mask"] += sideinfo.empty_mask(row.mask_png)
+            assert sum(r["train_images"] for r in recs) == len(train)
+        assert cov["empty"] == empty  # no fallback beyond the empty CAMs
+        assert cov["empty_fraction"] <= cov["max_empty"]
+
+
+def test_a_cam_variant_given_one_of_two_shards_fails_before_training(
+    smoke_run, tmp_path, capsys, monkeypatch
+):
+    from oacl.cli import main
+    from oacl.train import loop
+
+    def no_training(*args, **kw):
+        raise AssertionError("a training step ran")
+
+    monkeypatch.setattr(loop, "_train_step", no_training)
+    workdir, _ = smoke_run
+    res = workdir / "results"
+    shard = res / "refine" / "scenes_multi" / "moco-baseline-s0" / "iter10" / "boxes_1.parquet"
+    in_shard = len(_train_ids(res, "scenes_multi") & set(pd.read_parquet(shard)["image_id"]))
+    n_train = len(_train_ids(res, "scenes_multi"))
+    out = tmp_path / "moco-oa_crop_cam-s0" / "model.pt"
+    cfg = {"variant": "oa_crop_cam", "epochs": 1, "batch_size": 32, "workers": 0}
+    rc = main(
+        [
+            "pretrain",
+            "--cfg",
+            json.dumps(cfg),
+            "--manifest",
+            str(res / "data" / "scenes_multi" / "manifest.parquet"),
+            "--out",
+            str(out),
+            "--boxes",
+            str(shard),
+            "--device",
+            "cpu",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert f"{n_train - in_shard} of {n_train} training images have no boxes" in err
+    assert f"{shard} (boxes): {in_shard} of the {n_train} training images" in err
+    assert not out.parent.exists()
 
 
 README = (REPO / "README.md").read_text()
