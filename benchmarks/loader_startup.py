@@ -73,7 +73,9 @@ def main(argv=None) -> int:
     print(f"{'setting':<26} {'start-up s':>10} {'epoch s':>8} {'epoch / 0 workers':>18}")
     for name, r in rows.items():
         r["ratio_to_0_workers"] = r["epoch_s"] / base
-        print(f"{name:<26} {r['start_s']:>10.3f} {r['epoch_s']:>8.3f} {r['ratio_to_0_workers']:>18.2f}")
+        print(
+            f"{name:<26} {r['start_s']:>10.3f} {r['epoch_s']:>8.3f} {r['ratio_to_0_workers']:>18.2f}"
+        )
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
     return 0

@@ -45,7 +45,6 @@ from oacl.evaluate.localization import mean_soft_map  # noqa: E402
 from oacl.geometry import decode_mask, resize  # noqa: E402
 from oacl.io import decode_png, read_mask  # noqa: E402
 
-
 # the stage commands, run as `python -m oacl.cli` with this checkout's src first on the
 # path: no installed `oacl` script is needed (and an installed older copy is not used)
 OACL = [sys.executable, "-m", "oacl.cli"]

@@ -145,7 +145,9 @@ def test_run_1_as_documented_leaves_json_log_and_section_logs_under_out(tmp_path
         assert sc["speedup"] > 0 and sc["miou"] > 0.9 and sc["goal"] == 2.0
     assert s["speed_refine"]["img_per_s"] > 0 and s["speed_refine"]["processes"] == os.cpu_count()
     p = s["pipeline_smoke"]
-    assert p["dry_run"] and p["rc"] == 0 and p["jobs_total"] > 10 and p["overlay"]["device"] == "cpu"
+    assert (
+        p["dry_run"] and p["rc"] == 0 and p["jobs_total"] > 10 and p["overlay"]["device"] == "cpu"
+    )
 
 
 def test_default_pipeline_section_runs_when_named(tmp_path):
