@@ -86,7 +86,13 @@ def per_image(auc: np.ndarray, area: np.ndarray) -> dict:
 
 
 QUICK_SCENES = {"n_train": 48, "n_val": 16, "n_test": 16, "image_size": 32, "crop_size": 16}
-QUICK_PRETRAIN = {"epochs": 1, "batch_size": 16, "image_size": 32, "moco": {"queue_size": 32}}
+QUICK_PRETRAIN = {
+    "epochs": 1,
+    "batch_size": 16,
+    "image_size": 32,
+    "moco": {"queue_size": 32},
+    "workers": 0,
+}
 
 
 def _suffixed(path: str | None, tag: str) -> str | None:

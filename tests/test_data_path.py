@@ -221,6 +221,21 @@ def test_workers_give_the_same_batches(df):
     assert all(i != j for i, j in pairs)
 
 
+def test_persistent_loader_moved_epoch_by_epoch_gives_the_fresh_loaders_batches(df):
+    """The training loop keeps one loader (workers start once) and moves it with
+    set_position: every epoch, and a resumed start mid-epoch, match a new loader."""
+    ds = D.ManifestImages(df, 8, variant="bg_hardmix_gt")
+    kept = D.build_loader(ds, 4, 2, True, False, seed=1, persistent=True)
+    assert kept.persistent_workers
+    for epoch, start in ((0, 0), (1, 0), (2, 1), (3, 0)):
+        D.set_position(kept, epoch, start)
+        fresh = list(D.build_loader(ds, 4, 0, True, False, seed=1, epoch=epoch, start_batch=start))
+        got = list(kept)
+        assert len(got) == len(fresh) > 0
+        for x, y in zip(got, fresh):
+            assert all(torch.equal(x[k], y[k]) for k in x)
+
+
 def test_decode_on_device_cpu_matches_cpu_path(df):
     ref = D.ManifestImages(df, 24)
     raw = D.ManifestImages(df, 24, decode="device")

@@ -193,7 +193,7 @@ def test_run_2_probe_runs_without_an_installed_oacl(tmp_path):
             lo, hi = r["content_auc_ci95"]
             assert lo <= r["content_auc"] <= hi
     # both probes used one generated dataset
-    assert not (tmp_path / "TMP" / "oacl-probe" / "od_e200_c0.3" / "data").exists()
+    assert not (tmp_path / "TMP" / "oacl-probe" / "od_e100_c0.3" / "data").exists()
 
 
 def test_kill_tree_ends_a_worker_in_a_session_of_its_own():

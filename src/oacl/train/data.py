@@ -410,6 +410,13 @@ class GlobalBatchSampler(Sampler):
         return max(0, total - self.start_batch)
 
 
+def set_position(loader, epoch, start_batch=0) -> None:
+    """Point a loader of ``build_loader`` at (epoch, start_batch): its next iteration walks
+    that epoch's global batches. Items depend only on their indices, so persistent workers
+    give the same batches as a new loader would."""
+    loader.batch_sampler.epoch, loader.batch_sampler.start_batch = int(epoch), int(start_batch)
+
+
 def _worker_init(_):
     import cv2
 
@@ -432,12 +439,15 @@ def build_loader(
     pin_memory=None,
     prefetch_factor=4,
     start_method="forkserver",
+    persistent=False,
 ):
     """DataLoader over ``dataset`` in deterministic global batches (see GlobalBatchSampler).
 
-    Build a new loader per epoch. ``start_batch`` counts global batches already done.
-    ``start_method`` of the worker processes: "forkserver" (default, see below) or "fork"
-    (benchmarks/loader_startup.py measures what each costs an epoch).
+    ``start_batch`` counts global batches already done. ``persistent``: the workers live
+    across epochs, and ``set_position`` moves the loader to the next epoch (a forkserver
+    worker imports torch when it starts: seconds an epoch, benchmarks/loader_startup.py);
+    else build a new loader per epoch. ``start_method`` of the worker processes:
+    "forkserver" (default, see below) or "fork".
     """
     sampler = GlobalBatchSampler(
         len(dataset),
@@ -461,7 +471,7 @@ def build_loader(
         pin_memory=pin_memory,
         worker_init_fn=_worker_init if workers > 0 else None,
         prefetch_factor=prefetch_factor if workers > 0 else None,
-        persistent_workers=False,
+        persistent_workers=persistent and workers > 0,
         # workers forked from a process whose OpenMP pool has run can deadlock (seen in
         # the test suite); forkserver forks them from a clean server process instead
         multiprocessing_context=start_method if workers > 0 else None,

@@ -475,18 +475,23 @@ def _train_step(run: _Run, batch) -> tuple[float, float]:
 def _train_epoch(run: _Run, state_path, metrics_path) -> None:
     """One epoch (from ``start_batch`` when resumed), its metrics, the state and metrics.jsonl."""
     params, B, epoch = run.params, run.batch_size, run.epoch
-    loader = data.build_loader(
-        run.train_ds,
-        B,
-        run.workers,
-        shuffle=True,
-        drop_last=True,
-        seed=params["seed"],
-        epoch=epoch,
-        start_batch=run.start_batch,
-        rank=run.rank,
-        world=run.world,
-    )
+    loader = getattr(run, "loader", None)
+    if loader is None:  # one loader for the run: its workers start once, not every epoch
+        loader = run.loader = data.build_loader(
+            run.train_ds,
+            B,
+            run.workers,
+            shuffle=True,
+            drop_last=True,
+            seed=params["seed"],
+            epoch=epoch,
+            start_batch=run.start_batch,
+            rank=run.rank,
+            world=run.world,
+            persistent=True,
+        )
+    else:
+        data.set_position(loader, epoch, run.start_batch)
     bar = _progress(run.tty, run.steps_per_epoch, run.start_batch, epoch, params["epochs"])
     t_epoch, n_seen, loss_sum, t_first = time.time(), 0, 0.0, None
     with torch.random.fork_rng(devices=[]):  # DataLoader draws a seed from the global RNG;
