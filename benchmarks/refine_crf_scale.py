@@ -24,7 +24,7 @@ from pathlib import Path
 
 from oacl.evaluate.localization import DEFAULTS as LOC_DEFAULTS
 from oacl.evaluate.localization import evaluate_localization
-from oacl.refine.refine import refine_shard
+from oacl.refine.shard import refine_shard
 
 
 def main() -> None:

@@ -32,8 +32,9 @@ cv2.setNumThreads(1)
 from oacl import artifacts  # noqa: E402
 from oacl.geometry import clean_components, largest_rectangle, mask_to_boxes  # noqa: E402
 from oacl.io import encode_png  # noqa: E402
-from oacl.refine.refine import DEFAULTS, refine_shard  # noqa: E402
-from oacl.refinement import dense_crf  # noqa: E402
+from oacl.refine.params import DEFAULTS  # noqa: E402
+from oacl.refine.refinement import dense_crf  # noqa: E402
+from oacl.refine.shard import refine_shard  # noqa: E402
 
 
 def synthetic(n: int, size: int, seed: int = 0):

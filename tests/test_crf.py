@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from oacl.geometry import resize
-from oacl.refinement import CRF_DEFAULTS, dense_crf, scaled_params, work_shape
+from oacl.refine.params import CRF_DEFAULTS
+from oacl.refine.refinement import dense_crf, scaled_params, work_shape
 
 
 def _iou(a, b):
@@ -81,7 +82,8 @@ def test_refine_small_image_at_own_size_matches_upscaled():
     """A 64 px image refined at its own size (kernels scaled) vs upscaled to 224."""
     import cv2
 
-    from oacl.refinement import DEFAULTS, refine_one
+    from oacl.refine.params import DEFAULTS
+    from oacl.refine.refinement import refine_one
 
     img, truth = _scene(64, 64, seed=2)
     soft = cv2.GaussianBlur(truth.astype(np.float32), (0, 0), 5)

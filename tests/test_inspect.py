@@ -9,7 +9,7 @@ from test_refine_cli import H, W, make_data
 from oacl.cli import main
 from oacl.io import decode_png
 from oacl.overlay import gallery_ids
-from oacl.refine.refine import refine_shard
+from oacl.refine.shard import refine_shard
 
 
 @pytest.fixture()

@@ -8,7 +8,8 @@ import pytest
 from oacl import artifacts
 from oacl.cli import main
 from oacl.io import encode_png
-from oacl.refine.refine import DEFAULTS, refine_shard
+from oacl.refine.params import DEFAULTS
+from oacl.refine.shard import refine_shard
 
 H, W = 48, 80  # non-square originals
 
@@ -177,3 +178,19 @@ def test_unknown_key_and_unknown_image(tmp_path, capsys):
     )
     assert _run(manifest, tmp_path / "m.parquet", tmp_path / "o.parquet", {}) == 2
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "cfg, key",
+    [
+        ({"margin": -0.1}, "margin"),
+        ({"min_box_area": 2}, "min_box_area"),
+        ({"work_size": 4}, "work_size"),
+        ({"crf_params": {"iterations": 0}}, "crf_params.iterations"),
+    ],
+)
+def test_out_of_range_parameters_are_named(tmp_path, capsys, cfg, key):
+    manifest, masks = make_data(tmp_path)
+    assert _run(manifest, masks, tmp_path / "o.parquet", cfg) == 2
+    assert f"refine: {key} must be" in capsys.readouterr().err
+    assert not (tmp_path / "o.parquet").exists()

@@ -280,7 +280,7 @@ def test_code_edits_rerun_exactly_the_dependent_jobs(smoke_run):
     edit(workdir / "src" / "oacl" / "evaluate" / "protocols.py")
     assert planned_jobs(workdir) == {"evaluate_localization": 2, "report": 1, "all": 1}
     # the CRF (refine stage and the references of the localisation evaluation)
-    edit(workdir / "src" / "oacl" / "refinement.py")
+    edit(workdir / "src" / "oacl" / "refine" / "refinement.py")
     jobs = planned_jobs(workdir)
     # every refine shard, and what uses boxes; not the data, CAM or baseline models
     assert jobs.get("refine") == 4

@@ -34,7 +34,7 @@ ROOT = "oacl"
 DISPATCH = {
     "oacl.data.cli": ("oacl.data.prepare", "oacl.data.fetch"),
     "oacl.data.prepare": ("oacl.data.scenes", "oacl.data.folder", "oacl.data.composite"),
-    "oacl.refine.cli": ("oacl.refine.refine", "oacl.refine.inspect"),
+    "oacl.refine.cli": ("oacl.refine.shard", "oacl.refine.inspect"),
     "oacl.evaluate.cli": (
         "oacl.evaluate.linear",
         "oacl.evaluate.shift",

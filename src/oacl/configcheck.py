@@ -34,7 +34,7 @@ from .params import deep_merge, merge_params
 STAGES = {
     "pretrain": ("oacl.train.loop", ("method", "variant", "seed")),
     "cam_config": ("oacl.cam.run", ("device",)),
-    "refine": ("oacl.refine.refine", ()),
+    "refine": ("oacl.refine.params", ()),
     "eval_linear": ("oacl.evaluate.linear", ("device",)),
     "eval_shift": ("oacl.evaluate.shift", ("linear.device",)),
     "eval_localization": ("oacl.evaluate.localization", ()),

@@ -2,7 +2,7 @@ rule refine:
     input:
         masks="results/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
         manifest="results/data/{dataset}/manifest.parquet",
-        code=code("oacl.refine.cli", "oacl.refine.refine"),
+        code=code("oacl.refine.cli", "oacl.refine.shard"),
     output:
         boxes="results/refine/{dataset}/{model}/{cam}/boxes_{shard}.parquet",
     log:

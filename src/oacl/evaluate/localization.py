@@ -35,7 +35,7 @@ same images, for reference maps that know nothing about objects
 distance to the border) and ``cam_mean`` (the average of the evaluated CAM maps
 themselves, mean_soft_map: the positional prior the CAM draws on every image).
 ``crf_mask_miou`` is given for each: ContraCAM's from the refine stage's box shards,
-the references' by running the same refinement (oacl.refinement.refine_one with the
+the references' by running the same refinement (oacl.refine.refinement.refine_one with the
 ``refine`` parameters) on their maps, so the CRF is credited to no one.
 ``trivial_best`` names the best reference per metric, and ``below_trivial`` lists the
 metrics where ContraCAM does not beat it.
@@ -53,10 +53,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .. import artifacts, refinement
+from .. import artifacts
 from ..geometry import clean_components, decode_mask, mask_to_boxes, resize
 from ..io import decode_png, read_mask, read_rgb, write_json
 from ..params import merge_params, params_json
+from ..refine import params as refine_params_module
+from ..refine.refinement import refine_one
 from . import protocols
 from .references import (
     centred_gaussian,
@@ -278,7 +280,9 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
     bad = [r for r in params["references"] if r not in REFERENCES]
     if bad:
         raise ValueError(f"localization cfg: unknown references {bad} (known: {list(REFERENCES)})")
-    refine_params = merge_params(refinement.DEFAULTS, params["refine"], "localization cfg refine")
+    refine_params = merge_params(
+        refine_params_module.DEFAULTS, params["refine"], "localization cfg refine"
+    )
     manifest = artifacts.read_manifest(manifest_path).set_index("image_id", drop=False)
     masks = artifacts.read_masks(list(mask_paths))
     boxes = artifacts.read_boxes(list(box_paths)) if box_paths else {}
@@ -327,7 +331,7 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
             if gt_mask is not None:
                 acc.add_map(cam, gt_mask, params["threshold"])
                 if name != "contracam":  # the same refinement the CAM got in the refine stage
-                    crf = refinement.refine_one(image, cam, refine_params)["mask"]
+                    crf = refine_one(image, cam, refine_params)["mask"]
                     acc.crf.append(mask_iou(resize(crf, (H, W), "nearest") > 0, gt_mask))
             if gt_boxes:
                 binary = clean_components(

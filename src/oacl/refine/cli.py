@@ -9,7 +9,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "refine",
         help="CRF-refine ContraCAM masks; extract boxes and background rectangles",
-        description="Refine one mask shard into one box shard (see oacl.refine.refine).",
+        description="Refine one mask shard into one box shard (see oacl.refine.shard).",
     )
     p.add_argument("--cfg", default="{}", help="JSON of refine parameters (over DEFAULTS)")
     p.add_argument("--manifest", required=True, help="manifest.parquet")
@@ -49,7 +49,8 @@ def register(subparsers) -> None:
 
 def _refine(args) -> int:
     from ..params import merge_params
-    from .refine import DEFAULTS, refine_shard
+    from .params import DEFAULTS
+    from .shard import refine_shard
 
     params = merge_params(DEFAULTS, args.cfg, "refine --cfg")
     refine_shard(params, args.manifest, args.masks, args.out)

@@ -22,7 +22,7 @@ Each function takes the batch on the device and draws from the given generator.
 BG-Mixup (``bg_mixup_cam``; ``bg_hardmix_gt`` alike) in three pieces, run in this order:
 
 1. background patches: the refine stage's ``bg_rect`` (largest rectangle below 0.2 of
-   the soft mask, oacl.refinement) of a partner image that the loader's sampler draws
+   the soft mask, oacl.refine.refinement) of a partner image that the loader's sampler draws
    per sample (oacl.train.data.build_loader), tiled to the stored size by
    ``ManifestImages.background`` (batch key ``bg``, beside the soft mask ``mask``);
 2. the per-sample probability: ``augment.DEFAULTS["p_mix"][method]`` (0.4 MoCo, 0.3

@@ -1,8 +1,9 @@
 """One soft mask -> CRF mask, object boxes, background rectangle (``refine_one``).
 
-The refinement of the refine stage (oacl.refine.refine runs it over a mask shard) and
+The refinement of the refine stage (oacl.refine.shard runs it over a mask shard) and
 of the localisation table's reference maps (oacl.evaluate.localization), so both get
-the same. ``DEFAULTS`` are the refine stage's parameters.
+the same; the localisation's boxes of binarised maps follow the same box rules
+(``clean_and_box``). The parameters are oacl.refine.params ``DEFAULTS``.
 
 An image and its soft mask are brought to the CRF working resolution (shorter side
 ``work_size``; smaller images stay at their size with the CRF kernels scaled unless
@@ -37,17 +38,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import background_rect, binarize, clean_components, mask_to_boxes, resize
-
-CRF_DEFAULTS = {
-    "gaussian_sxy": 3,
-    "gaussian_compat": 3,
-    "bilateral_sxy": 80,
-    "bilateral_srgb": 13,
-    "bilateral_compat": 10,
-    "iterations": 5,
-    "eps": 1e-5,  # probabilities are clipped to [eps, 1 - eps] before -log
-}
+from ..geometry import background_rect, binarize, clean_components, mask_to_boxes, resize
+from .params import CRF_DEFAULTS
 
 
 def work_shape(height: int, width: int, work_size: int) -> tuple[int, int]:
@@ -104,21 +96,6 @@ def dense_crf(
     return (q[1] >= threshold).astype(np.uint8)
 
 
-DEFAULTS = {
-    "crf": True,  # dense CRF before box extraction (paper: yes)
-    "work_size": 224,  # shorter side (px) of the CRF / mask working resolution
-    "upsample": False,  # smaller images: False = own size, CRF sxy scaled; True = upscale
-    "crf_params": dict(CRF_DEFAULTS),  # pydensecrf defaults as the authors used
-    "box_threshold": 0.5,  # on the CRF foreground marginal, or on the soft mask if crf is off
-    "min_box_area": 0.01,  # boxes under 1% of the image are dropped
-    "margin": 0.2,  # each side grows by 20% of the box width (x) / height (y)
-    "largest_only": False,  # keep only the largest box
-    "bg_threshold": 0.2,  # soft mask < 0.2 is background for the background patch
-    "min_component": 0.001,  # connected components under 0.1% of the image are noise
-    "skip_bad": False,  # missing/corrupt image: skip and count instead of failing
-}
-
-
 def refine_one(image: np.ndarray, soft: np.ndarray, params: dict) -> dict:
     """Refine one image. Returns boxes (normalised), binary mask (uint8 0/1 at the
     working resolution), bg_rect (normalised), empty, full."""
@@ -143,6 +120,14 @@ def refine_one(image: np.ndarray, soft: np.ndarray, params: dict) -> dict:
         binary = dense_crf(img, prob, crf_params, threshold=params["box_threshold"])
     else:
         binary = binarize(prob, params["box_threshold"])
+    binary, boxes = clean_and_box(binary, params)
+    return {"boxes": boxes, "mask": binary, "bg_rect": rect, "empty": False, "full": full}
+
+
+def clean_and_box(binary: np.ndarray, params: dict) -> tuple[np.ndarray, list]:
+    """The box rules: (the binary mask without its components under ``min_component`` of
+    the image, the normalised boxes of what is left: ``min_box_area``, ``margin``,
+    ``largest_only``)."""
     binary = clean_components(binary, params["min_component"])
     boxes = mask_to_boxes(binary, params["min_box_area"], params["margin"], params["largest_only"])
-    return {"boxes": boxes, "mask": binary, "bg_rect": rect, "empty": False, "full": full}
+    return binary, boxes

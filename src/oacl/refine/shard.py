@@ -1,7 +1,7 @@
 """The refine stage: ContraCAM soft masks -> CRF masks, object boxes, background patch.
 
-``refine_shard`` runs ``oacl.refinement.refine_one`` (the refinement itself, with its
-parameters ``DEFAULTS``) on every row of a mask shard and writes the box shard.
+``refine_shard`` runs ``refine_one`` (oacl.refine.refinement, the refinement itself;
+parameters: oacl.refine.params) on every row of a mask shard and writes the box shard.
 """
 
 from __future__ import annotations
@@ -16,20 +16,20 @@ from .. import artifacts
 from ..geometry import decode_mask
 from ..io import ImageError, encode_png, read_rgb
 from ..params import merge_params, params_json
-from ..refinement import DEFAULTS, refine_one
+from .params import DEFAULTS, check_params
+from .refinement import refine_one
 
 log = logging.getLogger(__name__)
-
-__all__ = ["DEFAULTS", "refine_one", "refine_shard"]  # the first two: oacl.refinement's
 
 
 def refine_shard(params: dict, manifest_path, masks_path, out_path, progress: bool = True) -> dict:
     """Refine every image of one mask shard and write the box shard atomically.
 
-    ``params`` may be partial; it is merged over DEFAULTS (unknown keys rejected).
-    Returns counts: images, skipped, empty, full, boxes.
+    ``params`` may be partial; it is merged over DEFAULTS (unknown keys rejected) and
+    checked. Returns counts: images, skipped, empty, full, boxes.
     """
     params = merge_params(DEFAULTS, params, "refine cfg")
+    check_params(params)
     manifest = artifacts.read_manifest(manifest_path)
     paths = dict(zip(manifest["image_id"], manifest["abspath"]))
     table = artifacts.read_table(masks_path, artifacts.MASK_SCHEMA.names, "mask shard")
