@@ -1,4 +1,4 @@
-"""ContraCAM speed: oacl.cam (CamEngine) vs the literal pseudo-code (oacl.cam.reference).
+"""ContraCAM speed: oacl.cam.engine (CamEngine) vs the literal pseudo-code (oacl.cam.reference).
 
 Same weights, same images, same process. Prints images/s of each, the ratio, and the
 agreement of the masks (mean IoU of the 0.5-binarised masks, max and mean |delta|).
@@ -30,7 +30,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from oacl.cam import CamEngine  # noqa: E402
+from oacl.cam.engine import CamEngine  # noqa: E402
 from oacl.cam.reference import reference_contracam  # noqa: E402
 
 
@@ -160,7 +160,7 @@ def main(argv=None):
     )
     print(f"  reference (pseudo-code): {n / t_ref:8.2f} img/s  ({t_ref:.2f} s)")
     print(
-        f"  oacl.cam.contracam     : {n / t_ours:8.2f} img/s  ({t_ours:.2f} s; engine setup "
+        f"  oacl.cam.engine        : {n / t_ours:8.2f} img/s  ({t_ours:.2f} s; engine setup "
         f"{t_setup:.2f} s once, not counted; trunk passes skipped "
         f"{1 - trunk_images / (n * args.iters):.1%})"
     )

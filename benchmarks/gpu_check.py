@@ -18,7 +18,7 @@ Sections, in order of importance, each in its own process with its own time budg
   resume            SIGKILL mid-run, re-run: the state vs an uninterrupted run, next to
                     the gap between two uninterrupted runs (CUDA kernels are not
                     bit-deterministic: pass = identical, or within 10x that noise floor)
-  contracam         oacl.cam.CamEngine on the device (bf16 as `oacl cam` runs it, and
+  contracam         oacl.cam.engine.CamEngine on the device (bf16 as `oacl cam` runs it, and
                     fp32) vs the float64 CPU reference (oacl.cam.reference), same
                     checkpoint and images: max |delta| and mask IoU@0.5
   ddp               torchrun (NCCL on CUDA, gloo on CPU) with the GPUs present vs one
@@ -971,7 +971,7 @@ def sec_contracam(c: Ctx) -> None:
     import torch
 
     from oacl.artifacts import read_manifest
-    from oacl.cam import CamEngine
+    from oacl.cam.engine import CamEngine
     from oacl.cam.reference import reference_contracam
     from oacl.cam.run import load_image
 

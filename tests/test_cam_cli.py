@@ -163,3 +163,10 @@ def test_classifier_method(data):
     assert len(read_masks(data / "c.parquet")) == 8
     moco = _checkpoint(data / "moco.pt")
     assert _run(data, moco, data / "d.parquet", {"method": "classifier"}) == 2
+
+
+def test_every_method_has_an_engine():
+    from oacl.cam.params import CHOICES
+    from oacl.cam.run import METHODS
+
+    assert set(METHODS) == set(CHOICES["method"])

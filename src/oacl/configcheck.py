@@ -33,7 +33,7 @@ from .params import deep_merge, merge_params
 # would be overwritten without a word, so it is not accepted)
 STAGES = {
     "pretrain": ("oacl.train.loop", ("method", "variant", "seed")),
-    "cam_config": ("oacl.cam.run", ("device",)),
+    "cam_config": ("oacl.cam.params", ("device",)),
     "refine": ("oacl.refine.params", ()),
     "eval_linear": ("oacl.evaluate.linear", ("device",)),
     "eval_shift": ("oacl.evaluate.shift", ("linear.device",)),

@@ -1,9 +1,6 @@
 """oacl.cam: ContraCAM and classifier CAM soft masks (stage `oacl cam`).
 
-``oacl.cam.contracam`` is the function (the module is ``oacl.cam.contracam`` in
-sys.modules; import names from it with ``from oacl.cam.contracam import ...``).
+Light: importing the package imports no torch (``oacl.cam.params`` is read by the config
+check). The engine is ``oacl.cam.engine`` (``CamEngine``, ``contracam``,
+``classifier_cam``, ``contrastive_score``); import from there.
 """
-
-from .contracam import CamEngine, classifier_cam, contracam, contrastive_score
-
-__all__ = ["CamEngine", "classifier_cam", "contracam", "contrastive_score"]

@@ -10,10 +10,14 @@ import copy
 import torch
 from torch import nn
 
-from .run import check_choice
+from .params import DEFAULTS
+
+# the layers whose first block loses its stride, per ``expand_res`` (its keys are
+# oacl.cam.params.CHOICES["expand_res"])
+EXPANDED_LAYERS = {1: (), 2: ("layer4",), 4: ("layer4", "layer3")}
 
 
-def expand_resolution(encoder: nn.Module, expand_res: int = 1) -> nn.Module:
+def expand_resolution(encoder: nn.Module, expand_res: int = DEFAULTS["expand_res"]) -> nn.Module:
     """A deep copy of ``encoder`` whose layer4 (and layer3 for 4) keeps its input stride.
 
     The "expansion trick" of the paper (Appendix B.1, after wsolevaluation): every
@@ -21,9 +25,8 @@ def expand_resolution(encoder: nn.Module, expand_res: int = 1) -> nn.Module:
     gets stride 1, which doubles the layer4 map (7 -> 14 at 224 px); ``expand_res=4``
     does the same to layer3 as well. Weights are unchanged; used at inference only.
     """
-    check_choice("expand_res", expand_res, "expand_resolution")
+    layers = EXPANDED_LAYERS[expand_res]
     encoder = copy.deepcopy(encoder)
-    layers = [] if expand_res == 1 else ["layer4"] if expand_res == 2 else ["layer4", "layer3"]
     for name in layers:
         for m in getattr(encoder, name)[0].modules():
             if isinstance(m, nn.Conv2d):
@@ -81,7 +84,10 @@ def fold_batchnorm(encoder: nn.Module) -> nn.Module:
 
 
 def prepare_encoder(
-    encoder: nn.Module, expand_res: int = 1, fuse_bn: bool = True, channels_last: bool = False
+    encoder: nn.Module,
+    expand_res: int = DEFAULTS["expand_res"],
+    fuse_bn: bool = DEFAULTS["fuse_bn"],
+    channels_last: bool = False,
 ) -> nn.Module:
     """Copy for CAM inference: expanded, BN folded, eval mode, no parameter grads."""
     encoder = expand_resolution(encoder, expand_res).eval()

@@ -3,7 +3,7 @@
 Deliberately plain: no batching tricks, no copies beyond what expansion needs, a loop
 per image for the normalisation. It is the baseline of benchmarks/contracam_speed.py
 and the oracle of tests/test_contracam.py. The reading of lost symbols is the one
-documented in oacl.cam.contracam.
+documented in oacl.cam.engine.
 """
 
 from __future__ import annotations

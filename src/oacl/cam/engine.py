@@ -44,26 +44,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from .expand import prepare_encoder, trunk
-from .run import check_choice
+from .params import DEFAULTS, resolve
+
+# the log of the score's numerator P per ``pos_mode`` (module docstring); the keys are
+# oacl.cam.params.CHOICES["pos_mode"]
+LOG_NUMERATOR = {
+    "batch_sum": lambda pos: torch.logsumexp(pos, dim=0),
+    "per_sample": lambda pos: pos,
+}
 
 
 def contrastive_score(
     query: torch.Tensor,
     key: torch.Tensor,
     queues: Sequence[torch.Tensor],
-    pos_mode: str = "batch_sum",
+    pos_mode: str = DEFAULTS["pos_mode"],
     extra_negatives: torch.Tensor | None = None,
-    temperature: float = 1.0,
+    temperature: float = DEFAULTS["temperature"],
 ) -> torch.Tensor:
     """Algorithm 2: the contrastive score of each query (B,), see the module docstring.
 
     ``extra_negatives`` (N, D): further negatives (e.g. a memory bank), never masked.
-    ``temperature``: every logit is divided by it (Eq. 1 has the training temperature;
-    Algorithm 2, the default 1, has none). A lower one weights the nearest negatives.
+    ``temperature`` (> 0): every logit is divided by it (Eq. 1 has the training
+    temperature; Algorithm 2, the default 1, has none). A lower one weights the nearest
+    negatives. The arguments are taken as checked (oacl.cam.params).
     """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    check_choice("pos_mode", pos_mode, "contrastive_score")
     b = query.shape[0]
     pos = (query * key).sum(dim=1)
     bank = torch.cat(list(queues), dim=0)  # (T*B, D): queue t holds rows t*B .. t*B+B-1
@@ -73,7 +78,7 @@ def contrastive_score(
     if extra_negatives is not None:
         neg = torch.cat([neg, query @ extra_negatives.to(query).T], dim=1)
     pos, neg = pos / temperature, neg / temperature
-    log_num = torch.logsumexp(pos, dim=0) if pos_mode == "batch_sum" else pos
+    log_num = LOG_NUMERATOR[pos_mode](pos)
     return log_num - torch.logsumexp(neg, dim=1)
 
 
@@ -130,12 +135,14 @@ class CamEngine:
     def __init__(
         self,
         model: nn.Module,
-        expand_res: int = 1,
-        fuse_bn: bool = True,
+        expand_res: int = DEFAULTS["expand_res"],
+        fuse_bn: bool = DEFAULTS["fuse_bn"],
         channels_last: bool | None = None,
         amp_dtype: torch.dtype | None = None,
     ):
-        self.channels_last = True if channels_last is None else bool(channels_last)
+        self.channels_last = (
+            DEFAULTS["channels_last"] if channels_last is None else bool(channels_last)
+        )
         self.encoder = prepare_encoder(model.encoder, expand_res, fuse_bn, self.channels_last)
         self.projector = getattr(model, "projector", None)
         self.classifier = getattr(model, "classifier", None)
@@ -179,18 +186,16 @@ class CamEngine:
     def contracam(
         self,
         images: torch.Tensor,
-        iters: int = 1,
-        nsr: bool = True,
-        pos_mode: str = "batch_sum",
-        mask_color="batch_mean",
+        iters: int = DEFAULTS["iters"],
+        nsr: bool = DEFAULTS["nsr"],
+        pos_mode: str = DEFAULTS["pos_mode"],
+        mask_color=DEFAULTS["mask_color"],
         extra_negatives: torch.Tensor | None = None,
-        temperature: float = 1.0,
+        temperature: float = DEFAULTS["temperature"],
     ) -> torch.Tensor:
-        """Algorithm 1 on one batch; returns soft masks (B, 1, H, W) in [0, 1]."""
+        """Algorithm 1 on one batch; returns soft masks (B, 1, H, W) in [0, 1]. The
+        parameters are taken as checked (oacl.cam.params)."""
         images = _check_images(images).to(self.device, self.dtype)
-        if iters < 1:
-            raise ValueError(f"iters must be >= 1, got {iters}")
-        check_choice("pos_mode", pos_mode, "contracam")
         if self.projector is None:
             raise ValueError("model has no .projector: ContraCAM needs the projection head")
         size = tuple(images.shape[-2:])
@@ -221,7 +226,7 @@ class CamEngine:
         return mask
 
     def classifier_cam(
-        self, images: torch.Tensor, labels: torch.Tensor | None = None, nsr: bool = True
+        self, images: torch.Tensor, labels: torch.Tensor | None = None, nsr: bool = DEFAULTS["nsr"]
     ) -> torch.Tensor:
         """Grad-CAM of the logit of ``labels`` (default: the top prediction)."""
         images = _check_images(images).to(self.device, self.dtype)
@@ -259,11 +264,11 @@ def _mask_color(images: torch.Tensor, mask_color) -> torch.Tensor:
 def contracam(
     model: nn.Module,
     images: torch.Tensor,
-    iters: int = 1,
-    expand_res: int = 1,
-    nsr: bool = True,
-    pos_mode: str = "batch_sum",
-    mask_color="batch_mean",
+    iters: int = DEFAULTS["iters"],
+    expand_res: int = DEFAULTS["expand_res"],
+    nsr: bool = DEFAULTS["nsr"],
+    pos_mode: str = DEFAULTS["pos_mode"],
+    mask_color=DEFAULTS["mask_color"],
     extra_negatives: torch.Tensor | None = None,
     **engine_kw,
 ) -> torch.Tensor:
@@ -271,20 +276,28 @@ def contracam(
 
     The rest of the batch (and its masked views) are the negatives, so batch
     composition matters. ``engine_kw``: ``fuse_bn``, ``channels_last``, ``amp_dtype``
-    (see CamEngine). The caller's model is not modified.
+    (see CamEngine). The caller's model is not modified. The parameters are checked
+    as ``oacl cam`` checks its configuration (oacl.cam.params).
     """
-    engine = CamEngine(model, expand_res, **engine_kw)
-    return engine.contracam(images, iters, nsr, pos_mode, mask_color, extra_negatives)
+    p = resolve(
+        dict(iters=iters, expand_res=expand_res, nsr=nsr, pos_mode=pos_mode), where="contracam"
+    )
+    engine = CamEngine(model, p["expand_res"], **engine_kw)
+    return engine.contracam(
+        images, p["iters"], p["nsr"], p["pos_mode"], mask_color, extra_negatives
+    )
 
 
 def classifier_cam(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor | None = None,
-    nsr: bool = True,
-    expand_res: int = 1,
+    nsr: bool = DEFAULTS["nsr"],
+    expand_res: int = DEFAULTS["expand_res"],
     **engine_kw,
 ) -> torch.Tensor:
-    """Grad-CAM masks (B, 1, H, W) in [0, 1] for a supervised model's logit."""
-    engine = CamEngine(model, expand_res, **engine_kw)
-    return engine.classifier_cam(images, labels, nsr)
+    """Grad-CAM masks (B, 1, H, W) in [0, 1] for a supervised model's logit (parameters
+    checked as in ``contracam``)."""
+    p = resolve(dict(nsr=nsr, expand_res=expand_res), where="classifier_cam")
+    engine = CamEngine(model, p["expand_res"], **engine_kw)
+    return engine.classifier_cam(images, labels, p["nsr"])
