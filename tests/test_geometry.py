@@ -89,7 +89,7 @@ def test_crop_windows_equal_the_former_copies():
             min(float(H), y + bh + bh * m),
         )
         assert G.expand_box([x, y, bw, bh], m, W, H, xywh=True) == list(old)
-        # scenes._write_crops (inclusive pixel bounds)
+        # scenes.write._write_crops (inclusive pixel bounds)
         s = W
         x0, y0 = (int(v) for v in rng.integers(0, s, 2))
         x1, y1 = int(rng.integers(x0, s)), int(rng.integers(y0, s))
@@ -109,6 +109,20 @@ def test_filter_boxes_pixels_and_normalised():
     assert G.filter_boxes([[0.0, 0.0, 0.1, 0.1], [0.0, 0.0, 0.05, 0.1]], 0.01) == [
         [0.0, 0.0, 0.1, 0.1]
     ]
+
+
+def test_mask_box_pixels_and_normalised():
+    """One mask_box for the scenes (inclusive pixel bounds) and the readers (normalised,
+    as their former copies computed it)."""
+    mask = np.zeros((40, 30), np.uint8)
+    mask[5:20, 3:12] = 255
+    assert G.mask_box(mask) == [3, 5, 11, 19]
+    ys, xs = np.nonzero(mask)
+    old = [float(xs.min() / 30), float(ys.min() / 40), float((xs.max() + 1) / 30),
+           float((ys.max() + 1) / 40)]  # fmt: skip
+    assert G.mask_box(mask > 0, normalised=True) == old == [0.1, 0.125, 0.4, 0.5]
+    assert G.mask_box(np.zeros((4, 4), bool)) is None
+    assert G.mask_box(np.zeros((4, 4), bool), normalised=True) is None
 
 
 def test_resize_rules():

@@ -13,6 +13,9 @@ interpolation, so each keeps its own convention (see ``resize``).
 
 Masks. ``decode_mask`` reads the 8-bit soft mask of a mask shard as float32 in [0, 1].
 
+Boxes of masks. ``mask_box``: the bounding box of a mask's non-zero pixels, in
+inclusive pixel bounds or normalised (the ground-truth boxes of the datasets).
+
 Boxes (paper Appendix B.2). From a binary foreground mask: drop connected components
 smaller than ``min_component`` of the image (noise), take the bounding rectangle of
 every outer contour found by OpenCV ``findContours``, drop boxes smaller than
@@ -148,6 +151,22 @@ def clean_components(binary: np.ndarray, min_component: float) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- boxes
+
+
+def mask_box(mask: np.ndarray, normalised: bool = False) -> list | None:
+    """Bounding box of the non-zero pixels of a (H, W) mask; None when it has none.
+
+    Inclusive pixel bounds [x0, y0, x1, y1] (ints); with ``normalised``, the box
+    [x0 / W, y0 / H, (x1 + 1) / W, (y1 + 1) / H] (floats in [0, 1]).
+    """
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+    if not normalised:
+        return [x0, y0, x1, y1]
+    h, w = mask.shape[:2]
+    return [x0 / w, y0 / h, (x1 + 1) / w, (y1 + 1) / h]
 
 
 def expand_box(

@@ -16,7 +16,6 @@ validation hold-outs and atomic PNG/JPEG writes.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,11 +24,6 @@ import numpy as np
 
 from ...artifacts import MANIFEST_DEFAULTS, MANIFEST_LIST_COLUMNS, MANIFEST_SCHEMA
 from ...io import ImageError, atomic_path, encode_png
-
-log = logging.getLogger(__name__)
-
-READERS = ["coco", "in9", "cub", "flowers", "cifar", "food101", "pets", "imagenet_shift"]
-
 
 # --------------------------------------------------------------------------- layout checks
 
@@ -150,20 +144,6 @@ def normalised_box(x: float, y: float, w: float, h: float, width: int, height: i
     """Pixel xywh -> [x1, y1, x2, y2] normalised to [0, 1] and clipped to the image."""
     x1, y1, x2, y2 = x / width, y / height, (x + w) / width, (y + h) / height
     return [float(min(max(v, 0.0), 1.0)) for v in (x1, y1, x2, y2)]
-
-
-def mask_box(mask: np.ndarray) -> list[float] | None:
-    """Normalised bounding box of the non-zero pixels of a mask (None when empty)."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    h, w = mask.shape
-    return [
-        float(xs.min() / w),
-        float(ys.min() / h),
-        float((xs.max() + 1) / w),
-        float((ys.max() + 1) / h),
-    ]
 
 
 def progress(iterable, desc: str, total: int | None = None):

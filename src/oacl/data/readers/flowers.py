@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ...geometry import mask_box
 from ...io import read_rgb
-from . import ManifestRows, image_size, mask_box, progress, require, require_root, write_png
+from . import ManifestRows, image_size, progress, require, require_root, write_png
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def build(params: dict, out_dir: Path):
                 else foreground(rgb, params["blue_tol"])
             )
             write_png(out_dir / mask_path, fg * np.uint8(255))
-            box = mask_box(fg)
+            box = mask_box(fg, normalised=True)
             boxes = [box] if box else []
         rows.add(
             name,

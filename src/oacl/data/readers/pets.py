@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ...geometry import mask_box
 from ...io import ImageError, write_json
 from . import (
     ManifestRows,
     holdout,
     image_size,
-    mask_box,
     progress,
     require,
     require_root,
@@ -91,7 +91,7 @@ def build(params: dict, out_dir: Path):
                 fg = np.isin(read_trimap(trimap), fg_values).astype(np.uint8)
                 mask_path = f"masks/{name}.png"
                 write_png(out_dir / mask_path, fg * np.uint8(255))
-                box = mask_box(fg)
+                box = mask_box(fg, normalised=True)
                 boxes = [box] if box else []
             split = "val" if name in held else part
             rows.add(
