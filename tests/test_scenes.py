@@ -14,6 +14,7 @@ import pytest
 
 from oacl.artifacts import MANIFEST_SCHEMA, read_manifest
 from oacl.data import scenes
+from oacl.data.scenes import render
 from oacl.io import read_mask, read_rgb
 from oacl.params import merge_params
 
@@ -271,7 +272,7 @@ def _colour_auc(**over) -> float:
     p = scenes.check_params(_params(**over))
     aucs = []
     for sc in scenes.plan_split(p, "test")[:60]:
-        r = scenes._render_scene(p, sc)
+        r = scenes.render_scene(p, sc)
         aucs.append(pixel_auc(colour_saliency(r["image"]), r["mask"]))
     return float(np.mean(aucs))
 
@@ -291,9 +292,9 @@ def test_class_textures_and_structure_mix(monkeypatch):
     assert pats == set(scenes.PATTERNS)  # one pattern family per class
     assert scenes.sample_look(3, 8, rng, by_class=True)["pattern"] == scenes.PATTERNS[3]
     drawn = []
-    real = scenes._bg_structure
+    real = render._bg_structure
     monkeypatch.setattr(
-        scenes, "_bg_structure", lambda name, *a: drawn.append(name) or real(name, *a)
+        render, "_bg_structure", lambda name, *a: drawn.append(name) or real(name, *a)
     )
     for i in range(40):
         scenes.render_background(2, np.random.default_rng(i), 16, 0.5)

@@ -287,7 +287,7 @@ def test_code_edits_rerun_exactly_the_dependent_jobs(smoke_run):
     assert "prepare_data" not in jobs and "cam" not in jobs
     assert jobs.get("pretrain") == 2  # oa_crop_cam and bg_mixup_cam read the boxes
     assert jobs.get("evaluate_localization") == 2
-    edit(workdir / "src" / "oacl" / "data" / "scenes.py")
+    edit(workdir / "src" / "oacl" / "data" / "scenes" / "render.py")
     jobs = planned_jobs(workdir)
     assert jobs.get("prepare_data") == 2 and jobs.get("pretrain") == 4
     assert jobs.get("cam") == 4

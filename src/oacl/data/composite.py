@@ -49,9 +49,23 @@ import numpy as np
 import pandas as pd
 
 from ..artifacts import write_manifest
+from ..geometry import mask_box
 from ..io import write_json
-from . import scenes as sc_mod
-from .scenes import _BG, _GEOM, _KIND_CODE, _LOOK, BC_VARIANTS, SPLITS, _rng
+from .scenes.image_variants import background_challenge_variant
+from .scenes.plan import (
+    _BG,
+    _GEOM,
+    _KIND_CODE,
+    _LOOK,
+    BC_VARIANTS,
+    SPLITS,
+    _rng,
+    check_layout,
+    iou,
+    paired_bg,
+    partner,
+)
+from .scenes.write import chunk_jobs, make_folders, run_jobs, write_scene
 
 PHOTO_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 
@@ -121,7 +135,7 @@ def check_params(p: dict) -> dict:
         raise ValueError(
             "composite: min_per_class must be >= 2 (the instance split needs both sides)"
         )
-    return sc_mod.check_layout(p, "composite", BC_VARIANTS)
+    return check_layout(p, "composite", BC_VARIANTS)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -150,7 +164,7 @@ def read_cutout(path, min_size: int, max_pixels: int = 0, fill_range=(0.0, 1.0))
     solid = alpha >= 128  # alpha > 0.5
     if not solid.any():
         return None, "transparent: no pixel with alpha > 0.5"
-    x0, y0, x1, y1 = sc_mod.mask_box(solid)
+    x0, y0, x1, y1 = mask_box(solid)
     if min(x1 - x0 + 1, y1 - y0 + 1) < min_size:
         return None, f"too small: alpha box {x1 - x0 + 1}x{y1 - y0 + 1} < {min_size} px"
     fill = float(solid[y0 : y1 + 1, x0 : x1 + 1].mean())
@@ -158,7 +172,7 @@ def read_cutout(path, min_size: int, max_pixels: int = 0, fill_range=(0.0, 1.0))
         return None, f"opaque: alpha > 0.5 fills {fill:.0%} of its box"
     if fill < fill_range[0]:  # line art: an outline with a transparent inside
         return None, f"sparse: alpha > 0.5 fills {fill:.0%} of its box"
-    x0, y0, x1, y1 = sc_mod.mask_box(alpha > 0)  # keep the soft edge
+    x0, y0, x1, y1 = mask_box(alpha > 0)  # keep the soft edge
     return a[y0 : y1 + 1, x0 : x1 + 1], ""
 
 
@@ -325,7 +339,7 @@ def _place(p, rng, cut: dict, s: int, scale, placed: list) -> dict:
             "size": (w, h),
             "flip": bool(rng.random() < 0.5),
         }
-        worst = max([sc_mod._iou(obj["box"], q["box"]) for q in placed], default=0.0)
+        worst = max([iou(obj["box"], q["box"]) for q in placed], default=0.0)
         if worst <= p["max_overlap"]:
             return obj
         if best is None or worst < best[0]:
@@ -381,9 +395,9 @@ def _render_chunk(args) -> list[dict]:
 
         def variant(name, sc=sc, scene=scene):
             # called within this iteration (write_scene), so the current `draw` is meant
-            return sc_mod.background_challenge_variant(p, sc, scene, name, split_scenes, draw)  # noqa: B023
+            return background_challenge_variant(p, sc, scene, name, split_scenes, draw)  # noqa: B023
 
-        rows += sc_mod.write_scene(p, Path(out), sc, scene, variant)
+        rows += write_scene(p, Path(out), sc, scene, variant)
     return rows
 
 
@@ -400,9 +414,9 @@ def generate(params: dict, out_dir, progress: bool = True) -> Path:
               "bg_crop_scale": tuple(p["bg_crop_scale"])}  # fmt: skip
 
     splits = [s for s in SPLITS if p[f"n_{s}"] > 0]
-    sc_mod.make_folders(p, out, splits)
-    jobs = sc_mod.chunk_jobs(p, out, splits)
-    rows = sc_mod.run_jobs(_render_chunk, jobs, int(p["workers"]), f"composite[{p['kind']}]",
+    make_folders(p, out, splits)
+    jobs = chunk_jobs(p, out, splits)
+    rows = run_jobs(_render_chunk, jobs, int(p["workers"]), f"composite[{p['kind']}]",
                            progress, _init_assets, (assets,))  # fmt: skip
     nb = len(bg_names)
     write_json(
@@ -411,9 +425,9 @@ def generate(params: dict, out_dir, progress: bool = True) -> Path:
             "classes": classes,
             "bg_classes": bg_names,
             "bg_entries": bg_entries,
-            "paired_bg": [sc_mod.paired_bg(c, nb) for c in range(len(classes))],
-            "class_map": {c: bg_names[sc_mod.paired_bg(k, nb)] for k, c in enumerate(classes)},
-            "partner": [sc_mod.partner(c, len(classes)) for c in range(len(classes))],
+            "paired_bg": [paired_bg(c, nb) for c in range(len(classes))],
+            "class_map": {c: bg_names[paired_bg(k, nb)] for k, c in enumerate(classes)},
+            "partner": [partner(c, len(classes)) for c in range(len(classes))],
             "instances": {
                 c: {
                     part: [cutouts[k][i]["path"] for i in pools[k][part]]
