@@ -30,7 +30,7 @@ import re
 from pathlib import Path
 
 from . import ManifestRows, image_size, progress, require_root
-from .in9 import IMAGE_EXTS, IN9_CLASSES
+from ._in9_classes import IMAGE_EXTS, IN9_CLASSES
 
 log = logging.getLogger(__name__)
 

@@ -43,21 +43,20 @@ import numpy as np
 from ...artifacts import BG_CHALLENGE_VARIANTS
 from ...io import write_json
 from ...params import merge_params
-from . import ManifestRows, holdout, image_size, progress, require, require_root, write_png
+from . import (
+    ManifestRows,
+    holdout,
+    image_size,
+    imagenet_shift,
+    progress,
+    require,
+    require_root,
+    write_png,
+)
+from ._in9_classes import IMAGE_EXTS, IN9_CLASSES
 
 log = logging.getLogger(__name__)
 
-IN9_CLASSES = [
-    "dog",
-    "bird",
-    "wheeled vehicle",
-    "reptile",
-    "carnivore",
-    "insect",
-    "musical instrument",
-    "primate",
-    "fish",
-]
 TEST_VARIANTS = [*BG_CHALLENGE_VARIANTS, "no_fg"]
 FG_VARIANTS = {
     "original",
@@ -66,7 +65,6 @@ FG_VARIANTS = {
     "mixed_rand",
     "mixed_next",
 }  # keep the image's foreground
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 _CLASS_DIR = re.compile(r"^(\d+)_(.+)$")
 _MIXED_NAME = re.compile(r"^fg_(n\d{8}_\d+)_bg_")  # released mixed_* names: fg_<wnid>_<num>_bg_...
 
@@ -97,16 +95,40 @@ def build(params: dict, out_dir: Path):
     out_dir = Path(out_dir)
     ev = params["eval_split"]
     require(root, "original/train", "ImageNet-9", kind="folder")
+    test_root = _test_root(params, root)
+    variants = _test_variants(params, test_root, ev)
+
+    rows = ManifestRows()
+    classes = {}
+    _add_train(rows, root, classes, params)
+    counts = _add_test(rows, test_root, variants, ev, classes, params, out_dir)
+    _check_counts(counts)
+    write_json(
+        out_dir / "in9_classes.json",
+        [{"index": i, "folder": classes.get(i, ""), "name": n} for i, n in enumerate(IN9_CLASSES)],
+    )
+    df = rows.frame()
+    if params["shift"]:
+        df = _append_shift(df, params["shift"], out_dir)
+    return df
+
+
+def _test_root(params: dict, root: Path) -> Path:
+    """``test_root``, or ``root`` (warned) when it is not set."""
     if params["test_root"]:
-        test_root = require_root(params["test_root"], "ImageNet-9 test")
-    else:
-        test_root = root
-        log.warning(
-            "ImageNet-9: test_root not set, reading the test variants from root %s; the per-variant "
-            "training archives' val folders are not the cleaned test set (set test_root to the "
-            "unpacked bg_challenge/ of the release's test archive)",
-            root,
-        )
+        return require_root(params["test_root"], "ImageNet-9 test")
+    log.warning(
+        "ImageNet-9: test_root not set, reading the test variants from root %s; the per-variant "
+        "training archives' val folders are not the cleaned test set (set test_root to the "
+        "unpacked bg_challenge/ of the release's test archive)",
+        root,
+    )
+    return root
+
+
+def _test_variants(params: dict, test_root: Path, ev: str) -> list[str]:
+    """The test variants to read (null: every one present, the absent ones warned); each
+    must have its ``<variant>/<eval_split>`` folder."""
     variants = params["variants"]
     if variants is None:
         variants = [v for v in TEST_VARIANTS if (test_root / v / ev).is_dir()]
@@ -120,9 +142,11 @@ def build(params: dict, out_dir: Path):
         raise ValueError(f"ImageNet-9: unknown variant(s) {unknown}; known: {TEST_VARIANTS}")
     for v in variants:
         require(test_root, f"{v}/{ev}", "ImageNet-9 test", kind="folder")
+    return variants
 
-    rows = ManifestRows()
-    classes = {}
+
+def _add_train(rows: ManifestRows, root: Path, classes: dict, params: dict) -> None:
+    """Rows of original/train: split train, a seeded ``val_fraction`` of it val."""
     train = _list(root / "original/train", classes)
     held = holdout([f"{c}/{n}" for c, n, _ in train], params["val_fraction"], params["seed"])
     for cdir, name, label in progress(train, "IN-9 original/train"):
@@ -131,6 +155,10 @@ def build(params: dict, out_dir: Path):
         split = "val" if f"{cdir}/{name}" in held else "train"
         rows.add(rel, str(root / rel), split, w, h, label=label, labels=[label])
 
+
+def _add_test(rows, test_root, variants, ev, classes, params, out_dir) -> dict:
+    """Rows of split test, one scene per source image across the variants; returns the
+    per-variant, per-class image counts."""
     scenes: dict[tuple[str, str], int] = {}
     written: set[str] = set()  # masks written in this run (each scene appears in 5 variants)
     counts: dict[str, dict[str, int]] = {}
@@ -161,25 +189,20 @@ def build(params: dict, out_dir: Path):
                 labels=[label],
                 mask_path=mask,
             )
+    return counts
 
-    _check_counts(counts)
-    write_json(
-        out_dir / "in9_classes.json",
-        [{"index": i, "folder": classes.get(i, ""), "name": n} for i, n in enumerate(IN9_CLASSES)],
-    )
-    df = rows.frame()
-    if params["shift"]:
-        import pandas as pd
 
-        from . import imagenet_shift
+def _append_shift(df, shift: list, out_dir: Path):
+    """``df`` with the rows of every ``imagenet_shift`` config of ``shift`` appended."""
+    import pandas as pd
 
-        parts = [df]
-        for i, cfg in enumerate(params["shift"]):
-            sp = merge_params(imagenet_shift.DEFAULTS, cfg, where=f"in9.shift[{i}]")
-            parts.append(imagenet_shift.build(sp, out_dir))
-        df = pd.concat(parts, ignore_index=True)
-        if "subset" in df:  # imagenet_shift's extra column: "" for the IN-9 rows
-            df["subset"] = df["subset"].fillna("")
+    parts = [df]
+    for i, cfg in enumerate(shift):
+        sp = merge_params(imagenet_shift.DEFAULTS, cfg, where=f"in9.shift[{i}]")
+        parts.append(imagenet_shift.build(sp, out_dir))
+    df = pd.concat(parts, ignore_index=True)
+    if "subset" in df:  # imagenet_shift's extra column: "" for the IN-9 rows
+        df["subset"] = df["subset"].fillna("")
     return df
 
 
