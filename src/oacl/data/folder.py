@@ -236,6 +236,46 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
         raise FileNotFoundError(f"folder dataset: root {params['root']!r} is not a directory")
     root = root.resolve()
     out = Path(out_dir).resolve()
+    items, masks, variant_of, vitems, bad_entries = _gather(root, params)
+    jobs = [(str(f), m, int(params["min_size"])) for (_, _, f), m in zip(items, masks)]
+    checks = _check_images(jobs, int(params["workers"]), f"index {root.name}", progress)
+    rows, problems, classes = _rows(root, out, params, items, masks, checks, variant_of, vitems)
+    skipped = list(bad_entries) + problems
+
+    if skipped and not params["skip_bad"]:
+        listing = "\n".join(f"  {s['path']}: {s['reason']}" for s in skipped[:20])
+        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+        raise ValueError(
+            f"folder dataset {root}: {len(skipped)} bad image(s), link(s) or class folder(s) "
+            f"beside {len(items)} image files "
+            f"(set skip_bad: true / --skip-bad to skip them):\n{listing}{more}"
+        )
+    if not rows:
+        raise ValueError(f"folder dataset {root}: every image is bad ({len(skipped)} skipped)")
+    counts: dict[str, int] = {}
+    for s in skipped:
+        counts[s["kind"]] = counts.get(s["kind"], 0) + 1
+    if params["skip_bad"]:
+        write_json(
+            out / "skipped.json",
+            {
+                "n_images": len(items),
+                "n_indexed": len(rows),
+                "n_skipped": len(skipped),
+                "counts": counts,
+                "skipped": skipped,
+            },
+        )
+    write_json(out / "classes.json", {"classes": classes})
+    manifest = out / "manifest.parquet"
+    write_manifest(manifest, pd.DataFrame(rows))
+    return manifest
+
+
+def _gather(root: Path, params: dict) -> tuple:
+    """(items, masks, variant_of, vitems, bad_entries): every (split, class, path) to
+    index, the split folders' first, then the ``variants`` images; its mask path or "";
+    its variant; the variant items as listed by _variant_items; the bad entries found."""
     items, bad_entries = _list_images(root, params["splits"], params["extensions"])
     vitems = _variant_items(root, params, bad_entries) if params["variants"] else []
     if vitems and params["variant_split"] in {s_ for s_, _, _ in items}:
@@ -255,22 +295,26 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
     variant_of = ["original"] * len(items) + [v for *_, v, _ in vitems]
     items += [(s_, c, f) for s_, c, f, _, _ in vitems]
     masks += [m for *_, m in vitems]
+    return items, masks, variant_of, vitems, bad_entries
+
+
+def _check_images(jobs: list[tuple], workers: int, desc: str, progress: bool) -> list[tuple]:
+    """_check_image of every job, in a process pool when there are enough of them."""
+    bar = dict(total=len(jobs), desc=desc, unit="img", disable=not progress)
+    if workers > 1 and len(jobs) > 64:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(tqdm(pool.map(_check_image, jobs, chunksize=64), **bar))
+    return [_check_image(j) for j in tqdm(jobs, **bar)]
+
+
+def _rows(root, out, params, items, masks, checks, variant_of, vitems) -> tuple:
+    """(manifest rows of the usable images, skip records of the others, class names)."""
     classes = sorted({c for _, c, _ in items})
     label_of = {c: i for i, c in enumerate(classes)}
     scene_of = {k: i for i, k in enumerate(sorted({(c, f.stem) for _, c, f, _, _ in vitems}))}
-
-    jobs = [(str(f), m, int(params["min_size"])) for (_, _, f), m in zip(items, masks)]
-    workers = int(params["workers"])
-    bar = dict(total=len(jobs), desc=f"index {root.name}", unit="img", disable=not progress)
-    if workers > 1 and len(jobs) > 64:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            checks = list(tqdm(pool.map(_check_image, jobs, chunksize=64), **bar))
-    else:
-        checks = [_check_image(j) for j in tqdm(jobs, **bar)]
-
     table = _load_box_table(root)
     vset = {(s_, c, f) for s_, c, f, _, _ in vitems}
-    rows, skipped = [], list(bad_entries)
+    rows, skipped = [], []
     for (split, cls, f), mask, (w, h, problem), variant in zip(items, masks, checks, variant_of):
         if problem:
             skipped.append({"path": str(f), "reason": problem, "kind": _kind(problem)})
@@ -302,35 +346,7 @@ def index_folder(params: dict, out_dir, progress: bool = True) -> Path:
                 "mask_path": _ref(Path(mask), out, params["relative_paths"]) if mask else "",
             }
         )
-
-    if skipped and not params["skip_bad"]:
-        listing = "\n".join(f"  {s['path']}: {s['reason']}" for s in skipped[:20])
-        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
-        raise ValueError(
-            f"folder dataset {root}: {len(skipped)} bad image(s), link(s) or class folder(s) "
-            f"beside {len(items)} image files "
-            f"(set skip_bad: true / --skip-bad to skip them):\n{listing}{more}"
-        )
-    if not rows:
-        raise ValueError(f"folder dataset {root}: every image is bad ({len(skipped)} skipped)")
-    counts: dict[str, int] = {}
-    for s in skipped:
-        counts[s["kind"]] = counts.get(s["kind"], 0) + 1
-    if params["skip_bad"]:
-        write_json(
-            out / "skipped.json",
-            {
-                "n_images": len(items),
-                "n_indexed": len(rows),
-                "n_skipped": len(skipped),
-                "counts": counts,
-                "skipped": skipped,
-            },
-        )
-    write_json(out / "classes.json", {"classes": classes})
-    manifest = out / "manifest.parquet"
-    write_manifest(manifest, pd.DataFrame(rows))
-    return manifest
+    return rows, skipped, classes
 
 
 def _kind(reason: str) -> str:

@@ -143,16 +143,11 @@ def _load_json(path: Path) -> dict:
 
 
 def _read_source(root, src, split, data, cat_index, params, out_dir, rows, box_rows):
+    """Rows (and box-shard rows, and crop rows) of the images of one image folder."""
     img_dir = root / src
     images = sorted(data["images"], key=lambda im: im["id"])
     if params["check_files"]:
-        present = set(os.listdir(img_dir))
-        missing = [im["file_name"] for im in images if im["file_name"] not in present]
-        if missing:
-            raise FileNotFoundError(
-                f"COCO root {root}: {len(missing)} image(s) listed in annotations/instances_{src}.json "
-                f"are missing from {src}/ (e.g. {missing[0]})"
-            )
+        _check_files(root, src, images)
     anns_by_image: dict[int, list] = {}
     for ann in data["annotations"]:
         anns_by_image.setdefault(ann["image_id"], []).append(ann)
@@ -162,7 +157,6 @@ def _read_source(root, src, split, data, cat_index, params, out_dir, rows, box_r
         else set()
     )
     crop_split = (params["crop_splits"] or {}).get(src) if params["crops"] else None
-    reuse = params["reuse_files"]
     img_prefix = f"{img_dir}{os.sep}"  # string join: a Path per image costs ~20% of indexing
     box_params = params_json(
         {
@@ -176,21 +170,8 @@ def _read_source(root, src, split, data, cat_index, params, out_dir, rows, box_r
     for im in progress(images, f"COCO {src}"):
         iid, w, h = im["id"], im["width"], im["height"]
         anns = anns_by_image.get(iid, [])
-        objects = [
-            a for a in anns if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0
-        ]
-        boxes = [normalised_box(*a["bbox"], w, h) for a in objects]
-        box_labels = [cat_index[a["category_id"]] for a in objects]
-        if params["protocol"] == "paper":
-            gt_src = [normalised_box(*a["bbox"], w, h) for a in crop_objects(anns, w, h, params)]
-        else:
-            gt_src = filter_boxes(boxes, params["gt_min_area"])
-        gt_crop = [expand_box(b, params["gt_margin"]) for b in gt_src]
-        mask_path = ""
-        if params["masks"]:
-            mask_path = f"masks/{src}/{Path(im['file_name']).stem}.png"
-            if not (reuse and (out_dir / mask_path).exists()):
-                write_png(out_dir / mask_path, union_mask(anns, h, w) * np.uint8(255))
+        boxes, box_labels, gt_crop = _image_boxes(anns, w, h, cat_index, params)
+        mask_path = _union_mask_file(im, anns, src, params, out_dir) if params["masks"] else ""
         image_id = str(iid)
         rows.add(
             image_id,
@@ -231,6 +212,40 @@ def _read_source(root, src, split, data, cat_index, params, out_dir, rows, box_r
                 out_dir,
                 rows,
             )
+
+
+def _check_files(root: Path, src: str, images: list[dict]) -> None:
+    """Every image the annotation file lists is in the image folder."""
+    present = set(os.listdir(root / src))
+    missing = [im["file_name"] for im in images if im["file_name"] not in present]
+    if missing:
+        raise FileNotFoundError(
+            f"COCO root {root}: {len(missing)} image(s) listed in annotations/instances_{src}.json "
+            f"are missing from {src}/ (e.g. {missing[0]})"
+        )
+
+
+def _image_boxes(anns: list[dict], w: int, h: int, cat_index: dict, params: dict) -> tuple:
+    """(boxes, box_labels, gt_crop_boxes) of one image: every non-crowd instance's
+    normalised box and class, and the OA-Crop (GT) boxes of ``protocol``."""
+    objects = [a for a in anns if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0]
+    boxes = [normalised_box(*a["bbox"], w, h) for a in objects]
+    box_labels = [cat_index[a["category_id"]] for a in objects]
+    if params["protocol"] == "paper":
+        gt_src = [normalised_box(*a["bbox"], w, h) for a in crop_objects(anns, w, h, params)]
+    else:
+        gt_src = filter_boxes(boxes, params["gt_min_area"])
+    gt_crop = [expand_box(b, params["gt_margin"]) for b in gt_src]
+    return boxes, box_labels, gt_crop
+
+
+def _union_mask_file(im: dict, anns: list[dict], src: str, params: dict, out_dir: Path) -> str:
+    """Write the image's union foreground mask (kept when ``reuse_files`` finds it); its
+    path relative to ``out_dir``."""
+    mask_path = f"masks/{src}/{Path(im['file_name']).stem}.png"
+    if not (params["reuse_files"] and (out_dir / mask_path).exists()):
+        write_png(out_dir / mask_path, union_mask(anns, im["height"], im["width"]) * np.uint8(255))
+    return mask_path
 
 
 def union_mask(anns: list[dict], height: int, width: int) -> np.ndarray:

@@ -86,27 +86,9 @@ def build(params: dict, out_dir: Path):
     labels = read_table(files["image_class_labels"], 1)
     bboxes = read_table(files["bounding_boxes"], 4)
     if split_name:
-        split_path = Path(split_name).expanduser()
-        split_path = split_path if split_path.is_absolute() else root / split_path
-        if not split_path.is_file():
-            raise FileNotFoundError(f"CUB: split_file {split_path} not found")
-        split_table = read_table(split_path, 1)
-        bad = {v[0] for v in split_table.values()} - set(_REDO_SPLITS)
-        if bad:
-            raise ValueError(
-                f"CUB: split_file {split_path} has split value(s) {sorted(bad)}; expected 0, 1 or 2"
-            )
-        split_of = {i: _REDO_SPLITS[v[0]] for i, v in split_table.items()}
-        checks = [(split_path.name, split_table)]
+        split_of, checks = _redo_split(root, split_name)
     else:
-        is_train = read_table(files["train_test_split"], 1)
-        train_ids = [i for i in images if i in is_train and is_train[i][0] == "1"]
-        held = holdout(train_ids, params["val_fraction"], params["seed"])
-        split_of = {
-            i: "test" if v[0] != "1" else ("val" if i in held else "train")
-            for i, v in is_train.items()
-        }
-        checks = [("train_test_split.txt", is_train)]
+        split_of, checks = _official_split(files["train_test_split"], images, params)
     for k, table in [("image_class_labels.txt", labels), ("bounding_boxes.txt", bboxes)] + checks:
         missing = [i for i in images if i not in table]
         if missing:
@@ -126,30 +108,18 @@ def build(params: dict, out_dir: Path):
         path = root / "images" / rel
         w, h = image_size(path)
         label = int(labels[iid][0]) - 1
-        split = split_of[iid]
-        mask_path = ""
-        seg = (seg_dir / rel).with_suffix(".png")
-        if seg.is_file():
-            if protocol == "oacl" and thr is None:
-                mask_path = str(seg)
-            else:
-                soft = read_mask(seg)
-                # paper: the authors' seg / 255 > 0.5; oacl: value >= t * 255
-                binary = soft > 127.5 if protocol == "paper" else soft >= thr * 255
-                mask_path = f"masks/{Path(rel).with_suffix('.png').as_posix()}"
-                write_png(out_dir / mask_path, binary.astype("uint8") * 255)
         box = normalised_box(*map(float, bboxes[iid]), w, h)
         rows.add(
             iid,
             str(path),
-            split,
+            split_of[iid],
             w,
             h,
             label=label,
             labels=[label],
             boxes=[box],
             box_labels=[label],
-            mask_path=mask_path,
+            mask_path=_mask_path(seg_dir, rel, protocol, thr, out_dir),
         )
 
     classes = root / "classes.txt"
@@ -160,3 +130,47 @@ def build(params: dict, out_dir: Path):
             [{"index": int(k) - 1, "name": v[0]} for k, v in names.items()],
         )
     return rows.frame()
+
+
+def _redo_split(root: Path, split_name: str) -> tuple[dict, list]:
+    """({image id: split}, [(file name, table)]) from a ReDO split file ``<id> <0|1|2>``."""
+    split_path = Path(split_name).expanduser()
+    split_path = split_path if split_path.is_absolute() else root / split_path
+    if not split_path.is_file():
+        raise FileNotFoundError(f"CUB: split_file {split_path} not found")
+    split_table = read_table(split_path, 1)
+    bad = {v[0] for v in split_table.values()} - set(_REDO_SPLITS)
+    if bad:
+        raise ValueError(
+            f"CUB: split_file {split_path} has split value(s) {sorted(bad)}; expected 0, 1 or 2"
+        )
+    split_of = {i: _REDO_SPLITS[v[0]] for i, v in split_table.items()}
+    return split_of, [(split_path.name, split_table)]
+
+
+def _official_split(path: Path, images: dict, params: dict) -> tuple[dict, list]:
+    """({image id: split}, [(file name, table)]) from train_test_split.txt, a seeded
+    ``val_fraction`` of the train images held out as val."""
+    is_train = read_table(path, 1)
+    train_ids = [i for i in images if i in is_train and is_train[i][0] == "1"]
+    held = holdout(train_ids, params["val_fraction"], params["seed"])
+    split_of = {
+        i: "test" if v[0] != "1" else ("val" if i in held else "train") for i, v in is_train.items()
+    }
+    return split_of, [("train_test_split.txt", is_train)]
+
+
+def _mask_path(seg_dir: Path, rel: str, protocol: str, thr, out_dir: Path) -> str:
+    """The image's mask: the soft segmentation in place, or a binary one written under
+    ``masks/`` (protocol paper, or a ``mask_threshold``); "" when it has none."""
+    seg = (seg_dir / rel).with_suffix(".png")
+    if not seg.is_file():
+        return ""
+    if protocol == "oacl" and thr is None:
+        return str(seg)
+    soft = read_mask(seg)
+    # paper: the authors' seg / 255 > 0.5; oacl: value >= t * 255
+    binary = soft > 127.5 if protocol == "paper" else soft >= thr * 255
+    mask_path = f"masks/{Path(rel).with_suffix('.png').as_posix()}"
+    write_png(out_dir / mask_path, binary.astype("uint8") * 255)
+    return mask_path
