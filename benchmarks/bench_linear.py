@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from oacl.evaluate import linear
+from oacl.evaluate.params import DEFAULTS
 
 rng = np.random.default_rng(0)
 centers = rng.normal(size=(8, 128))
@@ -22,7 +23,7 @@ def data(n):
 
 Xtr, ytr = data(200)
 Xva, yva = data(60)
-grid = linear.reg_grid(linear.DEFAULTS["c_grid"])
+grid = linear.reg_grid(DEFAULTS["linear"]["c_grid"])
 
 
 def timed(threads_limit):

@@ -41,7 +41,6 @@ if str(SRC) not in sys.path:  # runs from a checkout that is not pip-installed (
 
 from oacl import artifacts  # noqa: E402
 from oacl.evaluate import references as refs  # noqa: E402
-from oacl.evaluate.localization import mean_soft_map  # noqa: E402
 from oacl.geometry import decode_mask, resize  # noqa: E402
 from oacl.io import decode_png, read_mask  # noqa: E402
 
@@ -220,7 +219,7 @@ def main(argv=None) -> int:
     man = artifacts.read_manifest(data / "manifest.parquet").set_index("image_id", drop=False)
     soft = artifacts.read_masks([masks])
     scores = {"contracam": [], "gaussian": [], "colour": [], "cam_mean": []}
-    mean_map = mean_soft_map(soft, list(soft))  # the CAM's positional prior
+    mean_map = refs.mean_soft_map(soft, list(soft))  # the CAM's positional prior
     rows, areas, gts, all_maps = [], [], [], {k: [] for k in scores}
     for image_id, row in soft.items():
         m = man.loc[image_id]

@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from oacl.evaluate.localization import DEFAULTS as LOC_DEFAULTS
 from oacl.evaluate.localization import evaluate_localization
+from oacl.evaluate.params import DEFAULTS
 from oacl.refine.shard import refine_shard
 
 
@@ -43,7 +43,9 @@ def main() -> None:
             t += time.perf_counter() - t0
             n += counts["images"]
             boxes.append(out)
-        loc = evaluate_localization(dict(LOC_DEFAULTS), args.manifest, args.masks, boxes)
+        loc = evaluate_localization(
+            dict(DEFAULTS["localization"]), args.manifest, args.masks, boxes
+        )
         c = loc["metrics"]["contracam"]
         res[name] = (n / t, c.get("crf_mask_miou"), c.get("box_miou"))
         print(

@@ -13,6 +13,7 @@ from torch import nn
 
 from oacl.artifacts import write_manifest
 from oacl.evaluate import features, linear
+from oacl.evaluate.params import DEFAULTS
 from oacl.io import encode_png, write_bytes
 
 torch.set_num_threads(1)
@@ -35,7 +36,7 @@ def noisy(n, d=60, seed=0):
 
 
 def test_default_grid_is_45_log_spaced_values():
-    g = linear.reg_grid(linear.DEFAULTS["c_grid"])
+    g = linear.reg_grid(DEFAULTS["linear"]["c_grid"])
     assert len(g) == 45
     assert g[0] == pytest.approx(1e-6) and g[-1] == pytest.approx(1e5)
     assert np.allclose(np.diff(np.log10(g)), 11 / 44)

@@ -6,33 +6,36 @@ import pandas as pd
 import pytest
 
 from oacl import artifacts
+from oacl.evaluate import loc_metrics as lm
 from oacl.evaluate import localization as loc
+from oacl.evaluate import references as refs
+from oacl.evaluate.cli import register
 from oacl.io import encode_png
 
 
 def test_mask_iou_cases():
     gt = np.zeros((10, 10), bool)
     gt[:, :4] = True
-    assert loc.mask_iou(gt, gt) == 1.0
-    assert loc.mask_iou(np.zeros_like(gt), np.zeros_like(gt)) == 1.0  # empty vs empty
-    assert loc.mask_iou(np.zeros_like(gt), gt) == 0.0
+    assert refs.mask_iou(gt, gt) == 1.0
+    assert refs.mask_iou(np.zeros_like(gt), np.zeros_like(gt)) == 1.0  # empty vs empty
+    assert refs.mask_iou(np.zeros_like(gt), gt) == 0.0
     half = np.zeros_like(gt)
     half[:, :2] = True  # half of the GT
-    assert loc.mask_iou(half, gt) == pytest.approx(0.5)
+    assert refs.mask_iou(half, gt) == pytest.approx(0.5)
     shifted = np.zeros_like(gt)
     shifted[:, 2:6] = True  # half overlap, same size: 2 / 6
-    assert loc.mask_iou(shifted, gt) == pytest.approx(1 / 3)
+    assert refs.mask_iou(shifted, gt) == pytest.approx(1 / 3)
 
 
 def test_box_metrics_cases():
     gt = [[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]
-    assert loc.box_miou(gt, gt) == pytest.approx(1.0)
-    assert loc.box_miou(gt, []) == 0.0
-    assert loc.box_miou([], gt) is None
+    assert lm.box_miou(gt, gt) == pytest.approx(1.0)
+    assert lm.box_miou(gt, []) == 0.0
+    assert lm.box_miou([], gt) is None
     # one GT found exactly, the other with a half-width box
-    assert loc.box_miou(gt, [[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 0.75, 1.0]]) == pytest.approx(0.75)
-    assert loc.box_union_iou(gt, [[0.0, 0.0, 0.5, 0.5]], 20, 20) == pytest.approx(0.5)
-    assert loc.box_iou_matrix([[0, 0, 2, 1]], [[1, 0, 3, 1]])[0, 0] == pytest.approx(1 / 3)
+    assert lm.box_miou(gt, [[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 0.75, 1.0]]) == pytest.approx(0.75)
+    assert lm.box_union_iou(gt, [[0.0, 0.0, 0.5, 0.5]], 20, 20) == pytest.approx(0.5)
+    assert lm.box_iou_matrix([[0, 0, 2, 1]], [[1, 0, 3, 1]])[0, 0] == pytest.approx(1 / 3)
 
 
 def test_maxboxacc_v2_known_values():
@@ -40,19 +43,19 @@ def test_maxboxacc_v2_known_values():
     thr = np.arange(0, 1, 0.01)
     cam = np.zeros((h, w), np.float32)
     cam[10:30, 10:30] = 1.0
-    perfect = loc.maxbox_best_ious(cam, [[0.25, 0.25, 0.75, 0.75]], thr)
+    perfect = lm.maxbox_best_ious(cam, [[0.25, 0.25, 0.75, 0.75]], thr)
     assert perfect.max() == pytest.approx(1.0)
     # the CAM box covers 0.4 IoU of the GT box: passes 30 %, fails 50 % and 70 %
     gt = [[0.25, 0.25, 0.75, 1.0]]  # 20 x 30 px, CAM box 20 x 20 inside it -> 400/600
-    ious = loc.maxbox_best_ious(cam, gt, thr)
+    ious = lm.maxbox_best_ious(cam, gt, thr)
     assert ious.max() == pytest.approx(2 / 3)
-    res = loc.maxboxacc(np.stack([perfect, ious]), thr, [30, 50, 70])
+    res = lm.maxboxacc(np.stack([perfect, ious]), thr, [30, 50, 70])
     assert res["maxboxacc"] == {"30": 1.0, "50": 1.0, "70": 0.5}
     assert res["maxboxacc_v2"] == pytest.approx(2.5 / 3)
 
 
 def test_centred_gaussian():
-    g = loc.centred_gaussian(31, 41, 0.25)
+    g = refs.centred_gaussian(31, 41, 0.25)
     assert g.shape == (31, 41) and g.max() == pytest.approx(1.0, abs=1e-3)
     assert np.unravel_index(g.argmax(), g.shape) == (15, 20)
 
@@ -190,19 +193,20 @@ def test_mean_soft_map_is_normalised():
     a, b = np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)
     a[:4], b[:2] = 100, 200
     masks = {"a": {"mask_png": encode_png(a)}, "b": {"mask_png": encode_png(b)}}
-    m = loc.mean_soft_map(masks, ["a", "b"])
-    assert m.shape == (loc.MEAN_GRID, loc.MEAN_GRID)
+    m = refs.mean_soft_map(masks, ["a", "b"])
+    assert m.shape == (refs.MEAN_GRID, refs.MEAN_GRID)
     assert m.max() == pytest.approx(1.0) and m.min() == pytest.approx(0.0)
-    assert m[0, 0] > m[loc.MEAN_GRID * 3 // 8 - 1, 0] > m[-1, 0]  # rows 0-1 in both, 2-3 in a
+    assert m[0, 0] > m[refs.MEAN_GRID * 3 // 8 - 1, 0] > m[-1, 0]  # rows 0-1 in both, 2-3 in a
 
 
 def test_register_cli(tmp_path, capsys):
     manifest, masks, boxes = _dataset(tmp_path)
     parser = argparse.ArgumentParser()
-    loc.register(parser.add_subparsers(dest="cmd"))
+    register(parser.add_subparsers(dest="cmd"))  # `oacl evaluate ...`
     out = tmp_path / "loc.json"
     args = parser.parse_args(
         [
+            "evaluate",
             "localization",
             "--cfg",
             '{"maxbox_cam_step": 0.1}',
@@ -222,6 +226,7 @@ def test_register_cli(tmp_path, capsys):
     assert "MaxBoxAccV2" in capsys.readouterr().out
     bad = parser.parse_args(
         [
+            "evaluate",
             "localization",
             "--cfg",
             '{"nope": 1}',

@@ -12,6 +12,7 @@ from torch import nn
 
 from oacl.artifacts import write_manifest
 from oacl.evaluate import features, shift
+from oacl.evaluate.params import DEFAULTS
 from oacl.io import encode_png, write_bytes
 
 torch.set_num_threads(1)
@@ -139,9 +140,9 @@ def test_shift_json(tmp_path):
 
 def test_shift_without_objcrop_lists_it_skipped(tmp_path):
     manifest, ckpt = make_bg_dataset(tmp_path)
-    params = shift.DEFAULTS | {
+    params = DEFAULTS["shift"] | {
         "linear": {
-            **shift.DEFAULTS["linear"],
+            **DEFAULTS["shift"]["linear"],
             "c_grid": {"min": 1e-4, "max": 1e2, "n": 4},
             "device": "cpu",
         }

@@ -35,9 +35,9 @@ STAGES = {
     "pretrain": ("oacl.train.loop", ("method", "variant", "seed")),
     "cam_config": ("oacl.cam.params", ("device",)),
     "refine": ("oacl.refine.params", ()),
-    "eval_linear": ("oacl.evaluate.linear", ("device",)),
-    "eval_shift": ("oacl.evaluate.shift", ("linear.device",)),
-    "eval_localization": ("oacl.evaluate.localization", ()),
+    "eval_linear": ("oacl.evaluate.params:linear", ("device",)),
+    "eval_shift": ("oacl.evaluate.params:shift", ("linear.device",)),
+    "eval_localization": ("oacl.evaluate.params:localization", ()),
     "report": ("oacl.report.report", ()),
 }
 
@@ -168,8 +168,16 @@ def schema_from_defaults(
     return out
 
 
+def _stage_dict(module: str, name: str) -> dict:
+    """``module``'s dict ``name`` (DEFAULTS, CHOICES); ``module:section``: its entry
+    ``section`` (a params module holding several config sections, oacl.evaluate.params)."""
+    module, _, section = module.partition(":")
+    d = getattr(importlib.import_module(module), name, {})
+    return d.get(section, {}) if section else d
+
+
 def _defaults(module: str) -> dict:
-    return copy.deepcopy(importlib.import_module(module).DEFAULTS)
+    return copy.deepcopy(_stage_dict(module, "DEFAULTS"))
 
 
 def dataset_module(kind: str) -> str:
@@ -191,7 +199,7 @@ def full_schema(schema_path) -> dict:
         defs[name] = schema_from_defaults(_defaults(module), defs.get(name), drop, name)
         # a stage's CHOICES (the values its check accepts) are the enums: one definition
         props = defs[name]["properties"]
-        for key, values in getattr(importlib.import_module(module), "CHOICES", {}).items():
+        for key, values in _stage_dict(module, "CHOICES").items():
             if key in props:
                 props[key]["enum"] = list(values)
     # datasets: one generated schema per type, chosen by the entry's `type`

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..io import write_json
 from ..params import merge_params
-from . import localization
+from .params import DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,32 @@ def register(subparsers) -> None:
                 help="linear.json of this checkpoint: reuse its lambda if selected alike",
             )
         q.set_defaults(func=func)
-    localization.register(sub)
+    _register_localization(sub)
+
+
+def _register_localization(sub) -> None:
+    p = sub.add_parser(
+        "localization",
+        help="mask mIoU, box mIoU and MaxBoxAccV2 of ContraCAM masks vs ground truth",
+        description="Object localisation quality of ContraCAM masks and boxes "
+        "(paper Sec. 3.1, App. B.1; metrics: oacl.evaluate.localization).",
+    )
+    p.add_argument("--cfg", default="{}", help="JSON of localization parameters (over DEFAULTS)")
+    p.add_argument("--manifest", required=True, help="manifest.parquet with GT masks/boxes")
+    # list options accumulate (action="extend"): `--masks a b` == `--masks a --masks b`
+    p.add_argument(
+        "--masks", nargs="+", action="extend", required=True, metavar="SHARD", help="mask shards"
+    )
+    p.add_argument(
+        "--boxes",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="SHARD",
+        help="box shards (for CRF-mask and box metrics)",
+    )
+    p.add_argument("--out", required=True, help="output JSON")
+    p.set_defaults(func=_localization)
 
 
 def _run(args, defaults: dict, compute, where: str, **kw) -> int:
@@ -59,7 +84,7 @@ def _run(args, defaults: dict, compute, where: str, **kw) -> int:
 def _linear(args) -> int:
     from . import linear
 
-    return _run(args, linear.DEFAULTS, linear.run_linear, "evaluate linear --cfg")
+    return _run(args, DEFAULTS["linear"], linear.run_linear, "evaluate linear --cfg")
 
 
 def _shift(args) -> int:
@@ -72,5 +97,18 @@ def _shift(args) -> int:
         except (OSError, ValueError) as exc:
             raise ValueError(f"--linear-json {args.linear_json}: cannot read it ({exc})") from exc
     return _run(
-        args, shift.DEFAULTS, shift.run_shift, "evaluate shift --cfg", linear_result=linear_result
+        args,
+        DEFAULTS["shift"],
+        shift.run_shift,
+        "evaluate shift --cfg",
+        linear_result=linear_result,
     )
+
+
+def _localization(args) -> int:
+    from .localization import evaluate_localization
+
+    result = evaluate_localization(args.cfg, args.manifest, args.masks, args.boxes or [])
+    write_json(args.out, result)
+    print(result["table_md"], end="")
+    return 0

@@ -23,6 +23,8 @@ Protocol of the paper (B.2, following Chen et al. / Kornblith et al.):
   hold-out ``val_fraction`` of the training rows;
 * final head: refitted with the chosen lam on train + validation (``refit_on_train_val``,
   as Kornblith et al.), then evaluated on the test split.
+
+Parameters: oacl.evaluate.params ``DEFAULTS["linear"]``.
 """
 
 from __future__ import annotations
@@ -35,25 +37,6 @@ from dataclasses import dataclass
 import numpy as np
 
 log = logging.getLogger(__name__)
-
-DEFAULTS = {
-    # regularisation values lam (penalty weight; not sklearn's C), log-spaced
-    "c_grid": {"min": 1e-6, "max": 1e5, "n": 45},
-    "max_iter": 300,  # L-BFGS iterations per fit (warm starts make later fits short)
-    "tol": 1e-7,  # L-BFGS gradient tolerance
-    "standardize": True,
-    "refit_on_train_val": True,
-    "train_split": "train",
-    "val_split": "val",
-    "val_fraction": 0.2,  # hold-out of train when the manifest has no val split
-    "test_split": "test",
-    "variant": "original",
-    "label_column": "label",
-    "seed": 0,
-    "batch_size": 256,  # feature extraction
-    "crop_ratio": 0.875,  # centre crop: shorter side to image_size / crop_ratio, crop image_size
-    "device": "auto",  # auto = cuda if available
-}
 
 
 def reg_grid(c_grid: dict) -> np.ndarray:

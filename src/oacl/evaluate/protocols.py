@@ -21,7 +21,7 @@ evaluation does, so the numbers can be set beside the paper's Table 1:
 4. per-image IoU, an image where both masks are empty counts 1, then the mean.
 
 Differences that remain: the CRF masks of the box shards are already binarised at the
-CRF foreground marginal >= ``box_threshold`` (refine.py), where the authors keep every
+CRF foreground marginal >= ``box_threshold`` (oacl.refine.refinement), where the authors keep every
 pixel whose CRF marginal reaches 1/255; and the mask shards' soft CAM is 8-bit and
 possibly of another resolution than 224 x 224. Box metrics and MaxBoxAccV2 do not
 depend on the protocol.
@@ -34,7 +34,6 @@ import numpy as np
 
 from ..geometry import decode_mask, resize
 
-PROTOCOLS = ("oacl", "paper")
 PAPER_SIZE = 224
 PAPER_MIN_COMPONENT = 0.001  # of the image
 
@@ -127,12 +126,3 @@ def rescore_paper(metrics: dict, manifest, ids, masks: dict, boxes: dict, gaussi
     if crf.ious:
         metrics["contracam"]["crf_mask_miou"] = crf.mean()
         metrics["contracam"]["n_first_component_dropped_crf"] = crf.dropped
-
-
-def label_table(protocol: str, table_md: str) -> str:
-    """localization.py's metric table with the mask rows renamed for a non-default protocol."""
-    if protocol == "oacl":
-        return table_md
-    return table_md.replace("| mask mIoU @0.5 |", f"| mask mIoU ({protocol} protocol) |").replace(
-        "| CRF mask mIoU |", f"| CRF mask mIoU ({protocol} protocol) |"
-    )

@@ -7,6 +7,8 @@ same images, at the same size, and scored by the same code as ContraCAM:
 centred_gaussian   a centred Gaussian prior (objects tend to be central)
 colour_saliency    per-pixel colour distance (CIE Lab) to the image's border colour:
                    the trivial "the object is whatever differs from the frame" map
+mean_soft_map      the average of the evaluated CAM's own maps (reference ``cam_mean``):
+                   the positional prior the CAM draws on every image
 The feature-based reference (normalised cut on the SSL backbone's last feature map,
 TokenCut, Wang et al. CVPR 2022) lives in oacl.cam.ncut, since it needs the model.
 
@@ -29,6 +31,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from ..geometry import decode_mask, resize
+
+MEAN_GRID = 64  # side of the grid the soft maps are averaged on for cam_mean
 
 
 def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -64,6 +70,16 @@ def colour_saliency(image: np.ndarray, border: float = 0.06) -> np.ndarray:
     d = np.linalg.norm(lab - np.median(band, axis=0), axis=-1)
     lo, hi = float(d.min()), float(d.max())
     return ((d - lo) / (hi - lo) if hi > lo else np.zeros_like(d)).astype(np.float32)
+
+
+def mean_soft_map(masks: dict, ids) -> np.ndarray:
+    """The average of the soft maps of ``ids`` on a MEAN_GRID square, min-max normalised to
+    [0, 1] as every CAM is (a constant average becomes all zeros)."""
+    total = np.zeros((MEAN_GRID, MEAN_GRID), np.float64)
+    for image_id in ids:
+        total += resize(decode_mask(masks[image_id]["mask_png"]), (MEAN_GRID, MEAN_GRID))
+    lo, hi = total.min(), total.max()
+    return ((total - lo) / (hi - lo) if hi > lo else np.zeros_like(total)).astype(np.float32)
 
 
 def pixel_auc(score: np.ndarray, gt: np.ndarray) -> float | None:

@@ -13,30 +13,15 @@ For multi-object data a second head is trained and tested on the object-crop spl
 Variants or splits absent from the manifest are skipped and listed in the output.
 The head is deterministic (full-batch L-BFGS), so spread over seeds comes from the
 pretraining seeds; the report aggregates mean +- std over model seeds.
+
+Parameters: oacl.evaluate.params ``DEFAULTS["shift"]`` (its ``linear``: the head's).
 """
 
 from __future__ import annotations
 
-import copy
 import time
 
-from ..artifacts import BG_CHALLENGE_VARIANTS
 from . import linear
-
-BG_VARIANTS = list(BG_CHALLENGE_VARIANTS)
-SHIFT_VARIANTS = ["sketch", "corrupted", "stylized"]
-
-DEFAULTS = {
-    "linear": copy.deepcopy(linear.DEFAULTS),
-    "bg_variants": list(BG_VARIANTS),
-    "shift_variants": list(SHIFT_VARIANTS),
-    "objcrop": {
-        "enabled": True,
-        "train_split": "objcrop_train",
-        "val_split": "objcrop_val",
-        "test_split": "objcrop_test",
-    },
-}
 
 
 def bg_gap(acc: dict) -> float | None:

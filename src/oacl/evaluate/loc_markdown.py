@@ -1,0 +1,38 @@
+"""The localisation result as a markdown table (``table_md``, printed by the command)."""
+
+from __future__ import annotations
+
+METRIC_ROWS = [
+    ("mask_miou", "mask mIoU @0.5"),
+    ("pixel_auc", "pixel AUC"),
+    ("pointing", "pointing game"),
+    ("mass_inside", "map mass inside GT"),
+    ("pred_area", "area above 0.5"),
+    ("gt_area", "GT area"),
+    ("best_threshold_miou", "mask mIoU @best threshold"),
+    ("best_threshold", "best threshold"),
+    ("crf_mask_miou", "CRF mask mIoU"),
+    ("box_miou", "box mIoU (CRF boxes)"),
+    ("box_miou_nocrf", "box mIoU (no CRF)"),
+    ("box_union_iou", "box-union IoU (CRF boxes)"),
+    ("box_union_iou_nocrf", "box-union IoU (no CRF)"),
+    ("maxboxacc_v2", "MaxBoxAccV2"),
+]
+
+
+def markdown_table(metrics: dict, protocol: str = "oacl") -> str:
+    """One row per metric, one column per map; the mask rows name a non-default
+    ``protocol`` (oacl.evaluate.protocols)."""
+    names = list(metrics)
+    lines = ["| metric | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    for key, label in METRIC_ROWS:
+        if not any(key in metrics[n] for n in names):
+            continue
+        cells = [f"{metrics[n][key]:.4f}" if key in metrics[n] else "–" for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines) + "\n"
+    if protocol == "oacl":
+        return table
+    return table.replace("| mask mIoU @0.5 |", f"| mask mIoU ({protocol} protocol) |").replace(
+        "| CRF mask mIoU |", f"| CRF mask mIoU ({protocol} protocol) |"
+    )
