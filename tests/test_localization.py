@@ -164,6 +164,23 @@ def test_evaluate_end_to_end_known_values(tmp_path):
     assert "mask_miou" in res["below_trivial"] and "crf_mask_miou" in res["below_trivial"]
 
 
+def test_boxes_of_binarised_maps_follow_the_refine_parameters(tmp_path):
+    """box_miou_nocrf draws boxes by the refine stage's rules and parameters (the
+    workflow passes its `refine` section), so changing refine.margin changes it too."""
+    manifest, masks, boxes = _dataset(tmp_path)
+    cfg = {"maxbox_cam_step": 0.1, "references": []}
+    tight = loc.evaluate_localization(
+        {**cfg, "refine": {"margin": 0.0}}, manifest, [masks], [boxes]
+    )
+    # perfect CAM: its box is the GT box; half CAM: a box of IoU 1/3 with the GT box
+    assert tight["metrics"]["contracam"]["box_miou_nocrf"] == pytest.approx((1 + 1 / 3) / 2)
+    default = loc.evaluate_localization(cfg, manifest, [masks], [boxes])["metrics"]["contracam"]
+    assert default["box_miou_nocrf"] < tight["metrics"]["contracam"]["box_miou_nocrf"]
+    assert default["box_miou"] == tight["metrics"]["contracam"]["box_miou"]  # box shards: as stored
+    with pytest.raises(ValueError, match="margin"):  # no second copy of the box rules
+        loc.evaluate_localization({"margin": 0.0}, manifest, [masks], [boxes])
+
+
 @pytest.mark.parametrize("tracks", [True, False])
 def test_cam_mean_reference_exposes_a_positional_map(tmp_path, tracks):
     """A CAM that is the same blob whatever the image ties with its own mean map (and is

@@ -14,7 +14,8 @@ box_miou             per image: for every GT box the best IoU with any predicted
                      averaged over GT boxes (the authors' definition; no prediction ->
                      0), then averaged over images with GT boxes. ``box_miou`` uses the
                      box shards (CRF, 20 % margin as stored); ``box_miou_nocrf`` the
-                     boxes of the binarised soft mask (same box rules, no CRF).
+                     boxes of the binarised soft mask (no CRF) by the refine stage's
+                     box rules and parameters (oacl.refine.refinement.clean_and_box).
 box_union_iou        IoU of the union-of-predicted-boxes region with the
                      union-of-GT-boxes region (a set-level alternative).
 pixel_auc            per image, ROC AUC of the soft map's values against the GT mask
@@ -58,11 +59,11 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import artifacts
-from ..geometry import clean_components, decode_mask, mask_to_boxes, resize
+from ..geometry import decode_mask, resize
 from ..io import decode_png, read_mask, read_rgb
 from ..params import merge_params, params_json
 from ..refine import params as refine_stage
-from ..refine.refinement import refine_one
+from ..refine.refinement import clean_and_box, refine_one
 from . import protocols
 from .loc_markdown import markdown_table
 from .loc_metrics import Scores, box_miou, box_union_iou, compare_to_references
@@ -169,7 +170,7 @@ def candidate_maps(params: dict, m, mask_row: dict, mean_map, truth: Truth):
 
 def score_maps(scores, maps, image, truth: Truth, params, refine_params, cam_thr) -> None:
     """Every map's mask scores, the references' CRF mask (the refinement the CAM got in the
-    refine stage) and the boxes of each binarised map."""
+    refine stage) and the boxes of each binarised map (the refine stage's box rules)."""
     for name, cam in maps.items():
         sc = scores[name]
         if truth.mask is not None:
@@ -180,11 +181,8 @@ def score_maps(scores, maps, image, truth: Truth, params, refine_params, cam_thr
                     mask_iou(resize(crf, (truth.height, truth.width), "nearest") > 0, truth.mask)
                 )
         if truth.boxes:
-            binary = clean_components(
-                (cam >= params["threshold"]).astype(np.uint8), params["min_component"]
-            )
-            pred = mask_to_boxes(binary, params["min_box_area"], params["margin"])
-            sc.add_boxes(cam, truth.boxes, pred, cam_thr)
+            binary = (cam >= params["threshold"]).astype(np.uint8)
+            sc.add_boxes(cam, truth.boxes, clean_and_box(binary, refine_params)[1], cam_thr)
 
 
 def score_box_row(contracam: Scores, crf_boxes: CrfBoxes, row: dict | None, truth: Truth) -> None:

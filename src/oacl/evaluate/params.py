@@ -5,8 +5,8 @@ cheaply.
 ``oacl evaluate`` (``linear``, ``shift``, ``localization``); ``CHOICES`` the values a
 key may take, per sub-command; ``check_localization`` checks the localisation's.
 The localisation refines its reference maps and draws the boxes of binarised maps as
-the refine stage does: its ``refine`` entry holds refine parameters
-(oacl.refine.params, over whose DEFAULTS it is merged; the workflow passes its own).
+the refine stage does, with the refine stage's parameters: its ``refine`` entry
+(merged over oacl.refine.params DEFAULTS; the workflow passes its own ``refine``).
 """
 
 from __future__ import annotations
@@ -61,11 +61,11 @@ DEFAULTS = {
         "gaussian_sigma": 0.25,  # baseline: std of the centred Gaussian, fraction of width/height
         "splits": [],  # evaluate only these manifest splits ([] = every image in the shards)
         "variants": [],  # ... and only these variants, e.g. ["original"] ([] = all)
-        "min_box_area": 0.01,  # box rules for box_miou_nocrf (as in refine)
-        "margin": 0.2,
-        "min_component": 0.001,
         "references": list(REFERENCES),  # reference maps to score beside the CAM
-        "refine": {},  # refine-stage parameters for the references' CRF masks (the workflow passes its own)
+        # refine-stage parameters: the references' CRF masks and the box rules of
+        # box_miou_nocrf (min_component, min_box_area, margin, largest_only); the
+        # workflow passes its own `refine` section
+        "refine": {},
         "protocol": "oacl",  # mask mIoU protocol: "oacl" (above) or "paper" (protocols.py)
     },
 }
