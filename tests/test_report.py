@@ -13,7 +13,7 @@ import pytest
 
 from oacl.artifacts import MASK_SCHEMA, write_manifest, write_rows
 from oacl.io import encode_png, write_bytes, write_json, write_text
-from oacl.report import paper_tables, report
+from oacl.report import paper_tables, readers, report
 
 BENCH = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -122,13 +122,13 @@ def fake_results(root: Path, gallery: bool = False) -> Path:
 
 
 def test_parse_model_and_mean_std():
-    assert report.parse_model("moco-bg_mixup_cam-s12") == {
+    assert readers.parse_model("moco-bg_mixup_cam-s12") == {
         "method": "moco",
         "variant": "bg_mixup_cam",
         "seed": 12,
     }
-    assert report.parse_model("weird") is None
-    m, s, n = report.mean_std([0.8, 0.9, None])
+    assert readers.parse_model("weird") is None
+    m, s, n = readers.mean_std([0.8, 0.9, None])
     assert (round(m, 4), round(s, 4), n) == (0.85, 0.0707, 2)
 
 
@@ -191,6 +191,8 @@ def test_report_rejects_unknown_report_option(tmp_path):
     (tmp_path / "results").mkdir()
     with pytest.raises(ValueError, match="galery"):
         report.render_report({"report": {"galery": {}}}, tmp_path / "results")
+    with pytest.raises(ValueError, match="gallery.size must be an integer >= 16"):
+        report.render_report({"report": {"gallery": {"size": 8}}}, tmp_path / "results")
 
 
 def test_paper_tables_are_rectangular():

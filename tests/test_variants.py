@@ -7,7 +7,7 @@ import pytest
 from conftest import REPO
 
 from oacl import configcheck, variants
-from oacl.report import report
+from oacl.report import readers
 from oacl.train import objaware
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -55,8 +55,8 @@ def test_registry_answers_what_each_variant_needs():
 
 
 def test_report_display_names_come_from_the_registry():
-    assert report.VARIANT_NAMES == {n: v.display for n, v in variants.VARIANTS.items()}
-    assert report.variant_order(["cutmix", "zz", "baseline"]) == ["baseline", "cutmix", "zz"]
+    assert readers.VARIANT_NAMES == {n: v.display for n, v in variants.VARIANTS.items()}
+    assert readers.variant_order(["cutmix", "zz", "baseline"]) == ["baseline", "cutmix", "zz"]
     assert variants.display_name("bg_mixup_cam") == "BG-Mixup (CAM)"
     assert variants.display_name("other") == "other"
 
@@ -65,7 +65,7 @@ def test_model_names_one_pattern():
     name = variants.model_name("moco", "bg_mixup_cam", 12)
     assert name == "moco-bg_mixup_cam-s12"
     assert variants.parse_model(name) == {"method": "moco", "variant": "bg_mixup_cam", "seed": 12}
-    assert report.parse_model is variants.parse_model
+    assert readers.parse_model is variants.parse_model
     for bad in ("weird", "moco-baseline-s", "Moco-baseline-s0", "moco-baseline-s0-x"):
         assert variants.parse_model(bad) is None, bad
     assert re.fullmatch(variants.MODEL_RE, name)

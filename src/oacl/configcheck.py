@@ -38,7 +38,7 @@ STAGES = {
     "eval_linear": ("oacl.evaluate.params:linear", ("device",)),
     "eval_shift": ("oacl.evaluate.params:shift", ("linear.device",)),
     "eval_localization": ("oacl.evaluate.params:localization", ()),
-    "report": ("oacl.report.report", ()),
+    "report": ("oacl.report.params", ()),
 }
 
 
