@@ -16,8 +16,8 @@ import time
 import torch
 
 from oacl.params import merge_params
-from oacl.train.loop import DEFAULTS
 from oacl.train.methods import build_method
+from oacl.train.params import DEFAULTS
 
 
 def timed_steps(channels_last: bool, params: dict, steps: int) -> tuple[float, float]:

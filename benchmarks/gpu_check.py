@@ -766,6 +766,7 @@ def sec_train(c: Ctx) -> None:
     import torch
 
     from oacl.train.loop import pretrain
+    from oacl.train.params import resolve
 
     S = c.S
     manifest = c.subset(S["train_n"])
@@ -775,7 +776,7 @@ def sec_train(c: Ctx) -> None:
         if out.parent.exists():
             shutil.rmtree(out.parent)
         t0 = time.perf_counter()
-        pretrain(train_cfg(S, method), manifest, out, device=c.device)
+        pretrain(resolve(train_cfg(S, method)), manifest, out, device=c.device)
         dt = time.perf_counter() - t0
         hist = _losses(out.parent / "metrics.jsonl")
         losses = [h["loss"] for h in hist]
@@ -1026,9 +1027,9 @@ def sec_contracam(c: Ctx) -> None:
 def sec_ddp(c: Ctx) -> None:
     import torch
 
-    from oacl.params import merge_params
-    from oacl.train.loop import DEFAULTS, pretrain
+    from oacl.train.loop import pretrain
     from oacl.train.methods import build_method
+    from oacl.train.params import DEFAULTS, resolve
 
     sys.path.insert(0, str(TESTS))
     from test_ddp import IDENTITY_AUG  # deterministic views: see tests/test_ddp.py
@@ -1059,7 +1060,7 @@ def sec_ddp(c: Ctx) -> None:
     if not c.cuda and world > 1:  # gloo ranks normalise their half: the single run splits BN alike
         single = dict(base, moco=dict(base["moco"], bn_splits=world))
     t0 = time.perf_counter()
-    pretrain(single, manifest, c.dir / "single" / "model.pt", device=c.device)
+    pretrain(resolve(single), manifest, c.dir / "single" / "model.pt", device=c.device)
     c.save(single_s=round(time.perf_counter() - t0, 1))
 
     torchrun = [
@@ -1113,7 +1114,7 @@ def sec_ddp(c: Ctx) -> None:
     a = torch.load(c.dir / "single" / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(c.dir / "ddp" / "model.pt", weights_only=True)["state_dict"]
     torch.manual_seed(DEFAULTS["seed"])  # the initial weights, as the loop builds them
-    init = build_method(merge_params(DEFAULTS, single), 4).encoder.state_dict()
+    init = build_method(resolve(single), 4).encoder.state_dict()
     params = [
         k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
     ]

@@ -39,6 +39,7 @@ from oacl import geometry  # noqa: E402
 from oacl.artifacts import read_manifest, write_manifest  # noqa: E402
 from oacl.io import encode_png, write_bytes  # noqa: E402
 from oacl.train import augment, data  # noqa: E402
+from oacl.train.params import resolve  # noqa: E402
 
 # ------------------------------------------------------------------ synthetic data
 
@@ -232,7 +233,8 @@ def profile_augment(batch, variant, S, dev, reps=10):
     out = {}
     for dt in ("float32", "float16"):
         for bm in ("conv", "matmul"):
-            aug = augment.TwoViewAugment({"compute_dtype": dt, "blur_method": bm}, variant, S)
+            p = resolve({"augment": {"compute_dtype": dt, "blur_method": bm}, "variant": variant})
+            aug = augment.TwoViewAugment(p["augment"], variant, S)
             gen = torch.Generator(device=dev).manual_seed(0)
             out[f"augment_{dt}_{bm}"] = ms(lambda: aug(batch, gen))
     g = torch.Generator(device=dev).manual_seed(0)
@@ -392,7 +394,8 @@ def main(argv=None):
     print(f"(a) step ceiling           {a_first:9.1f} img/s", flush=True)
 
     # (b) the project's pipeline
-    aug = augment.TwoViewAugment({}, a.variant, S, method="moco")
+    p = resolve({"variant": a.variant, "method": "moco"})
+    aug = augment.TwoViewAugment(p["augment"], a.variant, S, method="moco")
     for mode in decodes:
         ds = data.ManifestImages(df, store, variant=a.variant, decode=mode)
         batches = epochs(lambda e: data.build_loader(ds, B, workers, True, True, seed=0, epoch=e))

@@ -6,8 +6,14 @@ import torchvision.transforms.functional as TF
 
 from oacl.geometry import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from oacl.train import augment as A
+from oacl.train import params as P
 
 OFF = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 0.0}  # geometry only
+
+
+def aug_params(over=None, **cfg):
+    """The ``augment`` parameters as training gets them: oacl.train.params.resolve."""
+    return P.resolve({"augment": over or {}, **cfg})["augment"]
 
 
 def _rand_images(B=6, S=20, seed=0):
@@ -97,7 +103,7 @@ def test_color_jitter_order_per_sample():
 def test_crop_follows_geometry_exactly():
     S, size = 64, 16
     batch = _coord_batch(S)
-    aug = A.TwoViewAugment(OFF, "baseline", size)
+    aug = A.TwoViewAugment(aug_params(OFF), "baseline", size)
     v1, v2 = aug(batch, torch.Generator().manual_seed(3))
     centres = (torch.arange(size).float() + 0.5) / size
     for v, view in ((1, v1), (2, v2)):
@@ -147,7 +153,7 @@ def test_crop_sampler_stays_inside_and_follows_original_aspect():
 def test_determinism_given_generator():
     g = torch.Generator().manual_seed(0)
     batch = {"image": (torch.rand(6, 3, 32, 32, generator=g) * 255).to(torch.uint8)}
-    aug = A.TwoViewAugment({}, "baseline", 24)
+    aug = A.TwoViewAugment(aug_params(), "baseline", 24)
     a = aug(batch, torch.Generator().manual_seed(7))
     b = aug(batch, torch.Generator().manual_seed(7))
     c = aug(batch, torch.Generator().manual_seed(8))
@@ -166,14 +172,18 @@ def test_determinism_given_generator():
 
 def test_output_shape_normalisation_and_params():
     batch = {"image": torch.full((4, 3, 40, 40), 255, dtype=torch.uint8)}
-    v1, _ = A.TwoViewAugment(OFF, "baseline", 32)(batch, torch.Generator().manual_seed(0))
+    v1, _ = A.TwoViewAugment(aug_params(OFF), "baseline", 32)(
+        batch, torch.Generator().manual_seed(0)
+    )
     assert v1.shape == (4, 3, 32, 32) and v1.dtype == torch.float32
     assert torch.allclose(_denorm(v1), torch.ones(1), atol=1e-5)
     with pytest.raises(ValueError, match="unknown key"):
-        A.TwoViewAugment({"scal": [0.2, 1]}, "baseline", 32)
-    with pytest.raises(ValueError, match="unknown variant"):
-        A.TwoViewAugment({}, "oa_crop", 32)
-    aug = A.TwoViewAugment({}, "baseline", 64)
+        aug_params({"scal": [0.2, 1]})
+    with pytest.raises(ValueError, match="variant must be one of"):
+        aug_params(variant="oa_crop")
+    with pytest.raises(ValueError, match="augment.compute_dtype must be one of"):
+        aug_params({"compute_dtype": "float8"})
+    aug = A.TwoViewAugment(aug_params(), "baseline", 64)
     assert aug.kernel == 7 and abs(aug.sigma[1] - 2.0 * 64 / 224) < 1e-9
 
 
@@ -196,7 +206,7 @@ def test_cuda_half_matches_float32():
     batch = {"image": (torch.rand(32, 3, 72, 72, generator=g) * 255).to(torch.uint8).cuda()}
     outs = {}
     for dt in ("float32", "float16"):
-        aug = A.TwoViewAugment({"compute_dtype": dt}, "baseline", 64)
+        aug = A.TwoViewAugment(aug_params({"compute_dtype": dt}), "baseline", 64)
         outs[dt] = aug(batch, torch.Generator(device="cuda").manual_seed(1))
         assert outs[dt][0].dtype == torch.float32
     diff = (outs["float32"][0] - outs["float16"][0]).abs()
@@ -207,7 +217,7 @@ def test_cuda_half_matches_float32():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu_geometry():
     batch = _coord_batch(64)
-    aug = A.TwoViewAugment(OFF, "oa_crop_gt", 32)
+    aug = A.TwoViewAugment(aug_params(OFF), "oa_crop_gt", 32)
     batch["boxes"] = torch.tensor([[[0.2, 0.2, 0.6, 0.7]]]).expand(8, 1, 4).contiguous()
     batch["n_boxes"] = torch.ones(8, dtype=torch.long)
     cuda = {k: v.cuda() for k, v in batch.items()}

@@ -85,9 +85,9 @@ def test_dispatch_imports_are_not_followed():
 
 def test_fingerprints_use_the_derived_lists():
     from oacl.evaluate import features
-    from oacl.train import loop
+    from oacl.train import state
 
-    assert loop.CODE == code_of(*rule_entries()["pretrain"])  # the pretrain rule's code
+    assert state.CODE == code_of(*rule_entries()["pretrain"])  # the pretrain rule's code
     assert features.CODE == code_of("oacl.evaluate.features")
     assert set(features.CODE) <= set(code_of(*rule_entries()["evaluate_linear"]))
 

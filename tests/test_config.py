@@ -406,6 +406,28 @@ def test_schema_constraints_name_only_keys_the_stages_have(tmp_path):
         configcheck.full_schema(path)
 
 
+@pytest.mark.parametrize(
+    "path, bad",
+    [
+        (("pretrain", "augment", "mix_view"), "both"),
+        (("pretrain", "augment", "blur_method"), "fft"),
+        (("pretrain", "method"), "simclr"),  # the rule sets it: not accepted at all
+        (("cam", "configs", "iter1", "pos_mode"), "sum"),
+        (("experiments", "*", "methods"), ["simclr"]),
+    ],
+)
+def test_stage_choices_are_the_schema_enums_at_any_depth(path, bad):
+    """A stage's CHOICES (nested like its DEFAULTS: pretrain.augment.mix_view) are the
+    schema's enums, and the pretrain methods are those of experiments.*.methods."""
+    cfg = copy.deepcopy(BASE)
+    d = cfg
+    for p in path[:-1]:
+        d = d[next(iter(d))] if p == "*" else d.setdefault(p, {})
+    d[path[-1]] = bad
+    with pytest.raises(configcheck.ConfigError, match=path[-1]):
+        configcheck.check_config(cfg, SCHEMA)
+
+
 # ------------------------------------------------------------------ results elsewhere
 
 

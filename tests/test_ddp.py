@@ -29,14 +29,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from oacl.params import merge_params
-from oacl.train.loop import DEFAULTS, pretrain
+from oacl.train import loop
 from oacl.train.methods import build_method
+from oacl.train.params import DEFAULTS, resolve
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _pretrain_data import TINY, make_manifest, one_thread  # noqa: E402
 
 _threads = pytest.fixture(autouse=True)(one_thread)
+
+
+def pretrain(cfg, *args, **kw):
+    """oacl.train.loop.pretrain of ``cfg`` resolved as `oacl pretrain` resolves it."""
+    return loop.pretrain(resolve(cfg), *args, **kw)
+
 
 IDENTITY_AUG = {
     "scale": [1.0, 1.0],
@@ -83,7 +89,7 @@ def test_two_gloo_processes_match_single_process(tmp_path):
     a = torch.load(tmp_path / "single" / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "ddp" / "model.pt", weights_only=True)["state_dict"]
     torch.manual_seed(DEFAULTS["seed"])  # the initial weights, as the loop builds them
-    init = build_method(merge_params(DEFAULTS, single), 4).encoder.state_dict()
+    init = build_method(resolve(single), 4).encoder.state_dict()
     params = [
         k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
     ]

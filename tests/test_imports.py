@@ -20,6 +20,9 @@ its reference maps, so that both are one definition (``SHARED``). There are no o
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,54 @@ def test_package_relative_imports_resolve():
     assert imported_modules(
         "from ..artifacts import read_manifest, write_rows\n", "oacl.train.loop", False
     ) == [(1, "oacl.artifacts")]
+
+
+# --------------------------------------------------------------------------- light modules
+# What the config check reads (every Snakemake start, a dry run too) must not import torch
+# or OpenCV: each stage's DEFAULTS and CHOICES are in a light parameters module.
+
+LIGHT = ("oacl.configcheck", "oacl.device", "oacl.imagenet", "oacl.params", "oacl.variants")
+HEAVY = ("torch", "torchvision", "cv2")
+
+
+def params_modules() -> list[str]:
+    return sorted(module_name(p) for p in SRC.rglob("params.py") if p.parent != SRC)
+
+
+def _heavy_imports(code: str) -> list[str]:
+    """The heavy modules a fresh interpreter (not this one: conftest preloads torch) has
+    imported after running ``code``."""
+    probe = (
+        f"{code}\nimport json, sys\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=SRC.parents[1]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_the_config_check_reads_params_modules():
+    from oacl.configcheck import STAGES as CHECKED
+
+    modules = {m.partition(":")[0] for m, _ in CHECKED.values()}
+    assert modules <= set(params_modules()), modules - set(params_modules())
+
+
+@pytest.mark.parametrize("module", [*LIGHT, *params_modules()])
+def test_light_modules_import_no_torch_or_opencv(module):
+    assert _heavy_imports(f"import {module}") == []
+
+
+def test_config_check_imports_no_torch():
+    """The check the Snakefile runs on the default config (schema generated from the
+    stages' DEFAULTS, cross-references)."""
+    code = (
+        "from pathlib import Path\n"
+        "from oacl import configcheck as cc\n"
+        "paths = [Path('config.yaml')]\n"
+        "config = cc.merge_configs(paths)\n"
+        "cc.check_config(config, 'workflow/schemas/config.schema.yaml', cc.load_config_files(paths))\n"
+        "cc.cross_check(config)"
+    )
+    assert "torch" not in _heavy_imports(code)

@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from oacl.train.loop import DEFAULTS, lr_at
 from oacl.train.methods import BYOL, MoCo, Supervised, build_method
+from oacl.train.params import DEFAULTS
+from oacl.train.setup import lr_at
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _pretrain_data import one_thread  # noqa: E402

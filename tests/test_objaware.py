@@ -6,8 +6,14 @@ import torch
 from oacl.geometry import IMAGENET_MEAN, IMAGENET_STD
 from oacl.train import augment as A
 from oacl.train import objaware as O
+from oacl.train import params as P
 
 OFF = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 0.0}
+
+
+def aug_params(over=None, **cfg):
+    """The ``augment`` parameters as training gets them: oacl.train.params.resolve."""
+    return P.resolve({"augment": over or {}, **cfg})["augment"]
 
 
 def _denorm(v):
@@ -58,7 +64,7 @@ def test_oa_crop_never_samples_outside_the_box(variant):
         "n_boxes": torch.tensor([1] * (B - 2) + [0, 0]),
         "orig_hw": torch.tensor([[120.0, 200.0]]).expand(B, 2),
     }
-    aug = A.TwoViewAugment(OFF, variant, size)
+    aug = A.TwoViewAugment(aug_params(OFF), variant, size)
     views = aug(batch, torch.Generator().manual_seed(1))
     tol = 0.5 / S + 1 / 255
     for v, view in enumerate(views, 1):
@@ -94,12 +100,12 @@ def test_bg_mix_limits():
     b = _mix_batch(mask_value=1.0)
     x = b["image"].float() / 255
     mixed, flag = O.mix_sources(
-        "bg_mixup_cam", b, x, A.DEFAULTS, 1.0, torch.Generator().manual_seed(0)
+        "bg_mixup_cam", b, x, P.AUGMENT_DEFAULTS, 1.0, torch.Generator().manual_seed(0)
     )
     assert flag.all() and torch.equal(mixed, x)  # all-ones mask: the image itself
     b = _mix_batch(mask_value=0.0)
     mixed, _ = O.mix_sources(
-        "bg_mixup_cam", b, x, A.DEFAULTS, 1.0, torch.Generator().manual_seed(0)
+        "bg_mixup_cam", b, x, P.AUGMENT_DEFAULTS, 1.0, torch.Generator().manual_seed(0)
     )
     assert torch.equal(mixed, b["bg"].float() / 255)  # all-zeros mask: the background
 
@@ -107,13 +113,15 @@ def test_bg_mix_limits():
 def test_bg_mixup_all_ones_mask_is_identity_through_pipeline():
     ones = _mix_batch(mask_value=1.0)
     other_bg = dict(ones, bg=torch.zeros_like(ones["bg"]))
-    aug = A.TwoViewAugment({"p_mix": {"moco": 1.0}}, "bg_mixup_cam", 24)
+    aug = A.TwoViewAugment(aug_params({"p_mix": {"moco": 1.0}}), "bg_mixup_cam", 24)
     a = aug(ones, torch.Generator().manual_seed(5))
     b = aug(other_bg, torch.Generator().manual_seed(5))
     assert torch.allclose(a[0], b[0]) and torch.allclose(a[1], b[1])
     # all-zeros mask: the mixed view is exactly the view the background alone would give
     zeros = _mix_batch(mask_value=0.0)
-    aug1 = A.TwoViewAugment({"p_mix": {"moco": 1.0}, "mix_view": "first"}, "bg_mixup_cam", 24)
+    aug1 = A.TwoViewAugment(
+        aug_params({"p_mix": {"moco": 1.0}, "mix_view": "first"}), "bg_mixup_cam", 24
+    )
     v_mix = aug1(zeros, torch.Generator().manual_seed(5))
     as_bg = dict(zeros, image=zeros["bg"], mask=torch.ones_like(zeros["mask"]))
     v_bg = aug1(as_bg, torch.Generator().manual_seed(5))
@@ -126,7 +134,7 @@ def test_only_one_view_is_mixed():
     b = _mix_batch(B=B, mask_value=0.0)
     b["image"].fill_(255)
     b["bg"].zero_()
-    aug = A.TwoViewAugment(dict(OFF, p_mix={"moco": 1.0}), "bg_mixup_cam", 16)
+    aug = A.TwoViewAugment(aug_params(dict(OFF, p_mix={"moco": 1.0})), "bg_mixup_cam", 16)
     v1, v2 = aug(b, torch.Generator().manual_seed(2))
     m1, m2 = aug.last["mixed1"], aug.last["mixed2"]
     assert (m1 ^ m2).all() and m1.any() and m2.any()  # exactly one view, chosen at random
@@ -135,12 +143,12 @@ def test_only_one_view_is_mixed():
     dark2 = d2.amax(dim=(1, 2, 3)) < 1e-4
     assert torch.equal(dark1, m1) and torch.equal(dark2, m2)
     # p_mix = 0: nothing is mixed
-    aug0 = A.TwoViewAugment(dict(OFF, p_mix={"moco": 0.0}), "bg_mixup_cam", 16)
+    aug0 = A.TwoViewAugment(aug_params(dict(OFF, p_mix={"moco": 0.0})), "bg_mixup_cam", 16)
     v1, v2 = aug0(b, torch.Generator().manual_seed(2))
     assert _denorm(v1).amin() > 0.99 and _denorm(v2).amin() > 0.99
     # the MoCo / BYOL defaults
-    assert A.TwoViewAugment({}, "bg_mixup_cam", 16, method="byol").p_mix == 0.3
-    assert A.TwoViewAugment({}, "bg_mixup_cam", 16).p_mix == 0.4
+    assert A.TwoViewAugment(aug_params(), "bg_mixup_cam", 16, method="byol").p_mix == 0.3
+    assert A.TwoViewAugment(aug_params(), "bg_mixup_cam", 16).p_mix == 0.4
 
 
 def test_mask_follows_crop_and_flip():
@@ -157,7 +165,9 @@ def test_mask_follows_crop_and_flip():
         "boxes": torch.zeros(B, 0, 4),
         "n_boxes": torch.zeros(B, dtype=torch.long),
     }
-    aug = A.TwoViewAugment(dict(OFF, p_mix={"moco": 1.0}, mix_view="first"), "bg_mixup_cam", size)
+    aug = A.TwoViewAugment(
+        aug_params(dict(OFF, p_mix={"moco": 1.0}, mix_view="first")), "bg_mixup_cam", size
+    )
     v1, v2 = aug(batch, torch.Generator().manual_seed(4))
     got = _denorm(v1)
     c = (torch.arange(size).float() + 0.5) / size
@@ -178,9 +188,9 @@ def test_hardmix_binarises_the_mask():
     b = _mix_batch(mask_value=None)
     x = b["image"].float() / 255
     mixed, _ = O.mix_sources(
-        "bg_hardmix_gt", b, x, A.DEFAULTS, 1.0, torch.Generator().manual_seed(0)
+        "bg_hardmix_gt", b, x, P.AUGMENT_DEFAULTS, 1.0, torch.Generator().manual_seed(0)
     )
-    fg = b["mask"] >= A.DEFAULTS["mask_threshold"]
+    fg = b["mask"] >= P.AUGMENT_DEFAULTS["mask_threshold"]
     assert torch.equal(mixed, torch.where(fg, x, b["bg"].float() / 255))
 
 
@@ -191,7 +201,7 @@ def test_mixup_and_cutmix_mix_with_another_image():
     batch = {"image": (x * 255).to(torch.uint8)}
     # mixup: every mixed pixel lies between the image and some OTHER image of the batch
     mixed, flag = O.mix_sources(
-        "mixup", batch, x, A.DEFAULTS, 1.0, torch.Generator().manual_seed(1)
+        "mixup", batch, x, P.AUGMENT_DEFAULTS, 1.0, torch.Generator().manual_seed(1)
     )
     g2 = torch.Generator().manual_seed(1)
     torch.rand(B, generator=g2)  # the p_mix draw
@@ -200,7 +210,9 @@ def test_mixup_and_cutmix_mix_with_another_image():
     assert (j != torch.arange(B)).all()
     assert torch.allclose(mixed, lam.view(B, 1, 1, 1) * x + (1 - lam.view(B, 1, 1, 1)) * x[j])
     # cutmix: each pixel comes from x or x[j]; the pasted area is about 1 - lambda
-    mixed, _ = O.mix_sources("cutmix", batch, x, A.DEFAULTS, 1.0, torch.Generator().manual_seed(1))
+    mixed, _ = O.mix_sources(
+        "cutmix", batch, x, P.AUGMENT_DEFAULTS, 1.0, torch.Generator().manual_seed(1)
+    )
     from_j = (mixed == x[j]).all(dim=1) & ~(mixed == x).all(dim=1)
     from_i = (mixed == x).all(dim=1)
     assert (from_i | from_j).all() and from_j.any()

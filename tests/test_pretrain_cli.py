@@ -32,7 +32,7 @@ def _run(args, cfg):
 
 def test_pretrain_writes_model_metrics_and_state(tmp_path, manifest, caplog):
     out = tmp_path / "moco-baseline-s0" / "model.pt"
-    with caplog.at_level(logging.INFO, logger="oacl.train.loop"):
+    with caplog.at_level(logging.INFO, logger="oacl.train"):
         assert _run(["--manifest", manifest, "--out", out], dict(TINY, method="moco")) == 0
     model = load_checkpoint(out)
     assert model.meta["method"] == "moco" and model.meta["epoch"] == 2

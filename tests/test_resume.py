@@ -28,12 +28,18 @@ import pytest
 import torch
 
 import oacl
-from oacl.train.loop import pretrain
+from oacl.train import loop
+from oacl.train.params import resolve
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _pretrain_data import TINY, make_manifest, one_thread  # noqa: E402
 
 CFG = dict(TINY, method="moco", epochs=3, knn_every=2)  # 3 steps per epoch, 9 in all
+
+
+def pretrain(cfg, *args, **kw):
+    """oacl.train.loop.pretrain of ``cfg`` resolved as `oacl pretrain` resolves it."""
+    return loop.pretrain(resolve(cfg), *args, **kw)
 
 
 _threads = pytest.fixture(autouse=True)(one_thread)
@@ -138,7 +144,7 @@ def test_sigkill_then_changed_images_trains_from_scratch(tmp_path):
 
 
 def test_changed_images_or_config_train_from_scratch(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="oacl.train.loop")
+    caplog.set_level(logging.INFO, logger="oacl.train")
     data = tmp_path / "data"
     cfg = dict(CFG, epochs=1, knn_every=0)
     out = tmp_path / "m" / "model.pt"

@@ -2,7 +2,7 @@
 
 The Snakemake rules list these files as ``code`` inputs (editing one reruns the rule's
 jobs, common.smk ``code(...)``), and the stages that reuse earlier work fingerprint the
-same lists (oacl.train.loop ``CODE``, oacl.evaluate.features ``CODE``). They are read
+same lists (oacl.train.state ``CODE``, oacl.evaluate.features ``CODE``). They are read
 from the import statements, so an import added to a module is a dependency at once:
 
 * every ``import`` / ``from ... import`` of an oacl module is followed, at the top of

@@ -9,9 +9,11 @@ Three steps, each failing with the config file, line and key it is about:
    ``cam.configs.*``, ``refine``, ``evaluate.*``, ``report``, ``datasets.*``) is
    *generated* from that stage's ``DEFAULTS``: a key the stage does not know, or a value
    of another type than its default, is rejected; a stage's ``CHOICES`` (beside its
-   DEFAULTS) are the enums of those keys. The hand-written schema only adds ranges and
-   other enums for named keys (and a key named there must exist in DEFAULTS, so the two
-   cannot drift);
+   DEFAULTS, nested like them) are the enums of those keys. The hand-written schema only
+   adds ranges and other enums for named keys (and a key named there must exist in
+   DEFAULTS, so the two cannot drift). DEFAULTS and CHOICES are read from each stage's
+   light parameters module (``STAGES``: oacl.<stage>.params, no torch), so checking a
+   config, as every Snakemake start does, imports no torch;
 3. ``cross_check``: references between sections (datasets, CAM configurations, and that
    every model the DAG trains is one that an experiment lists).
 """
@@ -32,7 +34,7 @@ from .params import deep_merge, merge_params
 # $defs name in the schema -> (module, keys the rule sets itself: a config value there
 # would be overwritten without a word, so it is not accepted)
 STAGES = {
-    "pretrain": ("oacl.train.loop", ("method", "variant", "seed")),
+    "pretrain": ("oacl.train.params", ("method", "variant", "seed")),
     "cam_config": ("oacl.cam.params", ("device",)),
     "refine": ("oacl.refine.params", ()),
     "eval_linear": ("oacl.evaluate.params:linear", ("device",)),
@@ -180,6 +182,19 @@ def _defaults(module: str) -> dict:
     return copy.deepcopy(_stage_dict(module, "DEFAULTS"))
 
 
+def _set_enums(schema: dict, choices: dict) -> None:
+    """The enums of ``schema``'s properties from a stage's CHOICES (nested like its
+    DEFAULTS); a key the rule sets itself (dropped from the schema) is skipped."""
+    props = schema["properties"]
+    for key, values in choices.items():
+        if key not in props:
+            continue
+        if isinstance(values, dict):
+            _set_enums(props[key], values)
+        else:
+            props[key]["enum"] = list(values)
+
+
 def dataset_module(kind: str) -> str:
     """The module that builds datasets of type ``kind`` (oacl.data.scenes, ...readers.coco)."""
     from .data.prepare import resolve_params
@@ -198,10 +213,7 @@ def full_schema(schema_path) -> dict:
     for name, (module, drop) in STAGES.items():
         defs[name] = schema_from_defaults(_defaults(module), defs.get(name), drop, name)
         # a stage's CHOICES (the values its check accepts) are the enums: one definition
-        props = defs[name]["properties"]
-        for key, values in _stage_dict(module, "CHOICES").items():
-            if key in props:
-                props[key]["enum"] = list(values)
+        _set_enums(defs[name], _stage_dict(module, "CHOICES"))
     # datasets: one generated schema per type, chosen by the entry's `type`
     ds = schema["properties"]["datasets"]["additionalProperties"]
     branches = []
@@ -215,8 +227,10 @@ def full_schema(schema_path) -> dict:
             }
         )
     ds["allOf"] = branches
-    # the variant names and model-name patterns are oacl.variants' (one definition)
+    # the variant names and model-name patterns are oacl.variants', the methods those of
+    # the pretrain stage's CHOICES (one definition)
     exp = schema["properties"]["experiments"]["additionalProperties"]["properties"]
+    exp["methods"]["items"]["enum"] = list(_stage_dict(STAGES["pretrain"][0], "CHOICES")["method"])
     exp["variants"]["items"]["enum"] = list(variants.NAMES)
     exp["cam_model"]["pattern"] = variants.model_pattern()
     loc = schema["properties"]["localization_tables"]["additionalProperties"]["properties"]

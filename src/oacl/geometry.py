@@ -49,10 +49,8 @@ import math
 import cv2
 import numpy as np
 
+from .imagenet import IMAGENET_MEAN, IMAGENET_STD  # defined there, for light importers
 from .io import decode_png
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _INTERP = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
 

@@ -24,6 +24,7 @@ import pandas as pd
 from .. import codedeps
 from .. import fingerprint as fpr
 from ..artifacts import read_manifest
+from ..device import resolve_device
 from ..geometry import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from ..io import atomic_path, read_rgb
 
@@ -36,14 +37,6 @@ FEATURE_VERSION = 2
 # cache serves linear, shift and transfer evaluation
 CODE = codedeps.code_of(__name__)
 CROP_RATIO = 0.875  # linear-evaluation convention: resize to size / 0.875, centre crop
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def load_model(checkpoint: str | os.PathLike, device: str = "cpu"):

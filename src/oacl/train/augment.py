@@ -18,6 +18,9 @@ the crop scale (0.08, 1). Crops are resampled with ``torchvision.ops.roi_align``
 per output pixel as an anti-aliased resize would). Blur: torchvision's sigma range is
 in pixels at 224 px; with ``blur_scale_with_size`` (default) both kernel and sigma
 are scaled by image_size / 224 so small images get the same relative blur.
+
+The parameters are the ``augment`` entry of the pretrain parameters (oacl.train.params:
+defaults, choices and their check); ``TwoViewAugment`` takes them resolved.
 """
 
 from __future__ import annotations
@@ -28,28 +31,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from ..geometry import IMAGENET_MEAN, IMAGENET_STD, normalise
+from ..geometry import normalise
 from . import objaware
-
-DEFAULTS = {
-    "scale": [0.08, 1.0],  # RandomResizedCrop area range (paper: 0.08 instead of 0.2)
-    "ratio": [3 / 4, 4 / 3],  # aspect-ratio range, in original pixels
-    "flip_p": 0.5,
-    "jitter": [0.4, 0.4, 0.4, 0.1],  # brightness, contrast, saturation, hue
-    "jitter_p": 0.8,
-    "grayscale_p": 0.2,
-    "blur_p": 0.5,
-    "blur_sigma": [0.1, 2.0],  # pixels at 224 px
-    "blur_kernel_224": 23,
-    "blur_scale_with_size": True,  # scale kernel and sigma by image_size / 224
-    "p_mix": {"moco": 0.4, "byol": 0.3},  # per-sample probability of mixing one view
-    "mix_view": "random",  # which view is mixed: random | first | second
-    "mask_threshold": 0.2,  # binarisation threshold (BG-HardMix)
-    "compute_dtype": "float32",  # colour ops: float32 | float16 | bfloat16 | auto (float16 on CUDA)
-    "blur_method": "auto",  # auto | conv | matmul (auto: matmul on CUDA)
-    "mean": list(IMAGENET_MEAN),
-    "std": list(IMAGENET_STD),
-}
 
 GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision
 
@@ -266,17 +249,7 @@ class TwoViewAugment:
     """
 
     def __init__(self, params, variant, image_size, method="moco"):
-        from ..params import merge_params
-
-        self.p = merge_params(DEFAULTS, params or {}, "augment")
-        if variant not in objaware.VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}; known: {objaware.VARIANTS}")
-        if objaware.mixes(variant) and method not in self.p["p_mix"]:
-            raise ValueError(f"augment.p_mix has no entry for method {method!r}")
-        if self.p["mix_view"] not in ("random", "first", "second"):
-            raise ValueError(
-                f"augment.mix_view must be random|first|second, got {self.p['mix_view']!r}"
-            )
+        self.p = params  # the ``augment`` entry of oacl.train.params.resolve: merged, checked
         self.variant = variant
         self.method = method
         self.image_size = int(image_size)
@@ -373,10 +346,6 @@ class TwoViewAugment:
         name = self.p["compute_dtype"]
         if name == "auto":
             return torch.float16 if dev.type == "cuda" else torch.float32
-        if name not in ("float32", "float16", "bfloat16"):
-            raise ValueError(
-                f"augment.compute_dtype must be auto|float32|float16|bfloat16, got {name!r}"
-            )
         return getattr(torch, name)
 
     def _normalise(self, y):

@@ -8,8 +8,9 @@ or the flag repeated (the values accumulate; as for every list option of oacl). 
 training image that no shard covers is an error (oacl.train.sideinfo).
 
 ``--cfg`` is the rule's ``pretrain`` section merged with method/variant/seed (keys:
-oacl.train.loop.DEFAULTS). With ``gpus`` (or ``--nproc``) > 1 the command re-launches
-itself under torchrun, one process per GPU (gloo processes with ``--device cpu``).
+oacl.train.params.DEFAULTS; merged over them and checked there). With ``gpus`` (or
+``--nproc``) > 1 the command re-launches itself under torchrun, one process per GPU
+(gloo processes with ``--device cpu``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import json
 
 import torch
 
-from ..params import merge_params
-from . import dist
+from ..device import NAMES as DEVICES
+from . import dist, params
 
 
 def register(subparsers) -> None:
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--cfg", default="{}", help="JSON config (keys: oacl.train.loop.DEFAULTS)")
+    p.add_argument("--cfg", default="{}", help="JSON config (keys: oacl.train.params.DEFAULTS)")
     p.add_argument("--manifest", required=True, help="manifest.parquet")
     p.add_argument(
         "--out", required=True, help="model.pt to write (train_state.pt, metrics.jsonl beside it)"
@@ -52,25 +53,11 @@ def register(subparsers) -> None:
         metavar="SHARD",
         help="mask shards, all of the CAM run (bg_mixup_cam)",
     )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument(
         "--nproc", type=int, default=None, help="processes for DDP (default: the config's gpus)"
     )
     p.set_defaults(func=run)
-
-
-def check_trains(params: dict) -> None:
-    """A job that would train zero steps fails: its untrained model.pt would otherwise be
-    written and then evaluated as if it were a result. (batch_size above the train split
-    is caught where the manifest is read.)"""
-    epochs, batch = params["epochs"], params["batch_size"]
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(
-            f"pretrain: epochs must be an integer >= 1 (got {epochs!r}): "
-            "with it the job would train nothing"
-        )
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
-        raise ValueError(f"pretrain: batch_size must be an integer >= 2 (got {batch!r})")
 
 
 def shard_args(boxes, masks) -> list[str]:
@@ -83,16 +70,15 @@ def shard_args(boxes, masks) -> list[str]:
 
 
 def run(args) -> int:
-    from .loop import DEFAULTS, pretrain
+    from .loop import pretrain
 
-    params = merge_params(DEFAULTS, args.cfg, where="pretrain")
-    check_trains(params)
-    nproc = args.nproc if args.nproc is not None else int(params["gpus"])
+    cfg = params.resolve(args.cfg)
+    nproc = args.nproc if args.nproc is not None else int(cfg["gpus"])
     if nproc < 1:
         raise ValueError(f"--nproc/gpus must be >= 1, got {nproc}")
     if nproc > 1 and not dist.under_torchrun():
         use_cuda = args.device == "cuda" or (
-            args.device == "auto" and (torch.cuda.is_available() or params["gpus"] > 1)
+            args.device == "auto" and (torch.cuda.is_available() or cfg["gpus"] > 1)
         )
         if use_cuda:
             dist.check_gpus(nproc)
@@ -100,7 +86,7 @@ def run(args) -> int:
         argv = [
             "pretrain",
             "--cfg",
-            json.dumps(params),
+            json.dumps(cfg),
             "--manifest",
             str(args.manifest),
             "--out",
@@ -110,7 +96,5 @@ def run(args) -> int:
         ]  # no --nproc: torchrun's parser
         # would take it for an abbreviation of its --nproc-per-node; children see WORLD_SIZE
         return dist.relaunch(argv + shard_args(args.boxes, args.masks), nproc)
-    pretrain(
-        params, args.manifest, args.out, boxes=args.boxes, masks=args.masks, device=args.device
-    )
+    pretrain(cfg, args.manifest, args.out, boxes=args.boxes, masks=args.masks, device=args.device)
     return 0

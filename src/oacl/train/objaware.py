@@ -25,9 +25,10 @@ BG-Mixup (``bg_mixup_cam``; ``bg_hardmix_gt`` alike) in three pieces, run in thi
    the soft mask, oacl.refine.refinement) of a partner image that the loader's sampler draws
    per sample (oacl.train.data.build_loader), tiled to the stored size by
    ``ManifestImages.background`` (batch key ``bg``, beside the soft mask ``mask``);
-2. the per-sample probability: ``augment.DEFAULTS["p_mix"][method]`` (0.4 MoCo, 0.3
-   BYOL) is ``TwoViewAugment.p_mix``; ``mix_sources`` draws the flag of each sample
-   and ``augment.DEFAULTS["mix_view"]`` which view gets the mix (TwoViewAugment);
+2. the per-sample probability: ``augment.p_mix[method]`` of the pretrain parameters
+   (oacl.train.params: 0.4 MoCo, 0.3 BYOL) is ``TwoViewAugment.p_mix``; ``mix_sources``
+   draws the flag of each sample and ``augment.mix_view`` which view gets the mix
+   (TwoViewAugment);
 3. mixing: ``bg_mix`` (Eq. 4, ``m * x + (1 - m) * bg``), called by ``mix_sources``.
 
 The entry point is ``augment.TwoViewAugment.__call__``, which calls ``mix_sources``.
