@@ -37,10 +37,8 @@ from ..geometry import decode_mask
 
 log = logging.getLogger(__name__)
 
-KINDS = ("boxes", "mask", "bg_rect")
-# which shard files give each kind (*_cam variants)
+# which shard files give each kind of side information (*_cam variants)
 SHARD_KIND = {"boxes": "boxes", "bg_rect": "boxes", "mask": "masks"}
-OPTIONS = {"boxes": "--boxes", "masks": "--masks"}
 
 
 class SideInfoError(ValueError):
