@@ -535,11 +535,14 @@ def test_one_name_per_stage():
         )
     assert {"prepare_data", "pretrain", "cam", "refine", "report"} <= set(rules)
     for rule, body in rules.items():
-        for kind in ("logs", "benchmarks"):
-            for path in re.findall(rf'"(results/{kind}/[^"]*)"', body):
-                assert re.match(rf"results/{kind}/{rule}[/.]", path), (rule, path)
+        # log_of/benchmark_of (common.smk): results/{logs,benchmarks}/<rule>[/<job>]
+        assert re.findall(r"^    log:\n\s+log_of\(\"(\w+)\"", body, re.M) == [rule], rule
+        for name in re.findall(r"benchmark_of\(\"(\w+)\"", body):
+            assert name == rule, (rule, name)
     cam = rules["cam"]
-    assert '"oacl cam ' in cam and '"results/cam/' in cam and 'res("cam", ' in cam
+    assert '"oacl cam ' in cam and 'path("masks")' in cam and 'res("cam", ' in cam
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert '"masks": "results/cam/' in common
     assert "rule refine:" in (REPO / "workflow" / "rules" / "refine.smk").read_text()
 
 

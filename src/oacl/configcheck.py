@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from . import variants
-from .params import deep_merge, merge_params
+from .params import deep_merge, drop_null_entries, merge_params
 
 # $defs name in the schema -> (module, keys the rule sets itself: a config value there
 # would be overwritten without a word, so it is not accepted)
@@ -377,10 +377,7 @@ def merge_configs(files: list[Path]) -> dict:
     config: dict = {}
     for path in files:
         config = deep_merge(config, yaml.safe_load(Path(path).read_text()))
-    for section in ("datasets", "experiments", "localization_tables"):
-        if isinstance(config.get(section), dict):
-            config[section] = {k: v for k, v in config[section].items() if v is not None}
-    return config
+    return drop_null_entries(config)
 
 
 def _repo_file(*parts) -> Path:

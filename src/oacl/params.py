@@ -48,6 +48,15 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+def drop_null_entries(config: dict) -> dict:
+    """How a preset removes an entry of config.yaml: the datasets, experiments and
+    localization_tables entries set to null are dropped (in ``config``, returned too)."""
+    for section in ("datasets", "experiments", "localization_tables"):
+        if isinstance(config.get(section), dict):
+            config[section] = {k: v for k, v in config[section].items() if v is not None}
+    return config
+
+
 def params_json(params: dict[str, Any]) -> str:
     """Canonical JSON for recording the parameters that produced an artifact."""
     return json.dumps(params, sort_keys=True, separators=(",", ":"))

@@ -1,22 +1,20 @@
 rule cam:
     input:
-        checkpoint="results/models/{dataset}/{model}/model.pt",
-        manifest="results/data/{dataset}/manifest.parquet",
+        checkpoint=path("model"),
+        manifest=path("manifest"),
         code=code("oacl.cam.cli"),
     output:
-        masks="results/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
+        masks=path("masks"),
     log:
-        "results/logs/cam/{dataset}/{model}/{cam}/{shard}.log",
+        log_of("cam", "{dataset}/{model}/{cam}/{shard}"),
     benchmark:
-        "results/benchmarks/cam/{dataset}/{model}/{cam}/{shard}.tsv"
+        benchmark_of("cam", "{dataset}/{model}/{cam}/{shard}")
     conda:
         "../../envs/torch.yaml"
     threads: 1
     resources:
+        **res("cam", mem_mb=4000, runtime=60, cpus_per_task=1),
         gpu=config["cam"].get("gpus", 0),
-        mem_mb=lambda w, attempt: res("cam", "mem_mb", 4000) * attempt,
-        runtime=lambda w, attempt: res("cam", "runtime", 60) * attempt,
-        cpus_per_task=lambda w: res("cam", "cpus_per_task", 1),
     params:
         cfg=lambda w: cfg_json(cam_cfg(w)),
         n_shards=n_shards(),

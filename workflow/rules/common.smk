@@ -22,7 +22,7 @@ from oacl.configcheck import (
     load_config_files,
     models_of,
 )
-from oacl.params import deep_merge
+from oacl.params import deep_merge, drop_null_entries
 
 # The base config sits beside the Snakefile (an absolute path: with --directory the
 # working directory is elsewhere, and a missing relative configfile would be skipped
@@ -40,9 +40,7 @@ configfile: BASE_CONFIG
 
 # A preset given with --configfile is merged over config.yaml; it removes the default's
 # datasets, experiments or localization_tables entries by setting them to null.
-for _section in ("datasets", "experiments", "localization_tables"):
-    if isinstance(config.get(_section), dict):
-        config[_section] = {k: v for k, v in config[_section].items() if v is not None}
+drop_null_entries(config)
 
 # The whole configuration is checked before any job is scheduled: every key of every
 # stage section (generated from the stages' DEFAULTS), types, ranges, enums, and the
@@ -81,12 +79,52 @@ def code(*entries):
     return [str(SRC / f) for f in codedeps.code_of(*entries, package=SRC)]
 
 
+# ------------------------------------------------------------- paths
+# Every file and folder the rules name, one template each: rules use them with their
+# {wildcards} left for Snakemake, functions fill them with path(). A job's log and
+# benchmark are named <rule>/<job> (<job>: its wildcards as a path), or <rule> for a
+# rule of one job.
+PATHS = {
+    "data": "results/data/{dataset}",
+    "manifest": "results/data/{dataset}/manifest.parquet",
+    "source": "results/sources/{source}",
+    "model": "results/models/{dataset}/{model}/model.pt",
+    "masks": "results/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
+    "boxes": "results/refine/{dataset}/{model}/{cam}/boxes_{shard}.parquet",
+    "eval": "results/eval/{dataset}/{model}/{evaluation}.json",
+    "features": "results/features/{dataset}/{model}",
+    "transfer_features": "results/features/{dataset}/{model}/transfer_{target}",
+    "report": "results/report.html",
+    "log": "results/logs/{name}.log",
+    "benchmark": "results/benchmarks/{name}.tsv",
+}
+
+
+class _Wildcards(dict):
+    def __missing__(self, key):
+        return f"{{{key}}}"  # not given: stays a wildcard
+
+
+def path(kind, **values):
+    """PATHS[kind] with the given {wildcards} filled in (each once: a value may itself
+    be a wildcard pattern, "localization_{cam}"); the others are kept."""
+    return PATHS[kind].format_map(_Wildcards(values))
+
+
+def log_of(rule, job=None):
+    return path("log", name=f"{rule}/{job}" if job else rule)
+
+
+def benchmark_of(rule, job=None):
+    return path("benchmark", name=f"{rule}/{job}" if job else rule)
+
+
 def manifest(dataset):
-    return f"results/data/{dataset}/manifest.parquet"
+    return path("manifest", dataset=dataset)
 
 
 def model_path(dataset, model):
-    return f"results/models/{dataset}/{model}/model.pt"
+    return path("model", dataset=dataset, model=model)
 
 
 def experiments_of(dataset):
@@ -106,9 +144,9 @@ def n_shards():
 
 
 def cam_shards(kind, dataset, model, cam):
-    stage, stem = ("cam", "masks") if kind == "masks" else ("refine", "boxes")
+    """Every shard of a CAM run: kind "masks" (rule cam) or "boxes" (rule refine)."""
     return [
-        f"results/{stage}/{dataset}/{model}/{cam}/{stem}_{i}.parquet"
+        path(kind, dataset=dataset, model=model, cam=cam, shard=i)
         for i in range(n_shards())
     ]
 
@@ -120,14 +158,18 @@ def all_targets():
         for model in models_of(exp):
             targets.append(model_path(ds, model))
             for ev in exp.get("evaluate", ["linear", "shift"]):
-                targets.append(f"results/eval/{ds}/{model}/{ev}.json")
+                targets.append(path("eval", dataset=ds, model=model, evaluation=ev))
         for tds in exp.get("transfer", []):
             for model in models_of(exp):
-                targets.append(f"results/eval/{ds}/{model}/transfer_{tds}.json")
+                targets.append(
+                    path("eval", dataset=ds, model=model, evaluation=f"transfer_{tds}")
+                )
     for ds, loc in config.get("localization_tables", {}).items():
         for cam in loc["cams"]:
             model = localization_model(loc, cam)
-            targets.append(f"results/eval/{ds}/{model}/localization_{cam}.json")
+            targets.append(
+                path("eval", dataset=ds, model=model, evaluation=f"localization_{cam}")
+            )
     # every shard is requested itself: Snakemake does not rebuild a lost intermediate
     # file whose consumers are up to date, so a lost shard would stay lost and readers
     # of results/{cam,refine}/ (DuckDB globs, oacl inspect) would see part of the data
@@ -135,7 +177,7 @@ def all_targets():
         targets += cam_shards("masks", ds, model, cam) + cam_shards(
             "boxes", ds, model, cam
         )
-    targets.append("results/report.html")
+    targets.append(path("report"))
     return targets
 
 
@@ -151,10 +193,27 @@ def localization_model(loc, cam):
 # Defaults sized for the embedded scenes; override per site with
 # --set-resources or in a profile. `attempt` grows memory and time on retries.
 RES = config.get("resources", {})
+GROWN = ("mem_mb", "runtime")  # grow with `attempt`: a retry gets 2x, 3x ...
 
 
-def res(stage, key, default):
+def res_value(stage, key, default):
+    """resources.<stage>.<key> of the config, else `default`."""
     return RES.get(stage, {}).get(key, default)
+
+
+def _grown(value):
+    return lambda w, attempt: value * attempt
+
+
+def res(stage, **defaults):
+    """The resources of a `stage` job that the config's resources.<stage> may set:
+    each key's value there, else its default here; mem_mb and runtime (minutes) grow
+    with the attempt. Fixed resources are written beside, `**res(...), nodes=1`."""
+    out = {}
+    for key, default in defaults.items():
+        value = res_value(stage, key, default)
+        out[key] = _grown(value) if key in GROWN else value
+    return out
 
 
 # ------------------------------------------------------------- data rules
@@ -167,8 +226,8 @@ def data_code(wildcards):
 # composite datasets whose roots are left at these defaults get them from
 # `oacl data fetch` (rule fetch_source), so a fresh clone runs the preset unaided
 FETCHED_ROOTS = {
-    "foregrounds": "results/sources/openclipart",
-    "backgrounds": "results/sources/wallpapers",
+    "foregrounds": path("source", source="openclipart"),
+    "backgrounds": path("source", source="wallpapers"),
 }
 
 
@@ -213,7 +272,12 @@ def pretrain_gpus(w):
 def pretrain_runtime(w, attempt):
     # minutes: per-epoch estimate x epochs, grown on retry (resume makes retries cheap)
     epochs = int(pretrain_cfg(w).get("epochs", 1))
-    return int(10 + res("pretrain", "runtime_per_epoch", 2) * epochs) * attempt
+    return int(10 + res_value("pretrain", "runtime_per_epoch", 2) * epochs) * attempt
+
+
+def pretrain_cpus(w):
+    # data-loader CPUs per GPU (DDP: all GPUs of one job on one node)
+    return res_value("pretrain", "cpus_per_task", 2) * max(1, pretrain_gpus(w))
 
 
 # ------------------------------------------------------------- cam rules
@@ -253,4 +317,4 @@ def cam_sets():
 def report_inputs(w):
     """What the report shows, and nothing else: the config's models, eval JSONs and
     shards (`oacl report --inputs`; stale files of an older config are not read)."""
-    return [t for t in all_targets() if t != "results/report.html"]
+    return [t for t in all_targets() if t != path("report")]

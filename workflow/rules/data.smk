@@ -3,21 +3,20 @@ rule prepare_data:
         code=data_code,
         sources=data_sources,
     output:
-        manifest="results/data/{dataset}/manifest.parquet",
+        manifest=path("manifest"),
     log:
-        "results/logs/prepare_data/{dataset}.log",
+        log_of("prepare_data", "{dataset}"),
     benchmark:
-        "results/benchmarks/prepare_data/{dataset}.tsv"
+        benchmark_of("prepare_data", "{dataset}")
     conda:
         "../../envs/data.yaml"
     threads: 2
     resources:
-        mem_mb=lambda w, attempt: res("data", "mem_mb", 4000) * attempt,
-        runtime=lambda w, attempt: res("data", "runtime", 30) * attempt,
+        **res("data", mem_mb=4000, runtime=30),
         cpus_per_task=2,
     params:
         cfg=lambda w: cfg_json(config["datasets"][w.dataset]),
-        out=lambda w: f"results/data/{w.dataset}",
+        out=lambda w: path("data", dataset=w.dataset),
     shell:
         "oacl data prepare --cfg {params.cfg:q} --out {params.out:q} > {log:q} 2>&1"
 
@@ -26,9 +25,9 @@ rule prepare_data:
 # dpkg -x; no root). The .deb stays in results/sources/.debs, keyed by its SHA-256.
 rule fetch_source:
     output:
-        directory("results/sources/{source}"),
+        directory(path("source")),
     log:
-        "results/logs/fetch_source/{source}.log",
+        log_of("fetch_source", "{source}"),
     wildcard_constraints:
         source="openclipart|wallpapers",
     conda:

@@ -1,24 +1,23 @@
 rule evaluate_linear:
     input:
-        checkpoint="results/models/{dataset}/{model}/model.pt",
-        manifest="results/data/{dataset}/manifest.parquet",
+        checkpoint=path("model"),
+        manifest=path("manifest"),
         code=code("oacl.evaluate.cli", "oacl.evaluate.linear"),
     output:
-        json="results/eval/{dataset}/{model}/linear.json",
+        json=path("eval", evaluation="linear"),
     log:
-        "results/logs/evaluate_linear/{dataset}/{model}.log",
+        log_of("evaluate_linear", "{dataset}/{model}"),
     benchmark:
-        "results/benchmarks/evaluate_linear/{dataset}/{model}.tsv"
+        benchmark_of("evaluate_linear", "{dataset}/{model}")
     conda:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        mem_mb=lambda w, attempt: res("evaluate", "mem_mb", 4000) * attempt,
-        runtime=lambda w, attempt: res("evaluate", "runtime", 30) * attempt,
+        **res("evaluate", mem_mb=4000, runtime=30),
         cpus_per_task=2,
     params:
         cfg=cfg_json(config.get("evaluate", {}).get("linear", {})),
-        cache="results/features/{dataset}/{model}",
+        cache=path("features"),
         device=config.get("device", "auto"),
     shell:
         "oacl evaluate linear --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
@@ -28,27 +27,26 @@ rule evaluate_linear:
 
 rule evaluate_shift:
     input:
-        checkpoint="results/models/{dataset}/{model}/model.pt",
-        manifest="results/data/{dataset}/manifest.parquet",
+        checkpoint=path("model"),
+        manifest=path("manifest"),
         # its features are cached and its lambda reused (same head): no double work
-        linear="results/eval/{dataset}/{model}/linear.json",
+        linear=path("eval", evaluation="linear"),
         code=code("oacl.evaluate.cli", "oacl.evaluate.shift"),
     output:
-        json="results/eval/{dataset}/{model}/shift.json",
+        json=path("eval", evaluation="shift"),
     log:
-        "results/logs/evaluate_shift/{dataset}/{model}.log",
+        log_of("evaluate_shift", "{dataset}/{model}"),
     benchmark:
-        "results/benchmarks/evaluate_shift/{dataset}/{model}.tsv"
+        benchmark_of("evaluate_shift", "{dataset}/{model}")
     conda:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        mem_mb=lambda w, attempt: res("evaluate", "mem_mb", 4000) * attempt,
-        runtime=lambda w, attempt: res("evaluate", "runtime", 30) * attempt,
+        **res("evaluate", mem_mb=4000, runtime=30),
         cpus_per_task=2,
     params:
         cfg=cfg_json(config.get("evaluate", {}).get("shift", {})),
-        cache="results/features/{dataset}/{model}",
+        cache=path("features"),
         device=config.get("device", "auto"),
     shell:
         "oacl evaluate shift --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
@@ -58,22 +56,21 @@ rule evaluate_shift:
 
 rule evaluate_localization:
     input:
-        manifest="results/data/{dataset}/manifest.parquet",
+        manifest=path("manifest"),
         masks=lambda w: cam_shards("masks", w.dataset, w.model, w.cam),
         boxes=lambda w: cam_shards("boxes", w.dataset, w.model, w.cam),
         code=code("oacl.evaluate.cli", "oacl.evaluate.localization"),
     output:
-        json="results/eval/{dataset}/{model}/localization_{cam}.json",
+        json=path("eval", evaluation="localization_{cam}"),
     log:
-        "results/logs/evaluate_localization/{dataset}/{model}/{cam}.log",
+        log_of("evaluate_localization", "{dataset}/{model}/{cam}"),
     benchmark:
-        "results/benchmarks/evaluate_localization/{dataset}/{model}/{cam}.tsv"
+        benchmark_of("evaluate_localization", "{dataset}/{model}/{cam}")
     conda:
         "../../envs/data.yaml"
     threads: 1
     resources:
-        mem_mb=lambda w, attempt: res("evaluate", "mem_mb", 4000) * attempt,
-        runtime=lambda w, attempt: res("evaluate", "runtime", 30) * attempt,
+        **res("evaluate", mem_mb=4000, runtime=30),
         cpus_per_task=1,
     params:
         # the references get the same refinement (CRF) as the CAM masks
@@ -91,25 +88,24 @@ rule evaluate_localization:
 rule evaluate_transfer:
     """Linear evaluation of a model trained on {dataset} on another dataset {target}."""
     input:
-        checkpoint="results/models/{dataset}/{model}/model.pt",
-        manifest="results/data/{target}/manifest.parquet",
+        checkpoint=path("model"),
+        manifest=path("manifest", dataset="{target}"),
         code=code("oacl.evaluate.cli", "oacl.evaluate.linear"),
     output:
-        json="results/eval/{dataset}/{model}/transfer_{target}.json",
+        json=path("eval", evaluation="transfer_{target}"),
     log:
-        "results/logs/evaluate_transfer/{dataset}/{model}/{target}.log",
+        log_of("evaluate_transfer", "{dataset}/{model}/{target}"),
     benchmark:
-        "results/benchmarks/evaluate_transfer/{dataset}/{model}/{target}.tsv"
+        benchmark_of("evaluate_transfer", "{dataset}/{model}/{target}")
     conda:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        mem_mb=lambda w, attempt: res("evaluate", "mem_mb", 4000) * attempt,
-        runtime=lambda w, attempt: res("evaluate", "runtime", 30) * attempt,
+        **res("evaluate", mem_mb=4000, runtime=30),
         cpus_per_task=2,
     params:
         cfg=cfg_json(config.get("evaluate", {}).get("linear", {})),
-        cache="results/features/{dataset}/{model}/transfer_{target}",
+        cache=path("transfer_features"),
         device=config.get("device", "auto"),
     shell:
         "oacl evaluate linear --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"

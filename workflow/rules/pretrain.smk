@@ -3,22 +3,21 @@ rule pretrain:
         unpack(pretrain_inputs),
         code=code("oacl.train.cli"),
     output:
-        model="results/models/{dataset}/{method}-{variant}-s{seed}/model.pt",
+        model=path("model", model="{method}-{variant}-s{seed}"),
     log:
-        "results/logs/pretrain/{dataset}/{method}-{variant}-s{seed}.log",
+        log_of("pretrain", "{dataset}/{method}-{variant}-s{seed}"),
     benchmark:
-        "results/benchmarks/pretrain/{dataset}/{method}-{variant}-s{seed}.tsv"
+        benchmark_of("pretrain", "{dataset}/{method}-{variant}-s{seed}")
     conda:
         "../../envs/torch.yaml"
     threads: 2
     resources:
+        **res("pretrain", mem_mb=8000),
         gpu=pretrain_gpus,
-        mem_mb=lambda w, attempt: res("pretrain", "mem_mb", 8000) * attempt,
         runtime=pretrain_runtime,
         # DDP: all GPUs of one job on one node, data-loader CPUs per GPU
         nodes=1,
-        cpus_per_task=lambda w: res("pretrain", "cpus_per_task", 2)
-        * max(1, pretrain_gpus(w)),
+        cpus_per_task=pretrain_cpus,
     params:
         cfg=lambda w: cfg_json(pretrain_cfg(w)),
         device=config.get("device", "auto"),

@@ -1,20 +1,19 @@
 rule refine:
     input:
-        masks="results/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
-        manifest="results/data/{dataset}/manifest.parquet",
+        masks=path("masks"),
+        manifest=path("manifest"),
         code=code("oacl.refine.cli", "oacl.refine.shard"),
     output:
-        boxes="results/refine/{dataset}/{model}/{cam}/boxes_{shard}.parquet",
+        boxes=path("boxes"),
     log:
-        "results/logs/refine/{dataset}/{model}/{cam}/{shard}.log",
+        log_of("refine", "{dataset}/{model}/{cam}/{shard}"),
     benchmark:
-        "results/benchmarks/refine/{dataset}/{model}/{cam}/{shard}.tsv"
+        benchmark_of("refine", "{dataset}/{model}/{cam}/{shard}")
     conda:
         "../../envs/refine.yaml"
     threads: 1
     resources:
-        mem_mb=lambda w, attempt: res("refine", "mem_mb", 2000) * attempt,
-        runtime=lambda w, attempt: res("refine", "runtime", 60) * attempt,
+        **res("refine", mem_mb=2000, runtime=60),
         cpus_per_task=1,
     params:
         cfg=cfg_json(config["refine"]),

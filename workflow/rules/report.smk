@@ -3,11 +3,9 @@ rule report:
         results=report_inputs,
         code=code("oacl.report.cli"),
     output:
-        html=report(
-            "results/report.html", caption="../report/report.rst", category="Report"
-        ),
+        html=report(path("report"), caption="../report/report.rst", category="Report"),
     log:
-        "results/logs/report.log",
+        log_of("report"),
     conda:
         "../../envs/data.yaml"
     threads: 1
