@@ -24,17 +24,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from _pretrain_data import TINY, make_manifest, one_thread
 
 from oacl.train import loop
 from oacl.train.methods import build_method
 from oacl.train.params import DEFAULTS, resolve
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _pretrain_data import TINY, make_manifest, one_thread  # noqa: E402
 
 _threads = pytest.fixture(autouse=True)(one_thread)
 

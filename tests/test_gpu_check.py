@@ -16,12 +16,11 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import gpu_check  # benchmarks/ is on the path (pyproject.toml: pythonpath)
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "gpu.md"
-sys.path.insert(0, str(REPO / "benchmarks"))
-import gpu_check  # noqa: E402
 
 
 def doc_command(prefix: str) -> list[str]:

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _pretrain_data import one_thread
 
 from oacl.train.methods import BYOL, MoCo, Supervised, build_method
 from oacl.train.params import DEFAULTS
 from oacl.train.setup import lr_at
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _pretrain_data import one_thread  # noqa: E402
 
 _threads = pytest.fixture(autouse=True)(one_thread)
 

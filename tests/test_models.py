@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from _pretrain_data import one_thread
 
 from oacl.io import torch_save
 from oacl.models import EmbeddingModel, build_encoder, feature_map, load_checkpoint, save_checkpoint
 from oacl.train.methods import BYOL, MoCo, Supervised
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _pretrain_data import one_thread  # noqa: E402
 
 META = {
     "arch": "resnet18_small",

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from _pretrain_data import TINY, make_manifest, one_thread
 
 from oacl.artifacts import BOX_SCHEMA, read_manifest, write_manifest, write_rows
 from oacl.cli import main
 from oacl.models import load_checkpoint
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _pretrain_data import TINY, make_manifest, one_thread  # noqa: E402
 
 _threads = pytest.fixture(autouse=True)(one_thread)
 

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
+import fixtures_real as fx
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import fixtures_real as fx  # noqa: E402
-
-from oacl.artifacts import read_boxes, read_manifest  # noqa: E402
-from oacl.data.prepare import prepare  # noqa: E402
-from oacl.io import read_mask, read_rgb  # noqa: E402
+from oacl.artifacts import read_boxes, read_manifest
+from oacl.data.prepare import prepare
+from oacl.io import read_mask, read_rgb
 
 
 def run(tmp_path, cfg, name="out"):

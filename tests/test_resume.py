@@ -26,13 +26,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from _pretrain_data import TINY, make_manifest, one_thread
 
 import oacl
 from oacl.train import loop
 from oacl.train.params import resolve
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _pretrain_data import TINY, make_manifest, one_thread  # noqa: E402
 
 CFG = dict(TINY, method="moco", epochs=3, knn_every=2)  # 3 steps per epoch, 9 in all
 
