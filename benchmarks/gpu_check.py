@@ -586,23 +586,6 @@ def tail(path: Path, n: int = 2500) -> str:
     return path.read_text(errors="replace")[-n:] if path.exists() else ""
 
 
-def oacl_pretrain_cmd(cfg: dict, manifest: Path, out: Path, device: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "oacl.cli",
-        "pretrain",
-        "--cfg",
-        json.dumps(cfg),
-        "--manifest",
-        str(manifest),
-        "--out",
-        str(out),
-        "--device",
-        device,
-    ]
-
-
 # ---------------------------------------------------------------------------- env
 
 
@@ -823,43 +806,12 @@ def sec_train(c: Ctx) -> None:
 # ---------------------------------------------------------------------------- resume
 
 
-def _max_gap(a: dict, b: dict) -> tuple[float, int]:
-    import torch
-
-    gap, differ = 0.0, 0
-    for k in a:
-        if not torch.equal(a[k], b[k]):
-            differ += 1
-            # counters (num_batches_tracked, the queue pointer) must agree exactly
-            gap = max(
-                gap,
-                (a[k].double() - b[k].double()).abs().max().item()
-                if a[k].is_floating_point()
-                else math.inf,
-            )
-    return gap, differ
-
-
-def _run_killed(cmd, state: Path, kill_step: int, log: Path, timeout: float) -> int:
-    """Run ``cmd``; SIGKILL it once it logs step ``kill_step`` (so step kill_step-1 is saved)."""
-    deadline = time.time() + timeout
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        seen = 0
-        for line in proc.stderr:
-            fh.write(line)
-            m = re.search(r" step (\d+)/(\d+)", line)
-            if m:
-                seen = int(m.group(1))
-            if seen >= kill_step or time.time() > deadline:
-                break
-        proc.send_signal(signal.SIGKILL)  # no chance to save anything more
-        proc.wait()
-    return seen
-
-
 def sec_resume(c: Ctx) -> None:
     import torch
+
+    sys.path.insert(0, str(TESTS))
+    # as tests/test_resume.py runs, kills and compares
+    from pretrain_checks import kill_mid_run, max_gap, pretrain_cmd
 
     S = c.S
     manifest = c.subset(S["resume_n"])
@@ -886,14 +838,15 @@ def sec_resume(c: Ctx) -> None:
     for name in ("a", "b"):
         out = c.dir / name / "model.pt"
         t0 = time.perf_counter()
-        rc = run_cmd(oacl_pretrain_cmd(cfg, manifest, out, c.device), c.dir / f"{name}.log", 600)
+        rc = run_cmd(pretrain_cmd(cfg, manifest, out, c.device), c.dir / f"{name}.log", 600)
         if rc:
             raise RuntimeError(f"run {name} failed (rc {rc}): {tail(c.dir / f'{name}.log')}")
         runs[name] = out
         c.save(**{f"run_{name}_s": round(time.perf_counter() - t0, 1)})
     out = c.dir / "c" / "model.pt"
-    cmd = oacl_pretrain_cmd(cfg, manifest, out, c.device)
-    seen = _run_killed(cmd, out.parent / "train_state.pt", kill_step, c.dir / "c_killed.log", 600)
+    cmd = pretrain_cmd(cfg, manifest, out, c.device)
+    # killed once it logs step kill_step (so step kill_step - 1 is saved)
+    seen = kill_mid_run(cmd, c.dir / "c_killed.log", at_step=kill_step, timeout=600)
     st = torch.load(out.parent / "train_state.pt", map_location="cpu", weights_only=False)
     killed_at = st["step"]
     if out.exists() or killed_at >= total:
@@ -910,11 +863,11 @@ def sec_resume(c: Ctx) -> None:
         )
 
     (wa, sa), (wb, sb), (wc, sc) = (load(runs[k]) for k in "abc")
-    noise_w, _ = _max_gap(wa, wb)
-    noise_s, _ = _max_gap(sa["method"], sb["method"])
-    gap_w, differ_w = _max_gap(wa, wc)
-    gap_s, differ_s = _max_gap(sa["method"], sc["method"])
-    identical = differ_w == 0 and differ_s == 0 and sa["step"] == sc["step"] == total
+    noise_w, _ = max_gap(wa, wb)
+    noise_s, _ = max_gap(sa["method"], sb["method"])
+    gap_w, differ_w = max_gap(wa, wc)
+    gap_s, differ_s = max_gap(sa["method"], sc["method"])
+    identical = not differ_w and not differ_s and sa["step"] == sc["step"] == total
     noise = max(noise_w, noise_s)
     within = noise > 0 and max(gap_w, gap_s) <= RESUME_NOISE_FACTOR * noise
     c.save(
@@ -924,7 +877,7 @@ def sec_resume(c: Ctx) -> None:
         killed_at_step=killed_at,
         last_step_logged=seen,
         identical=identical,
-        tensors_differing=differ_w + differ_s,
+        tensors_differing=len(differ_w) + len(differ_s),
         max_abs_diff_weights=gap_w,
         max_abs_diff_state=gap_s,
         noise_floor_weights=noise_w,
@@ -1028,11 +981,11 @@ def sec_ddp(c: Ctx) -> None:
     import torch
 
     from oacl.train.loop import pretrain
-    from oacl.train.methods import build_method
-    from oacl.train.params import DEFAULTS, resolve
+    from oacl.train.params import resolve
 
     sys.path.insert(0, str(TESTS))
-    from test_ddp import IDENTITY_AUG  # deterministic views: see tests/test_ddp.py
+    # deterministic views and the comparison of tests/test_ddp.py
+    from pretrain_checks import IDENTITY_AUG, ddp_gap, pretrain_cmd
 
     world = max(1, torch.cuda.device_count()) if c.cuda else 1
     S = c.S
@@ -1071,24 +1024,9 @@ def sec_ddp(c: Ctx) -> None:
         f"--nproc-per-node={world}",
     ]
     t0 = time.perf_counter()
-    rc = run_cmd(
-        torchrun
-        + [
-            "-m",
-            "oacl.cli",
-            "pretrain",
-            "--cfg",
-            json.dumps(base),
-            "--manifest",
-            str(manifest),
-            "--out",
-            str(c.dir / "ddp" / "model.pt"),
-            "--device",
-            c.device,
-        ],
-        c.dir / "torchrun.log",
-        600,
-    )
+    # `python -m oacl.cli pretrain ...` under torchrun (the interpreter is torchrun's)
+    ddp_cmd = pretrain_cmd(base, manifest, c.dir / "ddp" / "model.pt", c.device)[1:]
+    rc = run_cmd(torchrun + ddp_cmd, c.dir / "torchrun.log", 600)
     c.save(torchrun_s=round(time.perf_counter() - t0, 1), torchrun_rc=rc)
     if rc:
         c.save(status="fail", tail=tail(c.dir / "torchrun.log"), headline=f"torchrun exited {rc}")
@@ -1111,19 +1049,7 @@ def sec_ddp(c: Ctx) -> None:
         if probe_out.exists()
         else {"ok": False, "rc": prc, "tail": tail(c.dir / "probe.log")}
     )
-    a = torch.load(c.dir / "single" / "model.pt", weights_only=True)["state_dict"]
-    b = torch.load(c.dir / "ddp" / "model.pt", weights_only=True)["state_dict"]
-    torch.manual_seed(DEFAULTS["seed"])  # the initial weights, as the loop builds them
-    init = build_method(resolve(single), 4).encoder.state_dict()
-    params = [
-        k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
-    ]
-    gap = max((a[k] - b[k]).abs().max().item() for k in params)
-    moved = max(
-        (a[k] - init[k[len("encoder.") :]]).abs().max().item()
-        for k in params
-        if k.startswith("encoder.")
-    )
+    gap, moved = ddp_gap(c.dir / "single" / "model.pt", c.dir / "ddp" / "model.pt", single)
     match = moved > 0 and gap <= DDP_REL_GAP * moved
     lines = (c.dir / "ddp" / "metrics.jsonl").read_text().splitlines()
     ok = match and probe.get("ok") and len(lines) == 2

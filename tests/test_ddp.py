@@ -23,15 +23,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
 from _pretrain_data import TINY, make_manifest, one_thread
+from pretrain_checks import IDENTITY_AUG, ddp_gap, pretrain_cmd
 
 from oacl.train import loop
-from oacl.train.methods import build_method
-from oacl.train.params import DEFAULTS, resolve
+from oacl.train.params import resolve
 
 _threads = pytest.fixture(autouse=True)(one_thread)
 
@@ -39,16 +38,6 @@ _threads = pytest.fixture(autouse=True)(one_thread)
 def pretrain(cfg, *args, **kw):
     """oacl.train.loop.pretrain of ``cfg`` resolved as `oacl pretrain` resolves it."""
     return loop.pretrain(resolve(cfg), *args, **kw)
-
-
-IDENTITY_AUG = {
-    "scale": [1.0, 1.0],
-    "ratio": [1.0, 1.0],
-    "flip_p": 0.0,
-    "jitter_p": 0.0,
-    "grayscale_p": 0.0,
-    "blur_p": 0.0,
-}
 
 
 def test_two_gloo_processes_match_single_process(tmp_path):
@@ -60,22 +49,7 @@ def test_two_gloo_processes_match_single_process(tmp_path):
     pretrain(single, manifest, tmp_path / "single" / "model.pt", device="cpu")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "oacl.cli",
-            "pretrain",
-            "--cfg",
-            json.dumps(ddp),
-            "--manifest",
-            str(manifest),
-            "--out",
-            str(tmp_path / "ddp" / "model.pt"),
-            "--device",
-            "cpu",
-            "--nproc",
-            "2",
-        ],
+        pretrain_cmd(ddp, manifest, tmp_path / "ddp" / "model.pt", nproc=2),
         env=env,
         capture_output=True,
         text=True,
@@ -83,19 +57,7 @@ def test_two_gloo_processes_match_single_process(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    a = torch.load(tmp_path / "single" / "model.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "ddp" / "model.pt", weights_only=True)["state_dict"]
-    torch.manual_seed(DEFAULTS["seed"])  # the initial weights, as the loop builds them
-    init = build_method(resolve(single), 4).encoder.state_dict()
-    params = [
-        k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
-    ]
-    gap = max((a[k] - b[k]).abs().max().item() for k in params)
-    moved = max(
-        (a[k] - init[k[len("encoder.") :]]).abs().max().item()
-        for k in params
-        if k.startswith("encoder.")
-    )
+    gap, moved = ddp_gap(tmp_path / "single" / "model.pt", tmp_path / "ddp" / "model.pt", single)
     print(f"max |single - ddp| = {gap:.3g}, max |trained - init| = {moved:.3g}")
     assert moved > 1e-3, f"training barely moved the weights ({moved})"
     assert gap <= 1e-2 * moved, (

@@ -18,15 +18,13 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from _pretrain_data import TINY, make_manifest, one_thread
+from pretrain_checks import kill_mid_run, max_gap, pretrain_cmd
 
 import oacl
 from oacl.train import loop
@@ -59,40 +57,21 @@ def _differing(a, b):
     """Names of the tensors that differ between two model.pt files."""
     a, b = _weights(a), _weights(b)
     assert a.keys() == b.keys()
-    return [k for k in a if not torch.equal(a[k], b[k])]
+    return max_gap(a, b)[1]
 
 
 def _cli(cfg, manifest, out, src=None):
     env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
     if src:  # run a private copy of the package (for code edits)
         env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "oacl.cli",
-        "pretrain",
-        "--cfg",
-        json.dumps(cfg),
-        "--manifest",
-        str(manifest),
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-    ]
-    return cmd, env
+    return pretrain_cmd(cfg, manifest, out), env
 
 
 def _kill_mid_run(cmd, env, out) -> int:
     """Start the CLI, SIGKILL it once train_state.pt exists; the step it had saved."""
-    state = out.parent / "train_state.pt"
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not state.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert state.exists(), proc.stderr.read().decode()[-2000:]
+    state, log = out.parent / "train_state.pt", out.parent.parent / "killed.log"
+    kill_mid_run(cmd, log, state=state, env=env)
+    assert state.exists(), log.read_text()[-2000:]
     killed_at = _state(state)["step"]
     assert not out.exists() and killed_at < 9, "the run finished before it could be killed"
     return killed_at
