@@ -430,20 +430,17 @@ def build_loader(
     workers,
     shuffle,
     drop_last,
-    seed=0,
-    epoch=0,
-    start_batch=0,
-    rank=0,
-    world=1,
     *,
     pin_memory=None,
     prefetch_factor=4,
     start_method="forkserver",
     persistent=False,
+    **order,
 ):
     """DataLoader over ``dataset`` in deterministic global batches (see GlobalBatchSampler).
 
-    ``start_batch`` counts global batches already done. ``persistent``: the workers live
+    ``order``: the sampler's seed, epoch, start_batch, rank and world (keywords;
+    ``start_batch`` counts global batches already done). ``persistent``: the workers live
     across epochs, and ``set_position`` moves the loader to the next epoch (a forkserver
     worker imports torch when it starts: seconds an epoch, benchmarks/loader_startup.py);
     else build a new loader per epoch. ``start_method`` of the worker processes:
@@ -454,12 +451,8 @@ def build_loader(
         batch_size,
         shuffle,
         drop_last,
-        seed,
-        epoch,
-        start_batch,
-        rank,
-        world,
         partners=getattr(dataset, "needs_bg", False),
+        **order,
     )
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
