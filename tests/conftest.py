@@ -38,8 +38,8 @@ def run_snakemake(
     workdir: Path, *args: str, check: bool = True, timeout: int = 900, fresh: bool = False
 ):
     """`python -m snakemake ARGS` in ``workdir``; the workflow copy's src is first on
-    PYTHONPATH. By default it runs in a child forked from this process with Snakemake and
-    torch already imported (see _forked_snakemake); ``fresh=True``, or
+    PYTHONPATH. By default it runs in a child forked from this process with Snakemake
+    already imported (see _forked_snakemake); ``fresh=True``, or
     OACL_TEST_FRESH_SNAKEMAKE=1 for every call, starts a new interpreter instead."""
     env = dict(os.environ)
     # the copied src must shadow the installed package for code-change tests
@@ -67,9 +67,9 @@ _PRELOADED = []
 
 
 def _preload():
-    """What every Snakemake start imports (Snakemake with its plugins; torch and
-    torchvision, which the Snakefile's config check imports through the stages' DEFAULTS):
-    about 8 s of CPU that a forked child need not repeat."""
+    """What every Snakemake start imports (Snakemake with its plugins, and the third-party
+    modules of the Snakefile's config check, which is torch-free): about 1 s of CPU that a
+    forked child need not repeat."""
     if _PRELOADED:
         return
     import snakemake.cli  # noqa: F401
