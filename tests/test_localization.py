@@ -1,5 +1,6 @@
 import argparse
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -257,3 +258,58 @@ def test_register_cli(tmp_path, capsys):
     )
     with pytest.raises(ValueError, match="nope"):
         bad.func(bad)
+
+
+def _corner_cases(cam_of):
+    """Six 40x60 images, one 12x12 object each at a different, non-overlapping place;
+    ``cam_of(gt)`` gives each image's map."""
+    H, W = 40, 60
+    cases = {}
+    for k, (y, x) in enumerate([(2, 2), (2, 24), (2, 46), (26, 2), (26, 24), (26, 46)]):
+        gt = np.zeros((H, W), np.uint8)
+        gt[y : y + 12, x : x + 12] = 255
+        cases[f"img{k}"] = (gt, cam_of(gt), [[x / W, y / H, (x + 12) / W, (y + 12) / H]])
+    return cases
+
+
+def test_content_auc_separates_per_image_maps_from_image_blind_ones(tmp_path):
+    """A map equal to its own image's GT mask carries ~0.5 AUC of per-image content; the
+    centred Gaussian and a constant map (ignoring the image) carry none."""
+    flat = np.full((40, 60), 0.3, np.float32)
+    manifest, masks, boxes = _dataset(tmp_path, _corner_cases(lambda gt: gt / 255.0))
+    cfg = {"maxbox_cam_step": 0.1, "references": ["gaussian", "cam_mean"]}
+    res = loc.evaluate_localization(cfg, manifest, [masks], [boxes])
+    for name, m in res["metrics"].items():  # every map scored gets the new keys
+        for key in ("auc_rot180", "shuffled_auc", "content_auc", "content_auc_ci95"):
+            assert key in m, (name, key)
+        lo, hi = m["content_auc_ci95"]
+        assert lo <= m["content_auc"] <= hi
+        assert m["content_auc"] == pytest.approx(m["pixel_auc"] - m["shuffled_auc"], abs=1e-9)
+    c, g = res["metrics"]["contracam"], res["metrics"]["gaussian"]
+    assert c["pixel_auc"] == pytest.approx(1.0)
+    assert c["content_auc"] == pytest.approx(0.5, abs=0.06) and c["content_auc_ci95"][0] > 0.4
+    assert c["auc_rot180"] < 0.6  # turned, the map points at another place
+    assert abs(g["content_auc"]) < 0.05  # the same map on every image: no content
+    assert g["content_auc_ci95"][0] <= 0 <= g["content_auc_ci95"][1]
+    assert g["auc_rot180"] == pytest.approx(g["pixel_auc"])  # symmetric map
+    assert "| content AUC [95 % CI] |" in res["table_md"]
+    assert re.search(
+        r"\| content AUC \[95 % CI\] \| 0\.\d{3} \[0\.\d{3}, 0\.\d{3}\] \|", res["table_md"]
+    )
+    # a constant map: AUC 0.5 on its own image and on every other one
+    const = tmp_path / "const"
+    const.mkdir()
+    manifest, masks, boxes = _dataset(const, _corner_cases(lambda gt: flat))
+    m = loc.evaluate_localization({**cfg, "references": []}, manifest, [masks], [boxes])
+    k = m["metrics"]["contracam"]
+    assert k["content_auc"] == pytest.approx(0.0) and k["content_auc_ci95"] == [0.0, 0.0]
+
+
+def test_content_scores_leave_the_other_metrics_unchanged(tmp_path):
+    """The content keys are added beside the existing metrics, which keep their values."""
+    manifest, masks, boxes = _dataset(tmp_path)
+    res = loc.evaluate_localization({"maxbox_cam_step": 0.05}, manifest, [masks], [boxes])
+    c = res["metrics"]["contracam"]
+    assert c["pixel_auc"] == pytest.approx((1 + 0.7) / 2, abs=0.02)
+    # the "perfect" and "half" images share one GT: each map's shuffled AUC is its own AUC
+    assert c["content_auc"] == pytest.approx(0.0, abs=1e-9)

@@ -45,3 +45,15 @@ def test_centred_gaussian_peaks_in_the_centre():
     g = refs.centred_gaussian(20, 30, 0.25)
     assert g.shape == (20, 30) and g.max() <= 1
     assert np.unravel_index(g.argmax(), g.shape) in {(9, 14), (9, 15), (10, 14), (10, 15)}
+
+
+def test_shuffled_auc_scores_the_map_against_other_images_masks():
+    rng = np.random.default_rng(1)
+    gts = [rng.random((10, 14)) < 0.3 for _ in range(15)]
+    score = rng.random((10, 14))
+    picks = np.random.default_rng([0, 3]).choice([j for j in range(15) if j != 3], 10, False)
+    expected = np.mean([roc_auc_score(gts[j].ravel(), score.ravel()) for j in picks])
+    assert refs.shuffled_auc(score, gts, 3, k=10, seed=0) == pytest.approx(expected)
+    assert refs.shuffled_auc(score, gts[:1], 0) is None  # no other image
+    mean, lo, hi = refs.bootstrap_ci([0.1, 0.2, None, float("nan"), 0.3])
+    assert mean == pytest.approx(0.2) and 0.1 <= lo <= mean <= hi <= 0.3

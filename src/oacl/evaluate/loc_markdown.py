@@ -5,6 +5,9 @@ from __future__ import annotations
 METRIC_ROWS = [
     ("mask_miou", "mask mIoU @0.5"),
     ("pixel_auc", "pixel AUC"),
+    ("auc_rot180", "pixel AUC, map turned 180°"),
+    ("shuffled_auc", "shuffled AUC (other images' GT)"),
+    ("content_auc", "content AUC [95 % CI]"),
     ("pointing", "pointing game"),
     ("mass_inside", "map mass inside GT"),
     ("pred_area", "area above 0.5"),
@@ -28,7 +31,7 @@ def markdown_table(metrics: dict, protocol: str = "oacl") -> str:
     for key, label in METRIC_ROWS:
         if not any(key in metrics[n] for n in names):
             continue
-        cells = [f"{metrics[n][key]:.4f}" if key in metrics[n] else "–" for n in names]
+        cells = [cell(metrics[n], key) for n in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     if protocol == "oacl":
@@ -36,3 +39,13 @@ def markdown_table(metrics: dict, protocol: str = "oacl") -> str:
     return table.replace("| mask mIoU @0.5 |", f"| mask mIoU ({protocol} protocol) |").replace(
         "| CRF mask mIoU |", f"| CRF mask mIoU ({protocol} protocol) |"
     )
+
+
+def cell(m: dict, key: str) -> str:
+    """One map's value of ``key``; content_auc with its bootstrap interval, 3 decimals."""
+    if key not in m or m[key] is None:
+        return "–"
+    if key == "content_auc":
+        lo, hi = m.get("content_auc_ci95") or (None, None)
+        return f"{m[key]:.3f}" if lo is None else f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+    return f"{m[key]:.4f}"

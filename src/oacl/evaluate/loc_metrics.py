@@ -11,7 +11,16 @@ import cv2
 import numpy as np
 
 from .params import REFERENCES
-from .references import mask_iou, mass_inside, pixel_auc, pointing_hit
+from .references import (
+    bootstrap_ci,
+    mask_iou,
+    mass_inside,
+    pixel_auc,
+    pointing_hit,
+    shuffled_auc,
+)
+
+SHUFFLE_K = 10  # mismatched GT masks each map is scored against (shuffled_auc)
 
 # --------------------------------------------------------------------------- boxes
 
@@ -109,8 +118,11 @@ class Scores:
         self.grid_ious, self.box, self.box_union, self.maxbox = [], [], [], []
         self.auc, self.pointing, self.mass, self.pred_area, self.gt_area = [], [], [], [], []
         self.crf = []  # IoU of the map's CRF mask with the GT mask
+        self.rot180, self.shuffled, self.content = [], [], []  # per-image content scores
 
-    def add_map(self, cam, gt_mask, threshold) -> None:
+    def add_map(self, cam, gt_mask, threshold, shuffle=None) -> None:
+        """One image's mask scores; ``shuffle`` = (the GT masks of the evaluated images,
+        this image's index among them) adds its content scores (add_content)."""
         self.grid_ious.append([mask_iou(cam >= t, gt_mask) for t in self.grid])
         self.pred_area.append(float((cam >= threshold).mean()))
         self.gt_area.append(float(gt_mask.mean()))
@@ -121,6 +133,19 @@ class Scores:
         a = pixel_auc(cam, gt_mask)
         if a is not None:
             self.auc.append(a)
+            if shuffle is not None:
+                self.add_content(cam, gt_mask, a, *shuffle)
+
+    def add_content(self, cam, gt_mask, auc, gts, index) -> None:
+        """The map's AUC turned by 180 degrees, its shuffled AUC (against SHUFFLE_K other
+        images' GT masks) and content AUC (its pixel AUC ``auc`` minus the shuffled one)."""
+        rot = pixel_auc(np.ascontiguousarray(cam[::-1, ::-1]), gt_mask)
+        if rot is not None:
+            self.rot180.append(rot)
+        shuf = shuffled_auc(cam, gts, index, k=SHUFFLE_K, seed=0)
+        if shuf is not None:
+            self.shuffled.append(shuf)
+            self.content.append(auc - shuf)
 
     def add_boxes(self, cam, gt_boxes, pred_boxes, cam_thresholds) -> None:
         """The boxes ``pred_boxes`` drawn from ``cam`` (no CRF), and MaxBoxAcc's sweep."""
@@ -148,10 +173,25 @@ class Scores:
         ):
             if vals:
                 out[key] = float(np.mean(vals))
+        out.update(self.content_summary())
         if self.box:
             out["box_miou_nocrf"] = float(np.mean(self.box))
             out["box_union_iou_nocrf"] = float(np.mean(self.box_union))
             out.update(maxboxacc(np.array(self.maxbox), cam_thresholds, deltas))
+        return out
+
+    def content_summary(self) -> dict:
+        """auc_rot180, shuffled_auc and content_auc (mean over images, with its 95 %
+        bootstrap interval over images ``content_auc_ci95``) where they were scored."""
+        out = {}
+        if self.rot180:
+            out["auc_rot180"] = float(np.mean(self.rot180))
+        if self.content:
+            mean, lo, hi = bootstrap_ci(self.content)
+            out["shuffled_auc"] = float(np.mean(self.shuffled))
+            out["content_auc"] = mean
+            out["content_auc_ci95"] = [lo, hi]
+            out["n_content_images"] = len(self.content)
         return out
 
 

@@ -23,6 +23,16 @@ pixel_auc            per image, ROC AUC of the soft map's values against the GT 
 pointing             pointing game: share of images whose map maximum is a GT pixel.
 mass_inside          mean share of the map's mass inside the GT mask.
 pred_area, gt_area   mean share of the image above ``threshold`` / inside the GT mask.
+auc_rot180           pixel AUC of the map turned by 180 degrees: a map that marks the
+                     background away from the object scores higher turned than upright.
+shuffled_auc         per image, the mean pixel AUC of the map against the GT masks of 10
+                     other evaluated images (oacl.evaluate.references.shuffled_auc): what
+                     the map's placement alone earns (the centre-bias correction of
+                     saliency evaluation, Borji et al. 2013; Bylinskii et al. 2019).
+content_auc          per image, pixel AUC minus shuffled AUC, averaged, with its 95 %
+                     percentile bootstrap interval over images (``content_auc_ci95``):
+                     ~0 for a map that ignores the image, +0.5 for the GT mask itself
+                     when objects do not overlap across images.
 maxboxacc_v2         Choe et al. 2020 (wsolevaluation): soft mask min-max normalised,
                      for every CAM threshold in [0, 1) step ``maxbox_cam_step`` the
                      boxes of ALL contours are compared with all GT boxes and the best
@@ -104,11 +114,13 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
     scores = {name: Scores(grid) for name in ["contracam", *params["references"]]}
     crf_boxes = CrfBoxes()
     mean_map = mean_soft_map(masks, ids) if "cam_mean" in params["references"] and ids else None
+    truths = {i: ground_truth(manifest.loc[i]) for i in ids}  # GT masks kept for the shuffle
+    gts = [t.mask for t in truths.values() if t.mask is not None]
     for image_id in tqdm(ids, desc="localization", unit="img"):
         m = manifest.loc[image_id]
-        truth = ground_truth(m)
+        truth = truths[image_id]
         maps, image = candidate_maps(params, m, masks[image_id], mean_map, truth)
-        score_maps(scores, maps, image, truth, params, refine_params, cam_thr)
+        score_maps(scores, maps, image, truth, params, refine_params, cam_thr, gts)
         if boxes:
             score_box_row(scores["contracam"], crf_boxes, boxes.get(image_id), truth)
     if not ids:
@@ -168,13 +180,17 @@ def candidate_maps(params: dict, m, mask_row: dict, mean_map, truth: Truth):
     return maps, image
 
 
-def score_maps(scores, maps, image, truth: Truth, params, refine_params, cam_thr) -> None:
+def score_maps(scores, maps, image, truth: Truth, params, refine_params, cam_thr, gts=()) -> None:
     """Every map's mask scores, the references' CRF mask (the refinement the CAM got in the
-    refine stage) and the boxes of each binarised map (the refine stage's box rules)."""
+    refine stage) and the boxes of each binarised map (the refine stage's box rules).
+    ``gts``: the GT masks of every evaluated image with one (this image's among them), for
+    the shuffled and content AUCs."""
+    index = next((k for k, g in enumerate(gts) if g is truth.mask), None)
     for name, cam in maps.items():
         sc = scores[name]
         if truth.mask is not None:
-            sc.add_map(cam, truth.mask, params["threshold"])
+            shuffle = None if index is None else (gts, index)
+            sc.add_map(cam, truth.mask, params["threshold"], shuffle)
             if name != "contracam":
                 crf = refine_one(image, cam, refine_params)["mask"]
                 sc.crf.append(

@@ -84,11 +84,11 @@ def mean_soft_map(masks: dict, ids) -> np.ndarray:
 
 def pixel_auc(score: np.ndarray, gt: np.ndarray) -> float | None:
     """ROC AUC of ``score`` separating GT foreground from background pixels (ties averaged)."""
-    gt = np.asarray(gt, bool).ravel()
-    n_pos = int(gt.sum())
-    n_neg = gt.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return None
+    return _auc_of_ranks(_ranks(score), gt)
+
+
+def _ranks(score: np.ndarray) -> np.ndarray:
+    """1-based ranks of the map's values (row-major), ties given their average rank."""
     s = np.asarray(score, np.float64).ravel()
     order = np.argsort(s, kind="mergesort")
     ranks = np.empty(s.size, np.float64)
@@ -98,6 +98,16 @@ def pixel_auc(score: np.ndarray, gt: np.ndarray) -> float | None:
     ends = np.r_[starts[1:], s.size]
     avg = (starts + ends + 1) / 2.0
     ranks[order] = np.repeat(avg, ends - starts)
+    return ranks
+
+
+def _auc_of_ranks(ranks: np.ndarray, gt: np.ndarray) -> float | None:
+    """Mann-Whitney U / (n_pos n_neg) from the map's ranks; None for a one-class GT."""
+    gt = np.asarray(gt, bool).ravel()
+    n_pos = int(gt.sum())
+    n_neg = gt.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
     u = ranks[gt].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
 
@@ -126,12 +136,13 @@ def shuffled_auc(
     rng = np.random.default_rng([seed, index])
     picks = rng.choice(others, size=min(k, len(others)), replace=False)
     h, w = np.asarray(score).shape[:2]
+    ranks = _ranks(score)  # one sort of the map for every drawn mask
     aucs = []
     for j in picks:
         g = np.asarray(gts[j], bool)
         if g.shape != (h, w):
             g = cv2.resize(g.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-        a = pixel_auc(score, g)
+        a = _auc_of_ranks(ranks, g)
         if a is not None:
             aucs.append(a)
     return float(np.mean(aucs)) if aucs else None
