@@ -337,3 +337,48 @@ def test_report_shows_side_information_beside_each_debiased_model(tmp_path):
     row = re.search(r"<tr>(?:(?!</tr>).)*moco-bg_mixup_cam-s0.*?</tr>", section)[0]
     text = re.sub(r"<[^>]+>", " ", row)
     assert "BG-Mixup (CAM)" in text and "mask 96/96" in text and "empty boxes" not in text
+
+
+def test_report_shows_content_auc_per_map_and_over_seeds(tmp_path):
+    """The localisation section gives every map's AUC turned 180°, shuffled AUC and
+    content AUC with its interval; a configuration over two seeds gets per-seed values
+    and mean ± std over seeds."""
+    from oacl.cli import main
+
+    results = fake_results(tmp_path)
+    for seed, (c, lo, hi) in enumerate([(0.069, 0.049, 0.089), (0.081, 0.060, 0.1)]):
+        write_json(
+            results
+            / "eval"
+            / "scenes_single"
+            / f"moco-baseline-s{seed}"
+            / "localization_iter1.json",
+            {
+                "n_images": 300,
+                "metrics": {
+                    "contracam": {
+                        "pixel_auc": 0.7,
+                        "auc_rot180": 0.612,
+                        "shuffled_auc": 0.631,
+                        "content_auc": c,
+                        "content_auc_ci95": [lo, hi],
+                    },
+                    "cam_mean": {"content_auc": 0.001, "content_auc_ci95": [-0.01, 0.012]},
+                    "gaussian": {"content_auc": -0.002, "content_auc_ci95": [-0.02, 0.015]},
+                },
+            },
+        )
+    out = tmp_path / "report.html"
+    cfg = {"datasets": {"scenes_single": {"type": "scenes"}}}
+    assert (
+        main(["report", "--cfg", json.dumps(cfg), "--results", str(results), "--out", str(out)])
+        == 0
+    )
+    text = re.sub(r"<[^>]+>", " ", out.read_text())
+    for header in ("AUC turned 180°", "shuffled AUC", "content AUC [95% CI]"):
+        assert header in text
+    assert "0.069 [0.049, 0.089]" in text and "0.612" in text and "0.631" in text
+    assert "-0.002 [-0.020, 0.015]" in text  # the references' too
+    assert "Content AUC over seeds" in text
+    assert "s0: 0.069 [0.049, 0.089]; s1: 0.081 [0.060, 0.100]" in text
+    assert "0.075 ± 0.008" in text  # mean ± std (ddof 1) over the two seeds

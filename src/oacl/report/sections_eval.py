@@ -14,6 +14,9 @@ LOC_METRICS = [
     ("mask_miou", "mask mIoU @0.5"),
     ("best_threshold_miou", "mIoU @best thr"),
     ("pixel_auc", "pixel AUC"),
+    ("auc_rot180", "AUC turned 180°"),
+    ("shuffled_auc", "shuffled AUC"),
+    ("content_auc", "content AUC [95% CI]"),
     ("pointing", "pointing"),
     ("mass_inside", "mass in GT"),
     ("pred_area", "area >0.5"),
@@ -44,6 +47,12 @@ LOC_NOTES = (
     "(Table 2). A configuration's mean map is the average of its own maps over the same images: "
     "the positional prior it carries (e.g. a centre blob from zero padding); a CAM that does not "
     "beat it says nothing about the individual image.</p>"
+    '<p class="muted">Content AUC: per image, the pixel AUC minus the shuffled AUC (the same map '
+    "scored against the GT masks of 10 other test images: what its placement alone earns, the "
+    "centre-bias correction of saliency evaluation, Borji et al. 2013), mean over images with a "
+    "95 % bootstrap interval over images; ~0 for a map that ignores the image. AUC turned 180°: "
+    "the map rotated by 180 degrees; higher than upright when the map marks the background away "
+    "from the object.</p>"
     '<p class="muted">Mask protocol: "paper" = the authors\' scoring (per image at 224x224, '
     "every predicted pixel above zero after dropping components under 0.1 %; comparable with "
     'Table 1), "oacl" = masks at the original size binarised at 0.5 (docs/datasets.md).</p>'
@@ -89,7 +98,7 @@ def section_localization(evals: dict) -> str:
                 '<p class="pos">Every configuration beats the trivial references on raw mIoU, CRF mIoU and AUC.</p>'
                 + body
             )
-        body += LOC_NOTES
+        body += content_over_seeds(recs) + LOC_NOTES
     return (
         f'<section id="localization"><h2>Object localisation (ContraCAM)</h2>'
         f'<div class="row"><div>{body}</div>{paper_box("Table 1")}</div></section>'
@@ -100,12 +109,64 @@ def _loc_row(r, model, label, metrics) -> list:
     """One map's line of the localisation table."""
     return (
         [r["dataset"], model, label]
-        + [fmt3(metrics.get(k)) for k, _ in LOC_METRICS]
+        + [
+            fmt_content(metrics) if k == "content_auc" else fmt3(metrics.get(k))
+            for k, _ in LOC_METRICS
+        ]
         + [
             fmt3(metrics.get("gt_area")),
             r["data"].get("n_images", ""),
             r["data"].get("protocol", "oacl"),
         ]
+    )
+
+
+def fmt_content(metrics: dict) -> str:
+    """content_auc with its 95 % bootstrap interval over images: ``0.069 [0.049, 0.089]``."""
+    value = metrics.get("content_auc")
+    if value is None:
+        return "–"
+    lo, hi = metrics.get("content_auc_ci95") or (None, None)
+    return fmt3(value) + ("" if lo is None else f" [{lo:.3f}, {hi:.3f}]")
+
+
+def content_over_seeds(recs: list) -> str:
+    """Per configuration run over several seeds (models differing only in ``-s<N>``): each
+    seed's content AUC [95 % CI over images] and mean ± std over seeds, for the CAM and its
+    mean map; "" when no configuration has two seeds."""
+    by_config: dict = {}
+    for r in recs:
+        key = (r["dataset"], r.get("method"), r.get("variant"), r["cam"])
+        by_config.setdefault(key, []).append(r)
+    rows = []
+    for (dataset, method, variant, cam), rs in sorted(by_config.items(), key=str):
+        if len(rs) < 2:
+            continue
+        rs = sorted(rs, key=lambda r: r.get("seed", 0))
+        for name, label in (("contracam", cam), ("cam_mean", f"{cam} mean map")):
+            ms = [r["data"].get("metrics", {}).get(name, {}) for r in rs]
+            if not any("content_auc" in m for m in ms):
+                continue
+            mean, std, n = mean_std(m.get("content_auc") for m in ms)
+            per_seed = "; ".join(
+                f"s{r.get('seed', '?')}: {fmt_content(m)}" for r, m in zip(rs, ms, strict=True)
+            )
+            rows.append(
+                [dataset, method, variant, label, per_seed, fmt_ms(mean, std, n, 1.0, 3), n]
+            )
+    if not rows:
+        return ""
+    return "<h3>Content AUC over seeds</h3>" + table(
+        [
+            "dataset",
+            "method",
+            "variant",
+            "map",
+            "per seed [95% CI over images]",
+            "mean ± std over seeds",
+            "seeds",
+        ],
+        rows,
     )
 
 
