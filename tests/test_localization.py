@@ -241,7 +241,12 @@ def test_register_cli(tmp_path, capsys):
     assert args.func(args) == 0
     res = json.loads(out.read_text())
     assert res["params"]["maxbox_cam_step"] == 0.1 and res["n_images"] == 3
-    assert "MaxBoxAccV2" in capsys.readouterr().out
+    for name in ("contracam", "gaussian", "colour", "cam_mean"):  # every map, in the JSON
+        for key in ("pixel_auc", "auc_rot180", "shuffled_auc", "content_auc", "maxboxacc_v2"):
+            assert key in res["metrics"][name], (name, key)
+        assert len(res["metrics"][name]["content_auc_ci95"]) == 2
+    printed = capsys.readouterr().out
+    assert "MaxBoxAccV2" in printed and "content AUC [95 % CI]" in printed
     bad = parser.parse_args(
         [
             "evaluate",
