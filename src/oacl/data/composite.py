@@ -58,14 +58,16 @@ from .scenes.plan import (
     _KIND_CODE,
     _LOOK,
     BC_VARIANTS,
+    MIN_VISIBLE,
     SPLITS,
     _rng,
     check_layout,
+    check_placement,
     iou,
     paired_bg,
     partner,
 )
-from .scenes.write import chunk_jobs, make_folders, run_jobs, write_scene
+from .scenes.write import chunk_jobs, make_folders, recorded_params, run_jobs, write_scene
 
 PHOTO_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 
@@ -88,6 +90,9 @@ DEFAULTS = {
     "object_scale": [0.5, 0.8],  # single: longer side of the object / image side
     "multi_object_scale": [0.3, 0.5],  # multi: the same
     "max_overlap": 0.1,  # multi: max IoU between object boxes
+    # centred: every cut-out wholly inside the image; free: its centre uniform over the
+    # frame, truncated (>= 60 % of its alpha > 0.5 pixels shown), as oacl.data.scenes
+    "placement": "centred",
     "crop_size": 64,  # multi: object crops are resized to this side
     "crop_margin": 0.2,  # multi: margin around the box, fraction of box side
     "bg_crop_scale": [0.3, 0.7],  # background crop side / shorter side of the photo
@@ -120,6 +125,7 @@ def check_params(p: dict) -> dict:
     for key in ("bg_bias", "pair_bias", "max_overlap", "crop_margin"):
         if not 0.0 <= float(p[key]) <= 1.0:
             raise ValueError(f"composite: {key} must be in [0, 1], got {p[key]}")
+    check_placement(p, "composite")
     if not 0.0 < float(p["train_fraction"]) < 1.0:
         raise ValueError(f"composite: train_fraction must be in (0, 1), got {p['train_fraction']}")
     lo, hi = p["objects_per_image"]
@@ -326,19 +332,14 @@ def draw_background(bg: int, rng, s: int) -> np.ndarray:
 
 
 def _place(p, rng, cut: dict, s: int, scale, placed: list) -> dict:
-    """Scale, mirror and position of a cut-out whose box overlaps earlier ones by at most
-    max_overlap IoU (the best of 30 tries otherwise); the object lies inside the image."""
+    """Scale, mirror and position of a cut-out whose box (clipped to the image) overlaps
+    earlier ones by at most max_overlap IoU (the best of 30 tries otherwise). ``origin``
+    is the top-left pixel of the scaled cut-out: inside the image under ``centred``
+    placement, anywhere with >= MIN_VISIBLE of its alpha > 0.5 pixels inside under ``free``."""
+    free = p.get("placement", "centred") == "free"
     best = None
-    h0, w0 = cut["alpha"].shape
     for _ in range(30):
-        f = rng.uniform(*scale) * s / max(h0, w0)
-        w, h = min(s, max(1, round(w0 * f))), min(s, max(1, round(h0 * f)))
-        x, y = int(rng.integers(s - w + 1)), int(rng.integers(s - h + 1))
-        obj = {
-            "box": [x, y, x + w - 1, y + h - 1],
-            "size": (w, h),
-            "flip": bool(rng.random() < 0.5),
-        }
+        obj = _free_pose(rng, cut, s, scale) if free else _centred_pose(rng, cut, s, scale)
         worst = max([iou(obj["box"], q["box"]) for q in placed], default=0.0)
         if worst <= p["max_overlap"]:
             return obj
@@ -347,8 +348,47 @@ def _place(p, rng, cut: dict, s: int, scale, placed: list) -> dict:
     return best[1]
 
 
+def _size(rng, cut: dict, s: int, scale) -> tuple[int, int]:
+    h0, w0 = cut["alpha"].shape
+    f = rng.uniform(*scale) * s / max(h0, w0)
+    return min(s, max(1, round(w0 * f))), min(s, max(1, round(h0 * f)))
+
+
+def _centred_pose(rng, cut: dict, s: int, scale) -> dict:
+    w, h = _size(rng, cut, s, scale)
+    x, y = int(rng.integers(s - w + 1)), int(rng.integers(s - h + 1))
+    return {"box": [x, y, x + w - 1, y + h - 1], "origin": (x, y), "size": (w, h),
+            "flip": bool(rng.random() < 0.5)}  # fmt: skip
+
+
+def _free_pose(rng, cut: dict, s: int, scale) -> dict:
+    for _ in range(100):
+        w, h = _size(rng, cut, s, scale)
+        cx, cy = rng.uniform(0, s), rng.uniform(0, s)
+        flip = bool(rng.random() < 0.5)
+        x, y = int(math.floor(cx - w / 2)), int(math.floor(cy - h / 2))
+        solid = _solid(cv2.resize(cut["alpha"], (w, h), interpolation=cv2.INTER_AREA))
+        if flip:
+            solid = solid[:, ::-1]
+        inside = solid[max(0, -y) : s - y, max(0, -x) : s - x]
+        if inside.sum() >= MIN_VISIBLE * solid.sum():
+            break
+    else:  # pragma: no cover (never seen: a centred cut-out is wholly inside)
+        x, y = (s - w) // 2, (s - h) // 2
+    box = [max(0, x), max(0, y), min(s - 1, x + w - 1), min(s - 1, y + h - 1)]
+    return {"box": box, "origin": (x, y), "size": (w, h), "flip": flip}
+
+
+def _solid(a: np.ndarray) -> np.ndarray:
+    """The mask of a scaled alpha: alpha > 0.5, or, for a thin drawing shrunk below half
+    opacity, its most opaque pixels."""
+    solid = a > 0.5
+    return solid if solid.any() else a >= a.max()
+
+
 def _render_scene(p: dict, sc: dict) -> dict:
-    """Composite one scene: background crop, then each cut-out over it with its alpha."""
+    """Composite one scene: background crop, then each cut-out over it with its alpha
+    (the part of it inside the image)."""
     s = p["image_size"]
     bg = draw_background(sc["bg"], _rng(p, sc["split"], sc["index"], _BG), s)
     geom = _rng(p, sc["split"], sc["index"], _GEOM)
@@ -366,17 +406,18 @@ def _render_scene(p: dict, sc: dict) -> dict:
         a = cv2.resize(cut["alpha"], obj["size"], interpolation=cv2.INTER_AREA)
         if obj["flip"]:
             rgb, a = rgb[:, ::-1], a[:, ::-1]
-        x0, y0, x1, y1 = obj["box"]
+        solid = _solid(a)
+        x0, y0, x1, y1 = obj["box"]  # the in-image part; cut-out pixel = image pixel - origin
+        ox, oy = obj["origin"]
+        inner = (slice(y0 - oy, y1 - oy + 1), slice(x0 - ox, x1 - ox + 1))
+        rgb, a = rgb[inner], a[inner]
         region = canvas[y0 : y1 + 1, x0 : x1 + 1]
         canvas[y0 : y1 + 1, x0 : x1 + 1] = rgb + region * (1.0 - a[..., None])
         mask = np.zeros((s, s), bool)
-        solid = a > 0.5
-        if not solid.any():  # a thin drawing shrunk below half opacity: its most opaque pixels
-            solid = a >= a.max()
-        mask[y0 : y1 + 1, x0 : x1 + 1] = solid
+        mask[y0 : y1 + 1, x0 : x1 + 1] = solid[inner]
         for prev in objs:  # later objects occlude earlier ones
             prev["visible"] &= ~mask
-        obj.update(label=int(label), mask=mask, visible=mask.copy())
+        obj.update(label=int(label), mask=mask, visible=mask.copy(), full_area=int(solid.sum()))
         union |= mask
         objs.append(obj)
         paths.append(cut["path"])
@@ -435,7 +476,7 @@ def generate(params: dict, out_dir, progress: bool = True) -> Path:
                 }
                 for k, c in enumerate(classes)
             },
-            "params": {k: v for k, v in p.items() if k != "workers"},
+            "params": recorded_params(p),
         },
     )
     manifest = out / "manifest.parquet"

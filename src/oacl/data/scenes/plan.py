@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...artifacts import BG_CHALLENGE_VARIANTS
-from .render import BACKGROUNDS, SHAPES
+from .render import BACKGROUNDS, SHAPES, draw_shape
 
 BC_VARIANTS = list(BG_CHALLENGE_VARIANTS[1:])  # "original" is the scene itself
 VARIANTS = [
@@ -37,6 +37,9 @@ DEFAULTS = {
     "object_scale": [0.4, 0.7],  # single: object diameter / image side
     "multi_object_scale": [0.25, 0.45],  # multi: object diameter / image side
     "max_overlap": 0.1,  # multi: max IoU between object boxes
+    # centred: centres in [0.9r, s - 0.9r] (the object nearly whole, near the middle);
+    # free: centres uniform over the frame, truncated objects (>= MIN_VISIBLE shown)
+    "placement": "centred",
     "bg_variation": 0.5,  # 0..1: spread of a background's look around its class's (sample_bg_style); 0.5: hues within +-90 degrees
     # ablation switches of the issue-11 probes (docs/architecture.md); the defaults are the scenes
     "object_colours": "background",  # background: the scene's two colours | own: an instance palette
@@ -50,6 +53,8 @@ DEFAULTS = {
     "workers": 2,  # processes; output does not depend on it
 }
 
+PLACEMENTS = ("centred", "free")
+MIN_VISIBLE = 0.6  # free placement: least fraction of an object's area inside the frame
 _KIND_CODE = {"single": 1, "multi": 2}
 _SPLIT_CODE = {"train": 1, "val": 2, "test": 3}
 # RNG streams of one scene, so that e.g. the background can be re-rendered alone
@@ -73,6 +78,7 @@ def check_params(p: dict) -> dict:
         raise ValueError(
             f"scenes: object_colours must be background or own, got {p['object_colours']!r}"
         )
+    check_placement(p, "scenes")
     if p["object_texture"] not in ("instance", "class"):
         raise ValueError(
             f"scenes: object_texture must be instance or class, got {p['object_texture']!r}"
@@ -98,6 +104,13 @@ def check_params(p: dict) -> dict:
         if not 0.05 <= a <= b <= 0.9:
             raise ValueError(f"scenes: {key} must satisfy 0.05 <= lo <= hi <= 0.9, got {[a, b]}")
     return check_layout(p, "scenes", VARIANTS)
+
+
+def check_placement(p: dict, kind: str) -> None:
+    if p.get("placement", "centred") not in PLACEMENTS:
+        raise ValueError(
+            f"{kind}: placement must be one of {list(PLACEMENTS)}, got {p['placement']!r}"
+        )
 
 
 def check_layout(p: dict, kind: str, known_variants) -> dict:
@@ -233,13 +246,46 @@ def sample_object(rng, label: int, s: int, scale: tuple[float, float]) -> dict:
     }
 
 
+def sample_free_object(rng, label: int, s: int, scale: tuple[float, float]) -> dict:
+    """An object whose centre is uniform over the whole frame, resampled (up to 100
+    times, then moved to the middle) until at least MIN_VISIBLE of its area lies
+    inside; ``mask`` is its in-frame part, ``full_area`` the whole shape's pixels."""
+    for _ in range(100):
+        r = rng.uniform(*scale) * s / 2
+        obj = {"label": int(label), "r": r, "cx": rng.uniform(0, s), "cy": rng.uniform(0, s),
+               "rot": rng.uniform(-0.35, 0.35)}  # fmt: skip
+        if _frame_part(obj, s) >= MIN_VISIBLE:
+            return obj
+    obj.update(cx=s / 2, cy=s / 2)  # pragma: no cover (p < 1e-20)
+    _frame_part(obj, s)
+    return obj
+
+
+def _frame_part(obj: dict, s: int) -> float:
+    """Draw the whole shape on a padded canvas; store its in-frame mask and full area;
+    return the in-frame fraction."""
+    pad = int(np.ceil(obj["r"])) + 2
+    full = draw_shape(SHAPES[obj["label"]], s + 2 * pad, obj["cx"] + pad, obj["cy"] + pad,
+                      obj["r"], obj["rot"])  # fmt: skip
+    obj["mask"] = full[pad : pad + s, pad : pad + s].copy()
+    obj["full_area"] = int(full.sum())
+    return float(obj["mask"].sum()) / max(1, obj["full_area"])
+
+
 def place_object(p, rng, label, s, scale, placed) -> dict:
-    """Sample an object position whose box overlaps earlier ones by at most max_overlap IoU."""
+    """Sample an object position whose box overlaps earlier ones by at most max_overlap IoU
+    (boxes clipped to the frame under free placement)."""
+    free = p.get("placement", "centred") == "free"
     best = None
     for _ in range(30):
-        obj = sample_object(rng, label, s, scale)
+        if free:
+            obj = sample_free_object(rng, label, s, scale)
+        else:
+            obj = sample_object(rng, label, s, scale)
         r = obj["r"]
         box = [obj["cx"] - r, obj["cy"] - r, obj["cx"] + r, obj["cy"] + r]
+        if free:
+            box = [min(max(v, 0.0), s - 1.0) for v in box]
         worst = max([iou(box, q["approx_box"]) for q in placed], default=0.0)
         obj["approx_box"] = box
         if worst <= p["max_overlap"]:

@@ -34,7 +34,8 @@ def render_scene(p: dict, sc: dict) -> dict:
     objs = []
     for label in sc["labels"]:
         obj = place_object(p, geom, label, s, scale, objs)
-        obj["mask"] = object_mask(obj, s)
+        if "mask" not in obj:  # free placement drew its in-frame part already
+            obj["mask"] = object_mask(obj, s)
         obj["look"] = sample_look(
             label, p["n_classes"], look_rng, palette, p["object_texture"] == "class"
         )

@@ -120,6 +120,15 @@ def _write_crops(p: dict, out: Path, sc: dict, scene: dict) -> list[dict]:
     return rows
 
 
+def recorded_params(p: dict) -> dict:
+    """The parameters classes.json records: all but ``workers`` (no effect on the output)
+    and a default ``placement`` (so a dataset generated before the key existed keeps its
+    bytes)."""
+    return {
+        k: v for k, v in p.items() if k != "workers" and not (k == "placement" and v == "centred")
+    }
+
+
 def make_folders(p: dict, out: Path, splits: list[str]) -> None:
     """Create the output folders of a scene-rendering dataset and ``masks/empty.png``."""
     folders = {f"masks/{s}" for s in splits} | {f"images/{s}/original" for s in splits}
@@ -193,7 +202,7 @@ def generate(params: dict, out_dir, progress: bool = True) -> Path:
             "bg_classes": BACKGROUNDS[: p["n_bg_classes"]],
             "paired_bg": [paired_bg(c, p["n_bg_classes"]) for c in range(p["n_classes"])],
             "partner": [partner(c, p["n_classes"]) for c in range(p["n_classes"])],
-            "params": {k: v for k, v in p.items() if k != "workers"},
+            "params": recorded_params(p),
         },
     )
     manifest = out / "manifest.parquet"
