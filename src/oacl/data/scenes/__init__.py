@@ -22,6 +22,12 @@ stripes/dots/checker/gradient texture, scale, position, rotation); backgrounds a
 low-contrast class-typical textures with little instance variation, so, as in
 natural scenes, objects are more instance-distinctive than backgrounds.
 
+Placement (``placement``): ``centred`` (default) keeps each object whole, its centre
+in [0.9 r, side - 0.9 r], where a centred prior finds it; ``free`` draws the centre
+uniformly over the whole frame and resamples until at least 60 % of the object's area
+is inside (masks and boxes are the visible part), so a centred Gaussian localises no
+better than chance (tests/test_scenes.py). The composite type has the same switch.
+
 Determinism: every random choice comes from a generator seeded with
 (seed, kind, split, scene index, stream), so a scene renders identically in any
 process and in any order; generation runs in a process pool and gives byte-identical
