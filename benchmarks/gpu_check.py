@@ -181,10 +181,6 @@ def sentinel_ok() -> bool:
 OUTDATED = {"typing-extensions": sentinel_ok}
 
 
-def _current() -> bool:
-    return True
-
-
 def install_wheels(whl_dir: Path, site: Path) -> dict:
     """pip-install (no index, no deps) the distributions in ``whl_dir`` that are missing
     (or too old, ``OUTDATED``).
@@ -203,7 +199,7 @@ def install_wheels(whl_dir: Path, site: Path) -> dict:
     if site.is_dir():
         sys.path.insert(0, str(site))  # earlier installs count as present
     names = sorted({w.name.split("-")[0].lower().replace("_", "-") for w in wheels})
-    missing = [n for n in names if not _dist_installed(n) or not OUTDATED.get(n, _current)()]
+    missing = [n for n in names if not _dist_installed(n) or not OUTDATED.get(n, lambda: True)()]
     rec["present"] = len(names) - len(missing)
     pip = [
         sys.executable,
@@ -305,8 +301,6 @@ def kill_tree(proc: subprocess.Popen) -> None:
             pass
     proc.wait()
 
-
-kill_group = kill_tree  # the name the sections used
 
 MARK = "OACL_GPU_CHECK_RUN"  # set in every section's environment, inherited by all below it
 

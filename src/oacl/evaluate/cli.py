@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+from ..cliargs import add_list_option
 from ..io import write_json
 from ..params import merge_params
 from .params import DEFAULTS
@@ -53,18 +54,8 @@ def _register_localization(sub) -> None:
     )
     p.add_argument("--cfg", default="{}", help="JSON of localization parameters (over DEFAULTS)")
     p.add_argument("--manifest", required=True, help="manifest.parquet with GT masks/boxes")
-    # list options accumulate (action="extend"): `--masks a b` == `--masks a --masks b`
-    p.add_argument(
-        "--masks", nargs="+", action="extend", required=True, metavar="SHARD", help="mask shards"
-    )
-    p.add_argument(
-        "--boxes",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="SHARD",
-        help="box shards (for CRF-mask and box metrics)",
-    )
+    add_list_option(p, "--masks", "mask shards", required=True)
+    add_list_option(p, "--boxes", "box shards (for CRF-mask and box metrics)", default=[])
     p.add_argument("--out", required=True, help="output JSON")
     p.set_defaults(func=_localization)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..cliargs import add_list_option
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -33,13 +35,8 @@ def register(subparsers) -> None:
     )
     q.add_argument("--out", required=True, help="overlay .png, or .html with --gallery")
     q.add_argument("--manifest", default=None, help="manifest.parquet (else derived from SOURCE)")
-    # list options accumulate (action="extend"): `--masks a b` == `--masks a --masks b`
-    q.add_argument(
-        "--masks", nargs="+", action="extend", metavar="SHARD", help="mask shard(s) (else derived)"
-    )
-    q.add_argument(
-        "--boxes", nargs="+", action="extend", metavar="SHARD", help="box shard(s) (else derived)"
-    )
+    add_list_option(q, "--masks", "mask shard(s) (else derived)")
+    add_list_option(q, "--boxes", "box shard(s) (else derived)")
     q.add_argument("--dataset", default=None, help="restrict a results/ search to this dataset")
     q.add_argument("--model", default=None, help="restrict a results/ search to this model")
     q.add_argument("--cam", default=None, help="restrict a results/ search to this CAM config")

@@ -20,6 +20,7 @@ import json
 
 import torch
 
+from ..cliargs import add_list_option
 from ..device import NAMES as DEVICES
 from . import dist, params
 
@@ -36,23 +37,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out", required=True, help="model.pt to write (train_state.pt, metrics.jsonl beside it)"
     )
-    # list options accumulate (action="extend"): `--boxes a b` == `--boxes a --boxes b`
-    p.add_argument(
-        "--boxes",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="SHARD",
-        help="box shards, all of the CAM run (oa_crop_cam, bg_mixup_cam)",
+    add_list_option(
+        p, "--boxes", "box shards, all of the CAM run (oa_crop_cam, bg_mixup_cam)", default=[]
     )
-    p.add_argument(
-        "--masks",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="SHARD",
-        help="mask shards, all of the CAM run (bg_mixup_cam)",
-    )
+    add_list_option(p, "--masks", "mask shards, all of the CAM run (bg_mixup_cam)", default=[])
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument(
         "--nproc", type=int, default=None, help="processes for DDP (default: the config's gpus)"
