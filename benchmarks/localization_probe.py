@@ -110,7 +110,7 @@ def sweep(a) -> int:
         pre["augment"] = {**pre.get("augment", {}), "scale": [c, 1.0]}
         argv = ["--tag", f"{a.tag}_{tag}", "--kind", a.kind, "--scenes", a.scenes,
                 "--pretrain", json.dumps(pre), "--cam", a.cam, "--out", a.out,
-                "--device", a.device]  # fmt: skip
+                "--device", a.device, "--split", a.split]  # fmt: skip
         for flag, value in (("--manifest", manifest), ("--json", _suffixed(a.json, tag)),
                             ("--gallery", _suffixed(a.gallery, tag))):  # fmt: skip
             if value:
@@ -133,6 +133,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="also write the result line to this file")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (pretrain and cam)")
     ap.add_argument(
+        "--split",
+        default="test",
+        choices=["val", "test"],
+        help="the split scored: val to choose a recipe, test once for the final numbers",
+    )
+    ap.add_argument(
         "--min-crops",
         default=None,
         help="comma-separated smallest crop scales: one probe each on the same scenes "
@@ -153,7 +159,7 @@ def main(argv=None) -> int:
     scenes = {
         "kind": a.kind,
         "seed": 1 if a.kind == "single" else 0,
-        "n_val": 100,
+        "n_val": 500 if a.split == "val" else 100,
         "variants": ["only_fg", "only_bg_t"],
         **json.loads(a.scenes),
     }
@@ -196,7 +202,7 @@ def main(argv=None) -> int:
     cam = {
         "iters": 1 if a.kind == "single" else 10,
         "expand_res": 1 if a.kind == "single" else 2,
-        "splits": ["test"],
+        "splits": [a.split],
         "batch_size": 64,
         **json.loads(a.cam),
     }
@@ -254,6 +260,7 @@ def main(argv=None) -> int:
     knn = [r["knn_acc"] for r in metrics if r.get("knn_acc") is not None]
     res = {
         "tag": a.tag,
+        "split": a.split,
         "loss": round(last["loss"], 3),
         "chance": round(math.log(1 + pre["moco"]["queue_size"]), 3),
         "knn": knn[-1] if knn else None,

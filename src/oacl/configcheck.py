@@ -234,8 +234,11 @@ def full_schema(schema_path) -> dict:
     exp["variants"]["items"]["enum"] = list(variants.NAMES)
     exp["cam_model"]["pattern"] = variants.model_pattern()
     loc = schema["properties"]["localization_tables"]["additionalProperties"]["properties"]
-    loc["model"]["pattern"] = variants.model_pattern()
-    loc["classifier_model"]["pattern"] = variants.model_pattern("supervised")
+    for key, method in (("model", None), ("classifier_model", "supervised")):
+        pattern = variants.model_pattern(method) if method else variants.model_pattern()
+        one = {"type": "string", "pattern": pattern}  # one name, or a list of such names
+        many = {"type": "array", "items": one, "minItems": 1, "uniqueItems": True}
+        loc[key] = {"anyOf": [one, many]}
     return schema
 
 
@@ -361,11 +364,13 @@ def cross_check(config: dict) -> None:
                     f"localization_tables.{ds}.cams: {cam!r} is a classifier CAM; set "
                     f"localization_tables.{ds}.classifier_model (a supervised-* model)"
                 )
-        if loc["model"] not in trained.get(ds, set()):
-            fail(
-                f"localization_tables.{ds}.model: {loc['model']!r} is trained by no experiment on "
-                f"{ds!r} (add its method/variant/seed to one; listed: {sorted(trained.get(ds, []))})"
-            )
+        for model in variants.as_list(loc["model"]):
+            if model not in trained.get(ds, set()):
+                fail(
+                    f"localization_tables.{ds}.model: {model!r} is trained by no experiment "
+                    f"on {ds!r} (add its method/variant/seed to one; listed: "
+                    f"{sorted(trained.get(ds, []))})"
+                )
 
 
 # --------------------------------------------------------------------------- oacl check-config

@@ -126,3 +126,8 @@ def parse_model(name: str) -> dict | None:
         if m is None
         else {"method": m["method"], "variant": m["variant"], "seed": int(m["seed"])}
     )
+
+
+def as_list(models: str | list[str]) -> list[str]:
+    """A config's model entry (one name, or a list of names such as one per seed) as a list."""
+    return [models] if isinstance(models, str) else list(models)

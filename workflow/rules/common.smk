@@ -166,10 +166,10 @@ def all_targets():
                 )
     for ds, loc in config.get("localization_tables", {}).items():
         for cam in loc["cams"]:
-            model = localization_model(loc, cam)
-            targets.append(
-                path("eval", dataset=ds, model=model, evaluation=f"localization_{cam}")
-            )
+            for model in localization_models(loc, cam):
+                targets.append(
+                    path("eval", dataset=ds, model=model, evaluation=f"localization_{cam}")
+                )
     # every shard is requested itself: Snakemake does not rebuild a lost intermediate
     # file whose consumers are up to date, so a lost shard would stay lost and readers
     # of results/{cam,refine}/ (DuckDB globs, oacl inspect) would see part of the data
@@ -181,12 +181,12 @@ def all_targets():
     return targets
 
 
-def localization_model(loc, cam):
-    """The model a localisation CAM configuration runs on: the supervised classifier
-    for Grad-CAM (method: classifier), else the SSL model of the table."""
+def localization_models(loc, cam):
+    """The models a localisation CAM configuration runs on: the supervised classifier(s)
+    for Grad-CAM (method: classifier), else the SSL model(s) of the table."""
     if config["cam"]["configs"][cam].get("method") == "classifier":
-        return loc["classifier_model"]
-    return loc["model"]
+        return variants.as_list(loc["classifier_model"])
+    return variants.as_list(loc["model"])
 
 
 # ------------------------------------------------------------- resources
@@ -310,7 +310,8 @@ def cam_sets():
         if any(variants.uses_cam(v) for v in exp["variants"]):
             sets.add((exp["dataset"], exp["cam_model"], exp["cam"]))
     for ds, loc in config.get("localization_tables", {}).items():
-        sets.update((ds, localization_model(loc, cam), cam) for cam in loc["cams"])
+        for cam in loc["cams"]:
+            sets.update((ds, model, cam) for model in localization_models(loc, cam))
     return sorted(sets)
 
 
