@@ -86,8 +86,11 @@ def test_schema_variant_names_and_model_patterns_are_generated(tmp_path):
     assert exp["variants"]["items"]["enum"] == list(variants.NAMES)
     assert exp["cam_model"]["pattern"] == variants.model_pattern()
     loc = schema["properties"]["localization_tables"]["additionalProperties"]["properties"]
-    assert loc["model"]["pattern"] == variants.model_pattern()
-    assert loc["classifier_model"]["pattern"] == variants.model_pattern("supervised")
+    # one name or a list of names (one per seed), each matching the pattern
+    for key, method in (("model", None), ("classifier_model", "supervised")):
+        one, many = loc[key]["anyOf"]
+        pattern = variants.model_pattern(method) if method else variants.model_pattern()
+        assert one["pattern"] == many["items"]["pattern"] == pattern
 
 
 def _string_constants(path):

@@ -131,10 +131,12 @@ def experiments_of(dataset):
     return [e for e in config["experiments"].values() if e["dataset"] == dataset]
 
 
-def experiment_for(dataset, variant):
-    """The first experiment on `dataset` that trains `variant` (its CAM settings apply)."""
+def experiment_for(dataset, variant, method):
+    """The first experiment on `dataset` that trains `variant` with `method` (its CAM
+    settings and pretrain overrides apply; a supervised and a MoCo baseline on the same
+    dataset may come from two experiments with different overrides)."""
     for exp in experiments_of(dataset):
-        if variant in exp["variants"]:
+        if variant in exp["variants"] and method in exp.get("methods", []):
             return exp
     return {"dataset": dataset, "pretrain": {}}
 
@@ -244,7 +246,7 @@ def data_sources(wildcards):
 
 # ------------------------------------------------------------- pretrain rules
 def pretrain_cfg(w):
-    exp = experiment_for(w.dataset, w.variant)
+    exp = experiment_for(w.dataset, w.variant, w.method)
     # key by key at every depth: an experiment setting moco.queue_size keeps moco.momentum
     cfg = deep_merge(config["pretrain"], exp.get("pretrain", {}))
     cfg.update(method=w.method, variant=w.variant, seed=int(w.seed))
@@ -256,7 +258,7 @@ def pretrain_inputs(w):
     inputs = {"manifest": manifest(w.dataset)}
     spec = variants.get(w.variant)
     if spec.cam_boxes:
-        exp = experiment_for(w.dataset, w.variant)
+        exp = experiment_for(w.dataset, w.variant, w.method)
         inputs["boxes"] = cam_shards("boxes", w.dataset, exp["cam_model"], exp["cam"])
         if spec.cam_masks:
             inputs["masks"] = cam_shards(
