@@ -131,6 +131,7 @@ def science_results(root: Path) -> Path:
             write_loc(r, ds, m, "iter1", loc_data(cc(**kw), cam_mean={"pixel_auc": 0.6}, **refs))
             write_loc(r, ds, m, "iter1_nonsr", loc_data(cc(content=0.06), **refs))
     ds = "scenes_free"
+    write_loc(r, ds, "moco-bg_hardmix_gt-s0", "iter1", loc_data(cc(auc=0.733), **refs))
     write_loc(r, ds, "moco-baseline-s0", "ncut", loc_data(cc(auc=0.611), **refs, method="ncut"))
     sup = loc_data(cc(auc=0.777), **refs, method="classifier")
     write_loc(r, ds, "supervised-baseline-s0", "classifier", sup)
@@ -187,6 +188,8 @@ def test_localisation_section_per_dataset(tmp_path):
     # one row per configuration: mean ± std over seeds, then every seed
     assert "ContraCAM iter1 moco-baseline · seeds 0, 1, 2 0.720 ± 0.020" in free
     assert "└ seed 2 moco-baseline-s2 0.740" in free
+    # the debiased reference (one seed) is a row of its own, not averaged in
+    assert "ContraCAM iter1 · BG-HardMix (GT) moco-bg_hardmix_gt-s0 0.733" in free
     assert "0.107 ± 0.051" in free and "0.050 [-0.010, 0.110]" in free  # content AUC
     for ref in (
         "centred Gaussian (reference) – (no model) 0.550",

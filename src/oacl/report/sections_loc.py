@@ -12,7 +12,7 @@ import math
 from ..variants import parse_model
 from . import fair_test, paper_tables
 from .html import esc, fmt3, fmt_ms, table
-from .readers import cam_method, mean_std, method_name, variant_order
+from .readers import VARIANT_NAMES, cam_method, mean_std, method_name, variant_order
 
 # (key in a map's metrics, column header) of the per-dataset tables
 KEY_METRICS = [
@@ -79,6 +79,11 @@ def _model_desc(recs: list) -> str:
     return f"{r['method']}-{r['variant']} · seeds " + ", ".join(str(x.get("seed")) for x in recs)
 
 
+def _variant(variant: str) -> str:
+    """`` · BG-HardMix (GT)`` for a debiased model's row, nothing for the baseline."""
+    return "" if variant == "baseline" else f" · {VARIANT_NAMES.get(variant, variant)}"
+
+
 def _cell(m: dict, key: str) -> str:
     return fmt_content(m) if key == "content_auc" else fmt3(m.get(key))
 
@@ -117,13 +122,14 @@ def dataset_table(recs: list, cfg: dict | None, cams: list) -> str:
     rows = []
     cams_cc = _ordered(groups, "contracam", cams)
     for k in cams_cc:
-        rows += map_rows(f"{method_name(k[0])} {k[3]}", groups[k], "contracam")
+        rows += map_rows(f"{method_name(k[0])} {k[3]}{_variant(k[2])}", groups[k], "contracam")
     # the image-blind maps are the same for every configuration on the same test images
     first = groups[cams_cc[0]][0] if cams_cc else recs[0]
     for name, label in IMAGE_BLIND:
         rows += map_rows(f"{label} (reference)", [first], name, "– (no model)")
     for k in cams_cc:
-        rows += map_rows(f"{k[3]} mean map (its own prior; reference)", groups[k], "cam_mean")
+        label = f"{k[3]}{_variant(k[2])} mean map (its own prior; reference)"
+        rows += map_rows(label, groups[k], "cam_mean")
     for k in _ordered(groups, "ncut", cams):
         rows += map_rows(f"{method_name(k[0])} {k[3]} (reference)", groups[k], "contracam")
     for k in _ordered(groups, "classifier", cams):
