@@ -335,3 +335,11 @@ def test_run_gallery_names_each_map_by_its_method(tmp_path, monkeypatch):
     assert "moco-baseline-s0 · ncut (normalised cut)" in text  # from the shard's params
     assert "moco-baseline-s0 · iter1 (ContraCAM)" in text
     assert sorted(set(labels)) == ["ContraCAM", "normalised cut", "supervised Grad-CAM"]
+
+
+def test_broken_gallery_keeps_the_tables(tmp_path):
+    results = gallery_results(tmp_path)
+    (results / "data" / "scenes_free" / "manifest.parquet").write_bytes(b"not parquet")
+    page = report.render_report({}, results)
+    text = section_text(page, '<section id="localization">', "</section>")
+    assert "gallery: could not render" in text and "ContraCAM iter1" in text

@@ -5,11 +5,15 @@ compared with the ``baseline`` of the same method and dataset."""
 
 from __future__ import annotations
 
+import logging
+
 from ..artifacts import BG_CHALLENGE_VARIANTS
 from . import figures, paper_tables, sections_loc
 from .html import esc, fmt3, fmt_delta, fmt_ms, not_run, paper_box, png_img, table
 from .readers import VARIANT_NAMES, group, mean_std, variant_order
 from .sections_loc import fmt_content
+
+log = logging.getLogger(__name__)
 
 LOC_METRICS = [
     ("mask_miou", "mask mIoU @0.5"),
@@ -75,9 +79,7 @@ def section_localization(
             mine = [r for r in recs if r["dataset"] == dataset]
             models = (metrics or {}).get(dataset)
             blocks.append(
-                sections_loc.dataset_block(
-                    dataset, mine, cfg, models, gallery(dataset) if gallery else ""
-                )
+                sections_loc.dataset_block(dataset, mine, cfg, models, _gallery(gallery, dataset))
             )
         body = (
             "".join(blocks)
@@ -93,6 +95,17 @@ def section_localization(
         f'<div class="row"><div>{body}</div><div>{sections_loc.margins_box()}'
         f"{paper_box('Table 1')}</div></div></section>"
     )
+
+
+def _gallery(gallery, dataset: str) -> str:
+    """``gallery(dataset)``, or a line saying why not: a broken shard must not cost the tables."""
+    if gallery is None:
+        return ""
+    try:
+        return gallery(dataset)
+    except Exception as exc:
+        log.warning("report: localisation gallery of %s failed: %s", dataset, exc)
+        return f'<p class="notrun">gallery: could not render: {esc(exc)}</p>'
 
 
 def full_table(recs: list) -> str:
