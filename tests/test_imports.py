@@ -14,7 +14,9 @@ way, configcheck the stages' DEFAULTS, data.prepare the readers of its own packa
 Exceptions: the dispatchers (``oacl.cli``, ``oacl.configcheck``) may import every stage;
 and the localisation evaluation, which scores the refine stage's work, runs the refine
 stage's refinement and box rules (``oacl.refine.refinement``, ``oacl.refine.params``) on
-its reference maps, so that both are one definition (``SHARED``). There are no others.
+its reference maps, so that both are one definition (``SHARED``); and the report's
+localisation gallery, which draws the evaluation's own reference maps
+(``oacl.evaluate.references``). There are no others.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ def area(module: str) -> str:
 # importer -> the modules of another stage it may import (by name, not their package)
 SHARED = {
     "oacl.evaluate.localization": {"oacl.refine.params", "oacl.refine.refinement"},
+    # the report's localisation gallery draws the colour map the evaluation scored
+    "oacl.report.gallery_loc": {"oacl.evaluate.references"},
 }
 
 

@@ -42,9 +42,16 @@ def _draw_boxes(panel: np.ndarray, boxes, colour, thickness: int) -> None:
 
 
 def render_overlay(
-    image, soft=None, box_row=None, gt_boxes=(), title: str = "", size: int = 256
+    image,
+    soft=None,
+    box_row=None,
+    gt_boxes=(),
+    title: str = "",
+    size: int = 256,
+    heat_label: str = "ContraCAM",
 ) -> np.ndarray:
-    """Three panels (boxes | heat map | CRF mask + background rectangle) as uint8 RGB."""
+    """Three panels (boxes | heat map | CRF mask + background rectangle) as uint8 RGB.
+    ``heat_label``: the method that drew the soft map (e.g. a Grad-CAM or normalised cut)."""
     h0, w0 = image.shape[:2]
     scale = size / min(h0, w0)
     h, w = max(1, round(h0 * scale)), max(1, round(w0 * scale))
@@ -65,7 +72,7 @@ def render_overlay(
             :, :, ::-1
         ]
         heat_panel = (0.5 * img + 0.5 * jet).astype(np.uint8)
-        _label(heat_panel, f"ContraCAM (max {soft.max():.2f})")
+        _label(heat_panel, f"{heat_label} (max {soft.max():.2f})")
     else:
         heat_panel = np.full_like(img, 64)
         _label(heat_panel, "no mask shard")

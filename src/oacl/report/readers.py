@@ -18,6 +18,26 @@ log = logging.getLogger(__name__)
 
 VARIANT_NAMES = {name: v.display for name, v in VARIANTS.items()}  # in the report's order
 
+# what a cam configuration's ``method`` (oacl.cam.params CHOICES) draws, as the report names it
+METHOD_NAMES = {
+    "contracam": "ContraCAM",
+    "ncut": "normalised cut",
+    "classifier": "supervised Grad-CAM",
+}
+
+
+def cam_method(cfg: dict | None, cam: str, recorded: str | None = None) -> str:
+    """The method of cam configuration ``cam``: the config's (``cam.configs.<cam>.method``,
+    whose default is contracam), else the one recorded with the maps, else contracam."""
+    configs = ((cfg or {}).get("cam") or {}).get("configs") or {}
+    if isinstance(configs.get(cam), dict):
+        return configs[cam].get("method", "contracam")
+    return recorded or "contracam"
+
+
+def method_name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
 
 def mean_std(values) -> tuple[float, float, int]:
     v = [float(x) for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]

@@ -4,20 +4,26 @@ Sections, each shown as "not run" when its inputs are missing:
 
 1. configuration (the whole config the rule passes as --cfg);
 2. per-stage timings from Snakemake ``benchmark:`` files (results/benchmarks/**/*.tsv);
-3. localisation (results/eval/{dataset}/{model}/localization_{cam}.json) beside Table 1;
+3. localisation (results/eval/{dataset}/{model}/localization_{cam}.json) beside Table 1
+   and the paper-scale margins: per dataset a table of every CAM configuration (mean +-
+   std over seeds) with the references and controls, the fair-test checks, each model's
+   loss against chance and a gallery of 8 fixed test images; then the full table;
 4. linear evaluation (linear.json, plus the object-crop head of shift.json) beside Table 4;
 5. background / distribution shift (shift.json) beside Tables 6, 7 and 8, with a bar chart;
 6. training health and, beside every debiased model, the side information it trained
    with (metrics.jsonl ``side_info``: training images covered per source shard, empty);
    training curves (results/models/{dataset}/{model}/metrics.jsonl: loss, kNN accuracy);
-7. a gallery of ContraCAM masks and boxes (oacl.overlay.render_overlay).
+7. a gallery of the CAM masks and boxes (oacl.overlay.render_overlay), each map named by
+   its cam configuration's method (ContraCAM, normalised cut, supervised Grad-CAM).
 
 Models are named {method}-{variant}-s{seed}; accuracies are aggregated as mean +- std
 over seeds, and each debiased variant is compared with the ``baseline`` of the same
 method and dataset. CSS and PNG plots (matplotlib Agg, base64) are inline.
 
 Modules: html.py (the page kit), readers.py (what is read from results/), figures.py
-(matplotlib), sections_run.py (1, 2, 7), sections_eval.py (3-5), sections_train.py (6),
+(matplotlib), sections_run.py (1, 2, 7), sections_eval.py (3-5; 3's per-dataset view in
+sections_loc.py, its checks and thresholds in fair_test.py, its gallery in gallery_loc.py),
+sections_train.py (6),
 params.py (``DEFAULTS``); this module puts the page together.
 
 Snakemake's own report: the ``report`` rule declares its output as
@@ -34,6 +40,7 @@ from pathlib import Path
 
 from ..io import write_text
 from ..params import merge_params
+from .gallery_loc import dataset_gallery
 from .html import CSS, esc
 from .params import DEFAULTS, check_params
 from .readers import collect_evals, read_metrics
@@ -55,7 +62,16 @@ def render_report(cfg: dict, results, inputs=None) -> str:
     sections = [
         ("config", "Configuration", lambda: section_config(cfg)),
         ("timings", "Timings", lambda: section_timings(results)),
-        ("localization", "Localisation", lambda: section_localization(evals)),
+        (
+            "localization",
+            "Localisation",
+            lambda: section_localization(
+                evals,
+                cfg,
+                read_metrics(results, inputs),
+                lambda ds: dataset_gallery(results, ds, cfg, inputs),
+            ),
+        ),
         ("linear", "Linear", lambda: section_linear(evals)),
         ("shift", "Shift", lambda: section_shift(evals)),
         ("health", "Training health", lambda: section_health(read_metrics(results, inputs))),
@@ -65,7 +81,7 @@ def render_report(cfg: dict, results, inputs=None) -> str:
             lambda: section_side_info(read_metrics(results, inputs)),
         ),
         ("curves", "Training curves", lambda: section_curves(read_metrics(results, inputs))),
-        ("gallery", "Gallery", lambda: section_gallery(results, opts["gallery"], inputs)),
+        ("gallery", "Gallery", lambda: section_gallery(results, opts["gallery"], inputs, cfg)),
     ]
     body = []
     for sid, title, make in sections:

@@ -5,10 +5,15 @@ compared with the ``baseline`` of the same method and dataset."""
 
 from __future__ import annotations
 
+import logging
+
 from ..artifacts import BG_CHALLENGE_VARIANTS
-from . import figures, paper_tables
+from . import figures, paper_tables, sections_loc
 from .html import esc, fmt3, fmt_delta, fmt_ms, not_run, paper_box, png_img, table
 from .readers import VARIANT_NAMES, group, mean_std, variant_order
+from .sections_loc import fmt_content
+
+log = logging.getLogger(__name__)
 
 LOC_METRICS = [
     ("mask_miou", "mask mIoU @0.5"),
@@ -59,49 +64,83 @@ LOC_NOTES = (
 )
 
 
-def section_localization(evals: dict) -> str:
+def section_localization(
+    evals: dict, cfg: dict | None = None, metrics: dict | None = None, gallery=None
+) -> str:
+    """Per dataset (sections_loc): its table, fair-test checks, losses against chance and
+    ``gallery(dataset)`` (HTML, gallery_loc); then the full table of every metric of every
+    map, the over-seeds content table and the notes. ``metrics``: read_metrics' records."""
     recs = sorted(evals["localization"], key=lambda r: (r["dataset"], r["model"], r["cam"]))
     if not recs:
         body = not_run("no localization_*.json under results/eval/")
     else:
-        rows, alerts, refs_done = [], [], set()
-        for r in recs:
-            m = r["data"].get("metrics", {})
-            cc = m.get("contracam", {})
-            method = r["data"].get("cam_method", "contracam")
-            rows.append(_loc_row(r, r["model"], f"{r['cam']} ({method})", cc))
-            if "cam_mean" in m:  # this configuration's own average map: its positional prior
-                rows.append(
-                    _loc_row(r, r["model"], f"{r['cam']} mean map (reference)", m["cam_mean"])
-                )
-            if r["dataset"] not in refs_done:  # same test images for every configuration
-                refs_done.add(r["dataset"])
-                rows += [
-                    _loc_row(r, "–", label, m[ref])
-                    for ref, label in REFERENCE_NAMES.items()
-                    if ref in m
-                ]
-            alerts += _below_references(r, m, cc)
-        body = table(
-            ["dataset", "model", "map"]
-            + [n for _, n in LOC_METRICS]
-            + ["GT area", "images", "mask protocol"],
-            rows,
+        blocks = []
+        for dataset in sorted({r["dataset"] for r in recs}):
+            mine = [r for r in recs if r["dataset"] == dataset]
+            models = (metrics or {}).get(dataset)
+            blocks.append(
+                sections_loc.dataset_block(dataset, mine, cfg, models, _gallery(gallery, dataset))
+            )
+        body = (
+            "".join(blocks)
+            + "<details><summary>every metric of every map (full table, content AUC over "
+            "seeds)</summary>"
+            + full_table(recs)
+            + content_over_seeds(recs)
+            + "</details>"
+            + LOC_NOTES
         )
-        if alerts:
-            body = (
-                '<p class="neg"><b>Below the best trivial reference (a map that knows nothing about '
-                "objects):</b><br>" + "<br>".join(alerts) + "</p>" + body
-            )
-        else:
-            body = (
-                '<p class="pos">Every configuration beats the trivial references on raw mIoU, CRF mIoU and AUC.</p>'
-                + body
-            )
-        body += content_over_seeds(recs) + LOC_NOTES
     return (
         f'<section id="localization"><h2>Object localisation (ContraCAM)</h2>'
-        f'<div class="row"><div>{body}</div>{paper_box("Table 1")}</div></section>'
+        f'<div class="row"><div>{body}</div><div>{sections_loc.margins_box()}'
+        f"{paper_box('Table 1')}</div></div></section>"
+    )
+
+
+def _gallery(gallery, dataset: str) -> str:
+    """``gallery(dataset)``, or a line saying why not: a broken shard must not cost the tables."""
+    if gallery is None:
+        return ""
+    try:
+        return gallery(dataset)
+    except Exception as exc:
+        log.warning("report: localisation gallery of %s failed: %s", dataset, exc)
+        return f'<p class="notrun">gallery: could not render: {esc(exc)}</p>'
+
+
+def full_table(recs: list) -> str:
+    """Every metric of every map, one row per (dataset, model, cam), with the
+    configurations that do not beat the best trivial reference listed in red above."""
+    rows, alerts, refs_done = [], [], set()
+    for r in recs:
+        m = r["data"].get("metrics", {})
+        cc = m.get("contracam", {})
+        method = r["data"].get("cam_method", "contracam")
+        rows.append(_loc_row(r, r["model"], f"{r['cam']} ({method})", cc))
+        if "cam_mean" in m:  # this configuration's own average map: its positional prior
+            rows.append(_loc_row(r, r["model"], f"{r['cam']} mean map (reference)", m["cam_mean"]))
+        if r["dataset"] not in refs_done:  # same test images for every configuration
+            refs_done.add(r["dataset"])
+            rows += [
+                _loc_row(r, "–", label, m[ref])
+                for ref, label in REFERENCE_NAMES.items()
+                if ref in m
+            ]
+        alerts += _below_references(r, m, cc)
+    body = table(
+        ["dataset", "model", "map"]
+        + [n for _, n in LOC_METRICS]
+        + ["GT area", "images", "mask protocol"],
+        rows,
+    )
+    if alerts:
+        return (
+            '<p class="neg"><b>Below the best trivial reference (a map that knows nothing about '
+            "objects):</b><br>" + "<br>".join(alerts) + "</p>" + body
+        )
+    return (
+        '<p class="pos">Every configuration beats the trivial references on raw mIoU, CRF mIoU '
+        "and AUC.</p>" + body
     )
 
 
@@ -119,15 +158,6 @@ def _loc_row(r, model, label, metrics) -> list:
             r["data"].get("protocol", "oacl"),
         ]
     )
-
-
-def fmt_content(metrics: dict) -> str:
-    """content_auc with its 95 % bootstrap interval over images: ``0.069 [0.049, 0.089]``."""
-    value = metrics.get("content_auc")
-    if value is None:
-        return "–"
-    lo, hi = metrics.get("content_auc_ci95") or (None, None)
-    return fmt3(value) + ("" if lo is None else f" [{lo:.3f}, {hi:.3f}]")
 
 
 def content_over_seeds(recs: list) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import figures
 from .html import array_img, esc, fmt1, fmt_mb, not_run, png_img, table
-from .readers import read_benchmarks
+from .readers import cam_method, method_name, read_benchmarks
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,9 @@ def section_timings(results: Path) -> str:
     )
 
 
-def section_gallery(results: Path, opts: dict, inputs: list[Path] | None = None) -> str:
+def section_gallery(
+    results: Path, opts: dict, inputs: list[Path] | None = None, cfg: dict | None = None
+) -> str:
     if inputs is None:
         sets = [Path(d) for d in sorted(glob.glob(str(results / "cam" / "*" / "*" / "*")))]
     else:  # the CAM folders whose mask shards are among the inputs
@@ -78,10 +80,7 @@ def section_gallery(results: Path, opts: dict, inputs: list[Path] | None = None)
             continue
         dataset, model, cam = d.parts[-3], d.parts[-2], d.parts[-1]
         try:
-            parts.append(
-                f"<h3>{esc(dataset)} · {esc(model)} · {esc(cam)}</h3>"
-                + _gallery_set(results, dataset, model, cam, shards[0], opts)
-            )
+            parts.append(_gallery_set(results, dataset, model, cam, shards[0], opts, cfg))
         except Exception as exc:  # a gallery problem must not lose the rest of the report
             log.warning("report: gallery for %s failed: %s", d, exc)
             parts.append(
@@ -95,12 +94,17 @@ def section_gallery(results: Path, opts: dict, inputs: list[Path] | None = None)
     )
 
 
-def _gallery_set(results, dataset, model, cam, mask_shard: Path, opts) -> str:
+def _gallery_set(results, dataset, model, cam, mask_shard: Path, opts, cfg=None) -> str:
     from .. import artifacts
     from ..io import decode_png, read_rgb
     from ..overlay import gallery_ids, render_overlay
 
     masks = artifacts.read_masks([mask_shard])
+    try:  # the method the maps were made with, when the config does not name it
+        recorded = json.loads(next(iter(masks.values())).get("params") or "{}").get("method")
+    except (StopIteration, json.JSONDecodeError, AttributeError):
+        recorded = None
+    name = method_name(cam_method(cfg, cam, recorded))
     box_shard = (
         results / "refine" / dataset / model / cam / mask_shard.name.replace("masks_", "boxes_")
     )
@@ -118,9 +122,20 @@ def _gallery_set(results, dataset, model, cam, mask_shard: Path, opts) -> str:
             m = manifest.loc[image_id]
             gt = [list(b) for b in m["boxes"]] if m["boxes"] is not None else []
             panel = render_overlay(
-                read_rgb(m["abspath"]), soft, boxes.get(image_id), gt, image_id, opts["size"]
+                read_rgb(m["abspath"]),
+                soft,
+                boxes.get(image_id),
+                gt,
+                image_id,
+                opts["size"],
+                heat_label=name,
             )
         else:  # no image to draw over: the soft mask alone, as grey levels
             panel = (np.clip(soft, 0, 1) * 255).astype(np.uint8)
         out.append(array_img(panel, image_id))
-    return '<div class="grid">' + "".join(out) + "</div>"
+    return (
+        f"<h3>{esc(dataset)} · {esc(model)} · {esc(cam)} ({esc(name)})</h3>"
+        + '<div class="grid">'
+        + "".join(out)
+        + "</div>"
+    )
