@@ -170,7 +170,12 @@ def all_targets():
         for cam in loc["cams"]:
             for model in localization_models(loc, cam):
                 targets.append(
-                    path("eval", dataset=ds, model=model, evaluation=f"localization_{cam}")
+                    path(
+                        "eval",
+                        dataset=ds,
+                        model=model,
+                        evaluation=f"localization_{cam}",
+                    )
                 )
     # every shard is requested itself: Snakemake does not rebuild a lost intermediate
     # file whose consumers are up to date, so a lost shard would stay lost and readers

@@ -1,4 +1,4 @@
-"""The fair test of ContraCAM (issue 24, "Does ContraCAM find objects?"): on a dataset
+"""The fair test of ContraCAM ("Does ContraCAM find objects?", workflow/configs/science.yaml): on a dataset
 with free placement (object centres anywhere in the frame, so a map that ignores the
 image earns little), does ContraCAM iter1, over seeds, carry per-image information about
 where the object is, beyond every map that ignores the image? And does a positive
@@ -16,8 +16,8 @@ import math
 
 from .readers import mean_std
 
-# The thresholds, in one place. From issue 24 ("Done when"), sized on the paper-scale
-# margins (paper_tables.PAPER_MARGINS): ContraCAM beats Choe et al.'s centre baseline
+# The thresholds, in one place (docs/architecture.md, "The science preset"), sized on the
+# paper-scale margins (paper_tables.PAPER_MARGINS): ContraCAM beats Choe et al.'s centre baseline
 # by +3.4 MaxBoxAccV2 points on ImageNet and +4.4 on CUB, hence 5 points (0.05) over
 # the centred Gaussian here, and the same 0.05 on pixel AUC over the best image-blind map.
 FAIR_CAM, NONSR_CAM = "iter1", "iter1_nonsr"  # the cam configurations tested
