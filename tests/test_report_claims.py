@@ -70,8 +70,24 @@ def test_paper_figures_come_from_the_paper_tables():
     assert "COCO-Crop 67.38 → 71.60" in by["oa_crop_gt"]
     assert "BG-Gap 20.64 → 17.24" in by["bg_mixup_cam"]
     assert "BG-Gap 20.64 → 12.53" in by["bg_hardmix_gt"]
+    assert by.keys() == {"oa_crop_cam", "oa_crop_gt", "bg_mixup_cam", "bg_hardmix_gt"} | {
+        "mixup",
+        "cutmix",
+    }
     assert "+3.4" in claims.CAM_PAPER and "+4.4" in claims.CAM_PAPER
     assert "0.361 → 0.427" in claims.NSR_PAPER
+
+
+def test_a_variant_added_to_the_registry_gets_its_claim(monkeypatch):
+    """BG-Mixup from GT masks (not in the paper): a BG-Gap claim citing Table 7's rows."""
+    from oacl import variants
+
+    v = variants.Variant("bg_mixup_gt", "BG-Mixup (GT)", "gt", False, "bg_mixup")
+    monkeypatch.setitem(variants.VARIANTS, v.name, v)
+    c = claims.claim_of("bg_mixup_gt")
+    assert (c.metric, c.better) == ("bg_gap", "↓")
+    assert c.paper.startswith("not in the paper") and "BG-HardMix (GT) 20.64 → 12.53" in c.paper
+    assert claims.claim_of("baseline") is None
 
 
 # --------------------------------------------------------------- the rendered page

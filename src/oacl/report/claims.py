@@ -5,8 +5,11 @@ One row per claim and dataset (and pretraining method) where it was measured:
 * ContraCAM beats the references, and negative-signal removal (NSR) helps: the fair
   test of fair_test.py (its checks and thresholds; this module only summarises them);
 * OA-Crop (CAM / GT) raises object-crop accuracy (paper Table 4, COCO-Crop);
-* BG-Mixup (CAM), BG-HardMix (GT), BG-Mixup (GT) lower BG-Gap (paper Table 7);
+* BG-Mixup (CAM), BG-HardMix (GT) and any other background mix lower BG-Gap (Table 7);
 * +Mixup / +CutMix, the non-object mixes, on BG-Gap as references (no claim).
+
+Which claim a variant makes follows from its entry in oacl.variants (claim_of), so a
+variant added there gets its row.
 
 A debiasing claim's effect is the variant minus the baseline of the same method and
 dataset, each the mean over its seeds; its interval is the mean ± std (ddof 1) of the
@@ -44,16 +47,18 @@ class Claim:
     paper: str  # the paper's figure, as cited
 
 
-def _t4(oa: str) -> float:
+def _t4(oa: str) -> float | None:
     """Table 4, MoCo v2 ResNet-18, COCO-Crop accuracy with OA-Crop ``oa`` (-, CAM, GT)."""
     t = paper_tables.TABLE4
     col = t["columns"].index("COCO-Crop")
-    return next(r[col] for r in t["rows"] if r[:3] == ["MoCov2", "ResNet-18", oa])
+    return next((r[col] for r in t["rows"] if r[:3] == ["MoCov2", "ResNet-18", oa]), None)
 
 
-def _t7(column: str) -> float:
-    """Table 7, ImageNet-9 BG-Gap (mean over 3 runs) of column ``column``."""
+def _t7(column: str) -> float | None:
+    """Table 7, ImageNet-9 BG-Gap (mean over 3 runs) of column ``column``, or None."""
     t = paper_tables.TABLE7
+    if column not in t["columns"]:
+        return None
     row = next(r for r in t["rows"] if r[0].startswith("BG-Gap"))
     return row[t["columns"].index(column)][0]
 
@@ -62,33 +67,35 @@ def _cite(table_id: str, what: str, base: float, new: float) -> str:
     return f"{table_id}, MoCo v2 R18 {what} {base:.2f} → {new:.2f} ({new - base:+.2f})"
 
 
-_BASE7 = _t7("MoCov2 Baseline")
-CLAIMS = [
-    Claim("oa_crop_cam", "objcrop", "↑", _cite("Table 4", "COCO-Crop", _t4("-"), _t4("CAM"))),
-    Claim("oa_crop_gt", "objcrop", "↑", _cite("Table 4", "COCO-Crop", _t4("-"), _t4("GT"))),
-    Claim(
-        "bg_mixup_cam",
-        "bg_gap",
-        "↓",
-        _cite("Table 7", "IN-9 BG-Gap", _BASE7, _t7("MoCov2 BG-Mixup (CAM)")),
-    ),
-    Claim(
-        "bg_hardmix_gt",
-        "bg_gap",
-        "↓",
-        _cite("Table 7", "IN-9 BG-Gap", _BASE7, _t7("MoCov2 BG-HardMix (GT)")),
-    ),
-    Claim(
-        "bg_mixup_gt",
-        "bg_gap",
-        "↓",
-        "not in the paper (its GT row is BG-HardMix: "
-        + _cite("Table 7", "IN-9 BG-Gap", _BASE7, _t7("MoCov2 BG-HardMix (GT)"))
-        + ")",
-    ),
-    Claim("mixup", "bg_gap", None, "no BG-Gap in the paper (Table 8: shift accuracy only)"),
-    Claim("cutmix", "bg_gap", None, "no BG-Gap in the paper (Table 8: shift accuracy only)"),
-]
+def claim_of(name: str) -> Claim | None:
+    """The claim the paper makes for variant ``name``, from its registry entry
+    (oacl.variants): an object-aware crop raises object-crop accuracy (Table 4, its
+    source's row); a background mix lowers BG-Gap (Table 7, the column of its display
+    name); Mixup / CutMix are references; the baseline has none."""
+    v = VARIANTS[name]
+    if v.crop:
+        base, new = _t4("-"), _t4((v.source or "").upper())
+        paper = "not in Table 4" if new is None else _cite("Table 4", "COCO-Crop", base, new)
+        return Claim(name, "objcrop", "↑", paper)
+    if v.needs_mask:
+        base = _t7("MoCov2 Baseline")
+        new = _t7(f"MoCov2 {v.display}")
+        if new is None:  # e.g. BG-Mixup from GT masks: cite the paper's own rows
+            rows = [c for c in paper_tables.TABLE7["columns"] if c.startswith("MoCov2 BG-")]
+            paper = (
+                "not in the paper (Table 7, MoCo v2 R18 IN-9 BG-Gap: "
+                + ", ".join(f"{c[len('MoCov2 ') :]} {base:.2f} → {_t7(c):.2f}" for c in rows)
+                + ")"
+            )
+        else:
+            paper = _cite("Table 7", "IN-9 BG-Gap", base, new)
+        return Claim(name, "bg_gap", "↓", paper)
+    if v.mix is not None:
+        return Claim(name, "bg_gap", None, "no BG-Gap in the paper (Table 8: shift accuracy only)")
+    return None
+
+
+CLAIMS = [c for c in map(claim_of, VARIANTS) if c is not None]  # in the registry's order
 METRIC_NAMES = {"objcrop": "object-crop accuracy", "bg_gap": "BG-Gap"}
 VERB = {"↑": "raises", "↓": "lowers", None: "changes"}
 
@@ -214,8 +221,7 @@ def debias_rows(evals: dict, cfg: dict | None, metrics: dict) -> list[dict]:
                         ),
                     }
                 )
-        # a claim that ran nowhere: one row, for the paper's variants this code knows
-        if not found and claim.better is not None and claim.variant in VARIANTS:
+        if not found and claim.better is not None:  # a claim that ran nowhere: one row
             rows.append({"claim": claim, "dataset": None, "verdict": "not measured"})
     return rows
 
