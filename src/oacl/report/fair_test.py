@@ -31,13 +31,14 @@ CONTROL_AUC_MIN = 0.85  # positive control: supervised Grad-CAM pixel AUC ...
 CONTROL_CONTENT_MIN = 0.25  # ... and content AUC
 
 
-def _metric(rec: dict, name: str, key: str):
+def metric(rec: dict, name: str, key: str):
+    """Metric ``key`` of map ``name`` of a localisation record, or None (absent or NaN)."""
     v = rec["data"].get("metrics", {}).get(name, {}).get(key)
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
 def _mean(recs: list, name: str, key: str) -> tuple[float, float, int]:
-    return mean_std(_metric(r, name, key) for r in recs)
+    return mean_std(metric(r, name, key) for r in recs)
 
 
 def _f(x: float) -> str:
@@ -65,7 +66,7 @@ def fair_checks(iter1: list, nonsr: list) -> list[dict]:
     # (a) per-seed content: AUC over its shuffled AUC, interval clear of 0
     per_seed, n_ok = [], 0
     for r in iter1:
-        c = _metric(r, "contracam", "content_auc")
+        c = metric(r, "contracam", "content_auc")
         ci = r["data"].get("metrics", {}).get("contracam", {}).get("content_auc_ci95") or [None]
         lo = ci[0]
         ok = c is not None and lo is not None and c >= CONTENT_AUC_MIN and lo > CONTENT_CI_LOW_MIN

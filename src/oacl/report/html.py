@@ -53,6 +53,11 @@ def _numeric(c) -> bool:
     return isinstance(c, (int, float)) or bool(re.match(r"^\s*[-+–]?\s*[\d.]", str(c)))
 
 
+def gallery_anchor(dataset: str, model: str, cam: str) -> str:
+    """The id of the masks-and-boxes gallery of one CAM run (sections_run), for links."""
+    return "gallery-" + re.sub(r"[^A-Za-z0-9_-]", "_", f"{dataset}-{model}-{cam}")
+
+
 def not_run(what: str) -> str:
     return f'<p class="notrun">not run: {esc(what)}</p>'
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..variants import VARIANTS, parse_model
+from ..variants import VARIANTS, parse_model, uses_cam
 
 log = logging.getLogger(__name__)
 
@@ -158,3 +158,29 @@ def read_metrics(results: Path, inputs: list[Path] | None = None) -> dict:
 def side_info_of(recs: list) -> dict | None:
     """The ``side_info`` of a model's metrics.jsonl (on its first line), or None."""
     return next((r["side_info"] for r in recs if isinstance(r.get("side_info"), dict)), None)
+
+
+def cam_trained_sets(cfg: dict | None) -> dict:
+    """{(dataset, cam_model, cam): [(method, variant), ...]}: the CAM runs whose masks and
+    boxes a *_cam variant trains on (``experiments.<name>.cam_model`` / ``.cam``), in the
+    config's order of experiments."""
+    out: dict = {}
+    for exp in ((cfg or {}).get("experiments") or {}).values():
+        if not isinstance(exp, dict) or not exp.get("cam_model") or not exp.get("cam"):
+            continue
+        for variant in exp.get("variants") or []:
+            if variant in VARIANTS and uses_cam(variant):
+                key = (exp.get("dataset"), exp["cam_model"], exp["cam"])
+                for method in exp.get("methods") or []:
+                    if (method, variant) not in out.setdefault(key, []):
+                        out[key].append((method, variant))
+    return out
+
+
+def cam_source(cfg: dict | None, dataset: str, method: str, variant: str) -> tuple | None:
+    """(cam_model, cam) whose masks and boxes ``method``-``variant`` on ``dataset`` trains
+    on, or None (not a *_cam variant, or not in the config)."""
+    for (ds, cam_model, cam), users in cam_trained_sets(cfg).items():
+        if ds == dataset and (method, variant) in users:
+            return cam_model, cam
+    return None

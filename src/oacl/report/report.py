@@ -2,6 +2,12 @@
 
 Sections, each shown as "not run" when its inputs are missing:
 
+0. what held (claims.py), the first screen: one row per paper claim (ContraCAM beats the
+   references, NSR helps, OA-Crop raises object-crop accuracy, BG-Mixup / BG-HardMix
+   lower BG-Gap) and dataset, with the effect over the baseline, its interval over seeds,
+   the paper's figure and held / not held / one seed / not measured; each *_cam model's
+   side-information coverage with a link to the masks and boxes it trained on; below,
+   the warnings of the sections further down, grouped by kind;
 1. configuration (the whole config the rule passes as --cfg);
 2. per-stage timings from Snakemake ``benchmark:`` files (results/benchmarks/**/*.tsv);
 3. localisation (results/eval/{dataset}/{model}/localization_{cam}.json) beside Table 1
@@ -14,14 +20,15 @@ Sections, each shown as "not run" when its inputs are missing:
    with (metrics.jsonl ``side_info``: training images covered per source shard, empty);
    training curves (results/models/{dataset}/{model}/metrics.jsonl: loss, kNN accuracy);
 7. a gallery of the CAM masks and boxes (oacl.overlay.render_overlay), each map named by
-   its cam configuration's method (ContraCAM, normalised cut, supervised Grad-CAM).
+   its cam configuration's method (ContraCAM, normalised cut, supervised Grad-CAM); the
+   runs a *_cam variant trained on first, then the others, up to ``gallery.max_sets``.
 
 Models are named {method}-{variant}-s{seed}; accuracies are aggregated as mean +- std
 over seeds, and each debiased variant is compared with the ``baseline`` of the same
 method and dataset. CSS and PNG plots (matplotlib Agg, base64) are inline.
 
 Modules: html.py (the page kit), readers.py (what is read from results/), figures.py
-(matplotlib), sections_run.py (1, 2, 7), sections_eval.py (3-5; 3's per-dataset view in
+(matplotlib), claims.py (0), sections_run.py (1, 2, 7), sections_eval.py (3-5; 3's per-dataset view in
 sections_loc.py, its checks and thresholds in fair_test.py, its gallery in gallery_loc.py),
 sections_train.py (6),
 params.py (``DEFAULTS``); this module puts the page together.
@@ -40,6 +47,7 @@ from pathlib import Path
 
 from ..io import write_text
 from ..params import merge_params
+from .claims import section_claims
 from .gallery_loc import dataset_gallery
 from .html import CSS, esc
 from .params import DEFAULTS, check_params
@@ -60,6 +68,11 @@ def render_report(cfg: dict, results, inputs=None) -> str:
     check_params(opts)
     evals = collect_evals(results, inputs)
     sections = [
+        (
+            "claims",
+            "What held",
+            lambda: section_claims(evals, cfg, read_metrics(results, inputs)),
+        ),
         ("config", "Configuration", lambda: section_config(cfg)),
         ("timings", "Timings", lambda: section_timings(results)),
         (

@@ -126,7 +126,7 @@ def full_table(recs: list) -> str:
                 for ref, label in REFERENCE_NAMES.items()
                 if ref in m
             ]
-        alerts += _below_references(r, m, cc)
+        alerts += [esc(a) for a in below_references(r, m, cc)]
     body = table(
         ["dataset", "model", "map"]
         + [n for _, n in LOC_METRICS]
@@ -200,8 +200,9 @@ def content_over_seeds(recs: list) -> str:
     )
 
 
-def _below_references(r, m: dict, cc: dict) -> list[str]:
-    """The LOC_CHECKED metrics where ContraCAM (``cc``) does not beat the best reference."""
+def below_references(r, m: dict, cc: dict) -> list[str]:
+    """The LOC_CHECKED metrics where ContraCAM (``cc``) does not beat the best reference
+    (plain text, one line each)."""
     alerts = []
     for key, label in LOC_CHECKED:
         best = [
@@ -210,8 +211,8 @@ def _below_references(r, m: dict, cc: dict) -> list[str]:
         if key in cc and best and cc[key] <= max(best)[0]:
             value, ref = max(best)
             alerts.append(
-                f"{esc(r['dataset'])} · {esc(r['model'])} · {esc(r['cam'])}: {label} "
-                f"{cc[key]:.3f} ≤ {esc(ref)} {value:.3f}"
+                f"{r['dataset']} · {r['model']} · {r['cam']}: {label} "
+                f"{cc[key]:.3f} ≤ {ref} {value:.3f}"
             )
     return alerts
 
@@ -247,10 +248,10 @@ def section_linear(evals: dict) -> str:
             for method in sorted(set(lin.get(dataset, {})) | set(sh.get(dataset, {}))):
                 lv, sv = lin.get(dataset, {}).get(method, {}), sh.get(dataset, {}).get(method, {})
                 base_lin = mean_std(r["data"].get("test_acc") for r in lv.get("baseline", []))
-                base_oc = mean_std(_objcrop(r) for r in sv.get("baseline", []))
+                base_oc = mean_std(objcrop_acc(r) for r in sv.get("baseline", []))
                 for variant in variant_order(set(lv) | set(sv)):
                     a = mean_std(r["data"].get("test_acc") for r in lv.get(variant, []))
-                    o = mean_std(_objcrop(r) for r in sv.get(variant, []))
+                    o = mean_std(objcrop_acc(r) for r in sv.get(variant, []))
                     lam = [r["data"].get("lambda") for r in lv.get(variant, [])]
                     rows.append(
                         [
@@ -286,7 +287,7 @@ def section_linear(evals: dict) -> str:
     )
 
 
-def _objcrop(r):
+def objcrop_acc(r):
     oc = r["data"].get("objcrop")
     return None if not oc else oc.get("test_acc")
 

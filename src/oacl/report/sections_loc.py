@@ -158,6 +158,18 @@ def checks_block(title: str, checks: list, verdicts: bool) -> str:
     )
 
 
+def fair_groups(recs: list, cfg: dict | None) -> list[tuple]:
+    """(key, iter1 records, iter1_nonsr records) of every ContraCAM FAIR_CAM configuration
+    of one dataset's records (any number of seeds): what the fair test and the claims
+    table (claims.py) both read."""
+    groups = config_groups(recs, cfg)
+    return [
+        (k, groups[k], groups.get((k[0], k[1], k[2], fair_test.NONSR_CAM), []))
+        for k in _ordered(groups, "contracam", [])
+        if k[3] == fair_test.FAIR_CAM
+    ]
+
+
 def dataset_checks(recs: list, cfg: dict | None, placement: str | None) -> str:
     """The fair test of every ContraCAM iter1 configuration run over >= 2 seeds and the
     positive control of a table whose only CAMs are supervised Grad-CAM; verdicts on
@@ -168,12 +180,11 @@ def dataset_checks(recs: list, cfg: dict | None, placement: str | None) -> str:
         control = [r for v in groups.values() for r in v]
         return checks_block("Positive control", fair_test.control_checks(control), verdicts)
     parts = []
-    for k in _ordered(groups, "contracam", []):
-        if k[3] != fair_test.FAIR_CAM or len(groups[k]) < 2:
+    for k, iter1, nonsr in fair_groups(recs, cfg):
+        if len(iter1) < 2:
             continue
-        nonsr = groups.get((k[0], k[1], k[2], fair_test.NONSR_CAM), [])
-        title = f"Fair test: {k[1]}-{k[2]} {method_name(k[0])} {k[3]} over {len(groups[k])} seeds"
-        parts.append(checks_block(title, fair_test.fair_checks(groups[k], nonsr), verdicts))
+        title = f"Fair test: {k[1]}-{k[2]} {method_name(k[0])} {k[3]} over {len(iter1)} seeds"
+        parts.append(checks_block(title, fair_test.fair_checks(iter1, nonsr), verdicts))
     if not parts and verdicts:
         return (
             '<p class="notrun">fair test not run: it needs ContraCAM '

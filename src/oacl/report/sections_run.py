@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..variants import display_name
 from . import figures
-from .html import array_img, esc, fmt1, fmt_mb, not_run, png_img, table
-from .readers import cam_method, method_name, read_benchmarks
+from .html import array_img, esc, fmt1, fmt_mb, gallery_anchor, not_run, png_img, table
+from .readers import cam_method, cam_trained_sets, method_name, read_benchmarks
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,14 @@ def section_gallery(
         sets = sorted(
             {p.parent for p in inputs if p.name.startswith("masks_") and p.suffix == ".parquet"}
         )
+    # the runs a *_cam variant trained on first (in the config's order), then the rest:
+    # the cap must not hide the masks and boxes a debiased model learnt from
+    trained = cam_trained_sets(cfg)
+    order = list(trained)
+    sets = sorted(
+        sets,
+        key=lambda d: (order.index(_set_key(d)) if _set_key(d) in order else len(order), str(d)),
+    )
     parts = []
     for d in sets[: opts["max_sets"]]:
         shards = (
@@ -79,22 +88,35 @@ def section_gallery(
         if not shards:
             continue
         dataset, model, cam = d.parts[-3], d.parts[-2], d.parts[-1]
+        users = trained.get(_set_key(d), [])
         try:
-            parts.append(_gallery_set(results, dataset, model, cam, shards[0], opts, cfg))
+            parts.append(_gallery_set(results, dataset, model, cam, shards[0], opts, cfg, users))
         except Exception as exc:  # a gallery problem must not lose the rest of the report
             log.warning("report: gallery for %s failed: %s", d, exc)
             parts.append(
-                f"<h3>{esc(d.name)}</h3><p class='notrun'>could not render: {esc(exc)}</p>"
+                f'<h3 id="{gallery_anchor(dataset, model, cam)}">{esc(dataset)} · {esc(model)} · '
+                f"{esc(cam)}</h3><p class='notrun'>could not render: {esc(exc)}</p>"
             )
     body = "".join(parts) if parts else not_run("no ContraCAM mask shards under results/cam/")
+    if len(sets) > opts["max_sets"]:
+        body += (
+            f'<p class="muted">{len(sets) - opts["max_sets"]} more CAM run(s) not shown '
+            f"(report.gallery.max_sets = {opts['max_sets']}).</p>"
+        )
     return (
         f'<section id="gallery"><h2>Masks and boxes</h2>{body}'
-        '<p class="muted">Panels: predicted boxes (green) and GT boxes (yellow) | ContraCAM soft mask | '
-        "CRF mask with the background-mixup rectangle (cyan).</p></section>"
+        '<p class="muted">Panels: predicted boxes (green) and GT boxes (yellow) | soft map of '
+        "the method in the heading | CRF mask with the background-mixup rectangle (cyan).</p></section>"
     )
 
 
-def _gallery_set(results, dataset, model, cam, mask_shard: Path, opts, cfg=None) -> str:
+def _set_key(d: Path) -> tuple:
+    """(dataset, model, cam) of a CAM output folder results/cam/<dataset>/<model>/<cam>."""
+    return d.parts[-3], d.parts[-2], d.parts[-1]
+
+
+def _gallery_set(results, dataset, model, cam, mask_shard: Path, opts, cfg=None, users=()) -> str:
+    """One CAM run's panels; ``users``: the (method, variant) pairs that trained on it."""
     from .. import artifacts
     from ..io import decode_png, read_rgb
     from ..overlay import gallery_ids, render_overlay
@@ -133,9 +155,14 @@ def _gallery_set(results, dataset, model, cam, mask_shard: Path, opts, cfg=None)
         else:  # no image to draw over: the soft mask alone, as grey levels
             panel = (np.clip(soft, 0, 1) * 255).astype(np.uint8)
         out.append(array_img(panel, image_id))
+    trained = ""
+    if users:
+        trained = (
+            '<p class="muted">trained on by '
+            + ", ".join(f"{esc(m)}-{esc(v)} ({esc(display_name(v))})" for m, v in users)
+            + ' · their coverage: <a href="#side_info">side information</a></p>'
+        )
     return (
-        f"<h3>{esc(dataset)} · {esc(model)} · {esc(cam)} ({esc(name)})</h3>"
-        + '<div class="grid">'
-        + "".join(out)
-        + "</div>"
+        f'<h3 id="{gallery_anchor(dataset, model, cam)}">{esc(dataset)} · {esc(model)} · '
+        f"{esc(cam)} ({esc(name)})</h3>" + trained + '<div class="grid">' + "".join(out) + "</div>"
     )

@@ -8,15 +8,47 @@ from pathlib import Path
 
 from ..variants import VARIANTS, parse_model
 from . import figures
-from .html import esc, fmt3, not_run, png_img, table
+from .html import esc, fmt3, gallery_anchor, not_run, png_img, table
 from .readers import VARIANT_NAMES, side_info_of
 
 HEALTH_CHANCE_RATIO = 0.95  # final loss above this share of chance: "has not left chance"
 
 
+def health_alerts(metrics: dict) -> list[dict]:
+    """Every model that has not left chance or relies on the background (oacl.train.health):
+    {dataset, model, kind ("chance" | "background"), text} (plain text)."""
+    alerts = []
+    for dataset, models in sorted(metrics.items()):
+        for model, recs in sorted(models.items()):
+            last = recs[-1]
+            loss, chance = last.get("loss"), last.get("chance_loss")
+            rel = last.get("object_reliance") or {}
+            ratio = loss / chance if loss is not None and chance else None
+            where = {"dataset": dataset, "model": model}
+            if ratio is not None and ratio > HEALTH_CHANCE_RATIO:
+                alerts.append(
+                    dict(
+                        where,
+                        kind="chance",
+                        text=f"{dataset} · {model}: loss {loss:.3f} is within "
+                        f"{100 * (1 - HEALTH_CHANCE_RATIO):.0f}% of chance ({chance:.3f})",
+                    )
+                )
+            if rel and rel["cos_only_bg_t"] >= rel["cos_only_fg"]:
+                alerts.append(
+                    dict(
+                        where,
+                        kind="background",
+                        text=f"{dataset} · {model}: relies on the background (cos to only_bg_t "
+                        f"{rel['cos_only_bg_t']:.3f} ≥ to only_fg {rel['cos_only_fg']:.3f})",
+                    )
+                )
+    return alerts
+
+
 def section_health(metrics: dict) -> str:
     """Has each model left chance, and does it rely on the object (oacl.train.health)?"""
-    rows, alerts = [], []
+    rows = []
     for dataset, models in sorted(metrics.items()):
         for model, recs in sorted(models.items()):
             last = recs[-1]
@@ -36,16 +68,7 @@ def section_health(metrics: dict) -> str:
                     fmt3(rel.get("cos_only_bg_t")),
                 ]
             )
-            if ratio is not None and ratio > HEALTH_CHANCE_RATIO:
-                alerts.append(
-                    f"{esc(dataset)} · {esc(model)}: loss {loss:.3f} is within "
-                    f"{100 * (1 - HEALTH_CHANCE_RATIO):.0f}% of chance ({chance:.3f})"
-                )
-            if rel and rel["cos_only_bg_t"] >= rel["cos_only_fg"]:
-                alerts.append(
-                    f"{esc(dataset)} · {esc(model)}: relies on the background "
-                    f"(cos to only_bg_t {rel['cos_only_bg_t']:.3f} ≥ to only_fg {rel['cos_only_fg']:.3f})"
-                )
+    alerts = [esc(a["text"]) for a in health_alerts(metrics)]
     if not rows:
         return f'<section id="health"><h2>Training health</h2>{not_run("no metrics.jsonl under results/models/")}</section>'
     body = table(
@@ -61,10 +84,13 @@ def section_health(metrics: dict) -> str:
         ],
         rows,
     )
-    if alerts:
+    if alerts:  # counted on the first screen ("What held"); the lines, collapsed, here
         body = (
-            '<p class="neg"><b>Warnings</b> (a model that feeds ContraCAM must have left chance and look at the '
-            "object):<br>" + "<br>".join(alerts) + "</p>" + body
+            f'<details><summary class="neg"><b>{len(alerts)} warning(s)</b> (a model that feeds '
+            "ContraCAM must have left chance and look at the object)</summary>"
+            + "<br>".join(alerts)
+            + "</details>"
+            + body
         )
     body += (
         '<p class="muted">Chance loss: ln(1 + queue) for MoCo, ln(classes) for supervised. The cosines compare the '
@@ -85,8 +111,8 @@ def section_side_info(metrics: dict) -> str:
             cov = side_info_of(recs)
             if cov is None:
                 if spec is not None and spec.source is not None:
-                    rows.append([esc(dataset), esc(model), esc(spec.display)] + ["–"] * 5)
-                    rows[-1][-1] = '<span class="neg">not recorded</span>'
+                    rows.append([esc(dataset), esc(model), esc(spec.display)] + ["–"] * 6)
+                    rows[-1][-2] = '<span class="neg">not recorded</span>'
                 continue
             n = cov.get("images", 0)
             needs = cov.get("needs", [])
@@ -111,6 +137,7 @@ def section_side_info(metrics: dict) -> str:
             name = VARIANT_NAMES.get(cov.get("variant"), cov.get("variant"))
             rows.append(
                 [esc(dataset), esc(model), esc(name), n, covered, empty, share_cell, shards]
+                + [_gallery_links(cov)]
             )
     if not rows:
         body = not_run("no debiased model with side information under results/models/")
@@ -125,6 +152,7 @@ def section_side_info(metrics: dict) -> str:
                 "empty",
                 "empty share (tolerance)",
                 "training images per source shard",
+                "masks and boxes",
             ],
             rows,
             raw=True,
@@ -139,6 +167,21 @@ def section_side_info(metrics: dict) -> str:
         )
     return (
         f'<section id="side_info"><h2>Side information of the debiased models</h2>{body}</section>'
+    )
+
+
+def _gallery_links(cov: dict) -> str:
+    """Links to the gallery of each CAM run (results/{cam,refine}/<ds>/<model>/<cam>/) whose
+    shards the model read; "" for ground truth."""
+    runs = []
+    for r in cov.get("shards", []):
+        parts = Path(r["shard"]).parts
+        if r.get("kind") in ("boxes", "masks") and len(parts) >= 4:
+            run = tuple(parts[-4:-1])
+            if run not in runs:
+                runs.append(run)
+    return "<br>".join(
+        f'<a href="#{gallery_anchor(*run)}">{esc(run[1])} · {esc(run[2])}</a>' for run in runs
     )
 
 
