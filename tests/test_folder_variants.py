@@ -89,7 +89,9 @@ def test_missing_variant_mask_is_an_error_or_a_counted_skip(bench, tmp_path):
         "workers": 1,
         "variants": {"original": {"images": str(bc / "original"), "masks": str(bc / "masks")}},
     }
-    with pytest.raises(ValueError, match=r"(?s)1 bad image.*original/dog/x1\.jpg: no mask .*x1\.png"):
+    with pytest.raises(
+        ValueError, match=r"(?s)1 bad image.*original/dog/x1\.jpg: no mask .*x1\.png"
+    ):
         prepare(cfg, tmp_path / "out", progress=False)
     df = read_manifest(prepare({**cfg, "skip_bad": True}, tmp_path / "out", progress=False))
     test = df[df["split"] == "test"]

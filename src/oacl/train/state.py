@@ -3,7 +3,8 @@ fingerprint that decides whether a re-run may resume from it.
 
 ``train_state.pt`` beside ``model.pt`` holds the method (encoders, heads, queue, BN
 stats), the optimiser, the step counters, every RNG state (torch, CUDA, numpy, python,
-the augmentation generator of every rank) and the epoch metrics (``save_state``). The
+the augmentation generator of every rank, as tensors) and the epoch metrics (``save_state``);
+it is read with weights_only=True (``read_state``), so a planted file runs no code. The
 fingerprint (``oacl.fingerprint``) covers everything that shapes the result: the
 parameters but ``NOT_HASHED``, the process count, the bytes of the manifest, of every
 train/val image (and GT mask) it references and of the box / mask shards, and the
