@@ -800,12 +800,22 @@ def sec_train(c: Ctx) -> None:
 # ---------------------------------------------------------------------------- resume
 
 
-def sec_resume(c: Ctx) -> None:
-    import torch
+def load_run(model_pt: Path) -> tuple[dict, dict]:
+    """(weights of model.pt, train_state.pt beside it), both loaded as tensors and plain
+    containers only (weights_only=True): a tampered file runs no code."""
+    from oacl.io import torch_load
+    from oacl.train.state import read_state
 
+    weights = torch_load(model_pt, "oacl checkpoint")["state_dict"]
+    return weights, read_state(model_pt.parent / "train_state.pt")
+
+
+def sec_resume(c: Ctx) -> None:
     sys.path.insert(0, str(TESTS))
     # as tests/test_resume.py runs, kills and compares
     from pretrain_checks import kill_mid_run, max_gap, pretrain_cmd
+
+    from oacl.train.state import read_state
 
     S = c.S
     manifest = c.subset(S["resume_n"])
@@ -841,7 +851,7 @@ def sec_resume(c: Ctx) -> None:
     cmd = pretrain_cmd(cfg, manifest, out, c.device)
     # killed once it logs step kill_step (so step kill_step - 1 is saved)
     seen = kill_mid_run(cmd, c.dir / "c_killed.log", at_step=kill_step, timeout=600)
-    st = torch.load(out.parent / "train_state.pt", map_location="cpu", weights_only=False)
+    st = read_state(out.parent / "train_state.pt")
     killed_at = st["step"]
     if out.exists() or killed_at >= total:
         raise RuntimeError(f"the run finished before it was killed (step {killed_at}/{total})")
@@ -850,13 +860,7 @@ def sec_resume(c: Ctx) -> None:
         raise RuntimeError(f"resumed run failed (rc {rc}): {tail(c.dir / 'c_resumed.log')}")
     runs["c"] = out
 
-    def load(p):
-        return (
-            torch.load(p, map_location="cpu", weights_only=True)["state_dict"],
-            torch.load(p.parent / "train_state.pt", map_location="cpu", weights_only=False),
-        )
-
-    (wa, sa), (wb, sb), (wc, sc) = (load(runs[k]) for k in "abc")
+    (wa, sa), (wb, sb), (wc, sc) = (load_run(runs[k]) for k in "abc")
     noise_w, _ = max_gap(wa, wb)
     noise_s, _ = max_gap(sa["method"], sb["method"])
     gap_w, differ_w = max_gap(wa, wc)

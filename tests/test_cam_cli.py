@@ -170,3 +170,15 @@ def test_every_method_has_an_engine():
     from oacl.cam.run import METHODS
 
     assert set(METHODS) == set(CHOICES["method"])
+
+
+def test_fewer_shards_remove_stale_mask_shards(data):
+    """Issue 28: a rerun with fewer shards removes masks_j (j >= n_shards) of the old run."""
+    ckpt = _checkpoint(data / "model.pt")
+    cfg = {"iters": 1, "expand_res": 1, "batch_size": 3}
+    out = data / "cam"
+    for i in range(2):
+        assert _run(data, ckpt, out / f"masks_{i}.parquet", cfg, i, 2) == 0
+    (out / "other_1.parquet").write_bytes(b"not a shard of this stage")
+    assert _run(data, ckpt, out / "masks_0.parquet", cfg, 0, 1) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["masks_0.parquet", "other_1.parquet"]

@@ -560,3 +560,43 @@ def test_old_localization_key_is_named_with_its_new_name(tmp_path):
             REPO / "workflow/schemas/config.schema.yaml",
             configcheck.load_config_files(paths),
         )
+
+
+DUPLICATE = "pretrain:\n  epochs: 1\nreport: {}\npretrain:\n  epochs: 2\n"
+
+
+def test_duplicate_keys_are_an_error_naming_both_lines(tmp_path, capsys):
+    """Issue 28: YAML keeps the last of two equal keys without a word; here it is an error
+    with both lines, at the top level and nested (also in a flow mapping)."""
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(DUPLICATE)
+    rc, err = check(capsys, dup)
+    assert rc == 2 and f"{dup}:4: duplicate key 'pretrain' (first at line 1)" in err, err
+    dup.write_text("experiments:\n  a:\n    pretrain:\n      epochs: 1\n      epochs: 2\n")
+    rc, err = check(capsys, dup)
+    assert f"{dup}:5: duplicate key 'experiments.a.pretrain.epochs' (first at line 4)" in err
+    dup.write_text("cam:\n  configs:\n    x: {iters: 1, iters: 2}\n")
+    rc, err = check(capsys, dup)
+    assert f"{dup}:3: duplicate key 'cam.configs.x.iters' (first at line 3)" in err
+    rc, err = check(capsys, base=dup)  # the base config too
+    assert rc == 2 and f"{dup}:3: duplicate key" in err
+
+
+def test_duplicate_keys_stop_snakemake(workflow_copy):
+    """End to end: Snakemake's parser accepts the file (the last key wins); the workflow's
+    own check stops the run naming file and both lines."""
+    dup = workflow_copy / "dup.yaml"
+    dup.write_text(DUPLICATE)
+    proc = dry_run(workflow_copy, "--configfile", str(dup))
+    assert proc.returncode != 0
+    assert f"{dup}:4: duplicate key 'pretrain' (first at line 1)" in proc.stderr, proc.stderr
+
+
+def test_target_read_as_a_config_file_says_to_put_targets_first(tmp_path, capsys):
+    """`snakemake --configfile a.yaml all` reads `all` as a config file (Snakemake fails
+    before the workflow loads); check-config, given the same words, says what happened."""
+    rc, err = check(capsys, REPO / "workflow" / "configs" / "smoke.yaml", "all")
+    assert rc == 2 and "all: cannot read config file" in err
+    assert "give targets before --configfile" in err
+    rc, err = check(capsys, tmp_path / "missing.yaml")  # a config file's name: no hint
+    assert rc == 2 and "missing.yaml: cannot read" in err and "targets" not in err

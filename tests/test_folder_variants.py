@@ -1,5 +1,7 @@
 """type: folder with a `variants:` mapping: Background-Challenge folders without symlinks."""
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -75,3 +77,49 @@ def test_variant_split_clash_is_an_error(bench, tmp_path):
             tmp_path / "out",
             progress=False,
         )
+
+
+def test_missing_variant_mask_is_an_error_or_a_counted_skip(bench, tmp_path):
+    """Issue 28: an image of a mapping with masks but no mask is never a row with mask ''."""
+    root, bc = bench
+    (bc / "masks" / "dog" / "x1.png").unlink()
+    cfg = {
+        "type": "folder",
+        "root": str(root),
+        "workers": 1,
+        "variants": {"original": {"images": str(bc / "original"), "masks": str(bc / "masks")}},
+    }
+    with pytest.raises(
+        ValueError, match=r"(?s)1 bad image.*original/dog/x1\.jpg: no mask .*x1\.png"
+    ):
+        prepare(cfg, tmp_path / "out", progress=False)
+    df = read_manifest(prepare({**cfg, "skip_bad": True}, tmp_path / "out", progress=False))
+    test = df[df["split"] == "test"]
+    assert len(test) == 3 and (test["mask_path"] != "").all()
+    skipped = json.loads((tmp_path / "out" / "skipped.json").read_text())
+    assert skipped["counts"] == {"missing_mask": 1}
+
+
+def test_variant_folders_under_root_are_not_splits(tmp_path):
+    """Issue 28: relative variant folders (and their mask folder) under root, no `splits:`:
+    only train/ is a split; nested one level deeper, the same."""
+    for nest in ("", "bench/"):
+        root = tmp_path / f"r{len(nest)}"
+        for cls in ("cat", "dog"):
+            for i in range(2):
+                _img(root / "train" / cls / f"{i}.png", 10 * i)
+                for v in ("original", "only_fg"):
+                    _img(root / nest / v / cls / f"x{i}.png", 50 + i)
+                _img(root / nest / "fg_masks" / cls / f"x{i}.png", 255)
+        spec = {"images": f"{nest}original", "masks": f"{nest}fg_masks"}
+        cfg = {
+            "type": "folder",
+            "root": str(root),
+            "workers": 1,
+            "variants": {"original": spec, "only_fg": {**spec, "images": f"{nest}only_fg"}},
+        }
+        df = read_manifest(prepare(cfg, tmp_path / f"out{len(nest)}", progress=False))
+        assert sorted(df["split"].unique()) == ["test", "train"], df["split"].value_counts()
+        assert len(df) == 12 and (df.loc[df["split"] == "test", "mask_path"] != "").all()
+    with pytest.raises(ValueError, match=r"split folder\(s\) \['bench'\] hold images or masks"):
+        prepare({**cfg, "splits": ["train", "bench"]}, tmp_path / "out", progress=False)

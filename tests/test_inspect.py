@@ -117,3 +117,45 @@ def test_inspect_from_a_cam_or_refine_folder(results, tmp_path):
         page = tmp_path / f"{stage}.html"
         assert main(["inspect", str(folder), "--gallery", "2", "--out", str(page)]) == 0
         assert page.read_text().count("data:image/png;base64,") == 2
+
+
+@pytest.mark.parametrize("how", ["file", "folder", "results"])
+def test_truncated_shard_is_named(results, tmp_path, capsys, how):
+    """Issue 28: a truncated shard gives an error naming the file, not only pyarrow's
+    "Parquet magic bytes not found"."""
+    masks = next(results.glob("cam/*/*/*/masks_0.parquet"))
+    masks.write_bytes(masks.read_bytes()[:100])
+    src = {"file": masks, "folder": masks.parent, "results": results}[how]
+    out = tmp_path / "x.png"
+    assert main(["inspect", str(src), "--image-id", "one", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(masks) in err and "not a readable Parquet file" in err, err
+
+
+def test_stale_shards_of_a_run_with_more_shards_are_removed(results, tmp_path, capsys):
+    """Issue 28: after a 2-shard run, a 1-shard run leaves no masks_1 / boxes_1 for inspect
+    or a DuckDB glob to read beside its own shard."""
+    cam = next(results.glob("cam/*/*/*"))
+    ref = results / "refine" / cam.relative_to(results / "cam")
+    manifest = results / "data" / "toy" / "manifest.parquet"
+    for stale in (cam / "masks_1.parquet", cam / "masks_12.parquet"):
+        shutil.copy(cam / "masks_0.parquet", stale)  # a stale shard: the same image_ids
+    shutil.copy(ref / "boxes_0.parquet", ref / "boxes_1.parquet")
+    out = tmp_path / "x.png"
+    assert main(["inspect", str(cam), "--image-id", "one", "--out", str(out)]) == 2
+    assert "is in two mask shards" in capsys.readouterr().err  # readers refuse duplicates
+    args = ["refine", "--cfg", '{"crf": false, "work_size": 64}', "--manifest", str(manifest)]
+    args += ["--masks", str(cam / "masks_0.parquet"), "--out", str(ref / "boxes_0.parquet")]
+    assert main([*args, "--n-shards", "1"]) == 0
+    assert sorted(p.name for p in ref.iterdir()) == ["boxes_0.parquet"]
+    # the CAM stage does the same for masks (shared helper, as oacl.cam.run calls it)
+    from oacl.artifacts import remove_stale_shards
+
+    remove_stale_shards(cam / "masks_0.parquet", 1)
+    assert sorted(p.name for p in cam.iterdir()) == ["masks_0.parquet"]
+    assert main(["inspect", str(cam), "--image-id", "one", "--out", str(out)]) == 0
+    # a name off the <prefix>_<i>.parquet pattern, or i >= n_shards, removes nothing
+    shutil.copy(cam / "masks_0.parquet", cam / "masks_1.parquet")
+    assert remove_stale_shards(cam / "all.parquet", 1) == []
+    assert remove_stale_shards(cam / "masks_3.parquet", 2) == []
+    assert (cam / "masks_1.parquet").exists()

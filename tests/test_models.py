@@ -8,6 +8,7 @@ from _pretrain_data import one_thread
 
 from oacl.io import torch_save
 from oacl.models import EmbeddingModel, build_encoder, feature_map, load_checkpoint, save_checkpoint
+from oacl.models.checkpoint import content_hash
 from oacl.train.methods import BYOL, MoCo, Supervised
 
 META = {
@@ -114,13 +115,13 @@ def test_checkpoint_errors(tmp_path):
     good = Supervised("resnet18_small", 5).export(dict(META, method="supervised"))
     save_checkpoint(tmp_path / "good.pt", good)
     obj = torch.load(tmp_path / "good.pt", weights_only=True)
-    obj["meta"]["arch"] = "resnet999"
-    torch_save(tmp_path / "arch.pt", obj)
+    obj["meta"]["arch"] = "resnet999"  # with a matching hash: the structure check names it
+    torch_save(tmp_path / "arch.pt", dict(obj, sha256=content_hash(obj)))
     with pytest.raises(ValueError, match="arch.pt is incompatible.*resnet999"):
         load_checkpoint(tmp_path / "arch.pt")
     obj["meta"]["arch"] = "resnet18_small"
     obj["meta"]["num_classes"] = 7  # classifier shape no longer matches the weights
-    torch_save(tmp_path / "shape.pt", obj)
+    torch_save(tmp_path / "shape.pt", dict(obj, sha256=content_hash(obj)))
     with pytest.raises(ValueError, match="shape.pt is incompatible"):
         load_checkpoint(tmp_path / "shape.pt")
 

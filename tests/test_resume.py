@@ -46,7 +46,7 @@ def _weights(path):
 
 
 def _state(path):
-    return torch.load(path, weights_only=False)
+    return torch.load(path, weights_only=True)
 
 
 def _sha256(path):

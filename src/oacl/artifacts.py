@@ -12,7 +12,10 @@ validation with errors that name the file and the missing column.
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .io import write_parquet
+
+log = logging.getLogger(__name__)
 
 BOX_TYPE = pa.list_(pa.list_(pa.float32(), 4))
 
@@ -209,6 +214,26 @@ def read_masks(paths) -> dict[str, dict]:
 def read_boxes(paths) -> dict[str, dict]:
     """Read box shards into {image_id: row dict} (``read_shards`` keeps the shard of each)."""
     return merge_shards(read_shards(paths, "boxes"))
+
+
+def remove_stale_shards(out, n_shards: int) -> list[Path]:
+    """Delete the shards ``<prefix>_<j>.parquet`` with ``j >= n_shards`` beside ``out``
+    (``<prefix>_<i>.parquet``, ``i < n_shards``): left by a run with more shards, a folder
+    glob (inspect, DuckDB) would read them beside the current ones. A name off that
+    pattern removes nothing.
+    """
+    out = Path(out)
+    m = re.fullmatch(r"(.+)_(\d+)\.parquet", out.name)
+    if not m or int(m[2]) >= n_shards:
+        return []
+    removed = []
+    for p in sorted(out.parent.glob(f"{glob.escape(m[1])}_*.parquet")):
+        k = re.fullmatch(rf"{re.escape(m[1])}_(\d+)\.parquet", p.name)
+        if k and int(k[1]) >= n_shards:
+            p.unlink(missing_ok=True)  # the other shards' jobs remove the same files
+            removed.append(p)
+            log.info("removed stale shard %s (this run has %d shards)", p, n_shards)
+    return removed
 
 
 def shard_rows(n_rows: int, shard: int, n_shards: int) -> np.ndarray:

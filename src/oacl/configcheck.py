@@ -72,7 +72,9 @@ def load_config_files(paths: Iterable) -> list[tuple[Path, yaml.Node | None]]:
         try:
             text = path.read_text()
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+            raise ConfigError(
+                f"{path}: cannot read config file ({exc.strerror}){_target_hint(path)}"
+            ) from None
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
             data = yaml.safe_load(text)
@@ -86,12 +88,48 @@ def load_config_files(paths: Iterable) -> list[tuple[Path, yaml.Node | None]]:
             ) from None
         if data is None:
             raise ConfigError(f"{path}:1: config file is empty (expected a mapping of sections)")
+        _no_duplicate_keys(path, node)
         if not isinstance(data, dict):
             raise ConfigError(
                 f"{path}:1: config file holds a {type(data).__name__}, expected a mapping of sections"
             )
         out.append((path, node))
     return out
+
+
+def _target_hint(path: Path) -> str:
+    """For a missing file that looks like no config file: Snakemake reads every word after
+    --configfile as one, so a target given after it arrives here."""
+    if path.exists() or path.suffix.lower() in (".yaml", ".yml", ".json"):
+        return ""
+    return (
+        f"; if {str(path)!r} is a Snakemake target, give targets before --configfile "
+        "(snakemake TARGET --configfile FILE): every word after it is read as a config file"
+    )
+
+
+def _no_duplicate_keys(path: Path, node) -> None:
+    """A key given twice in one mapping is an error naming both lines (YAML parsers,
+    Snakemake's too, keep the last one and drop the first without a word)."""
+    stack = [(node, [])]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((v, [*where, str(i)]) for i, v in enumerate(node.value))
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first: dict = {}
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else None
+            if key is not None and key != "<<":
+                if key in first:
+                    name = ".".join([*where, key])
+                    raise ConfigError(
+                        f"{path}:{k.start_mark.line + 1}: duplicate key {name!r} (first at line "
+                        f"{first[key]}); YAML would keep only the last, silently dropping the first"
+                    )
+                first[key] = k.start_mark.line + 1
+            stack.append((v, [*where, str(key)]))
 
 
 def locate(key_path: list, files: list[tuple[Path, yaml.Node | None]]) -> str | None:

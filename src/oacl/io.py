@@ -94,6 +94,40 @@ def torch_save(path: str | os.PathLike, obj: Any) -> None:
             torch.save(obj, fh)
 
 
+class UnreadableFile(ValueError):
+    """A file that cannot be read as what it should be; ``reason`` says why (no path)."""
+
+    def __init__(self, path, what: str, reason: str):
+        super().__init__(f"{path} cannot be read as {what}: {reason}")
+        self.reason = reason
+
+
+def torch_load(path: str | os.PathLike, what: str) -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers only, so a
+    tampered file cannot run code. Any failure is an UnreadableFile naming ``path``;
+    PyTorch's advice to retry without weights_only is not passed on (that would run
+    whatever the file holds)."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # the line that names what was refused ("... unsupported GLOBAL posix.system ...");
+        # the lines around it are PyTorch's advice, wording varying between versions
+        detail = next(
+            (ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln),
+            "it holds objects other than tensors and plain containers",
+        )
+        raise UnreadableFile(
+            path, what, f"refused ({detail}); only tensors and plain containers are loaded"
+        ) from None
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        raise UnreadableFile(path, what, f"{type(exc).__name__}: {first}") from None
+
+
 # --------------------------------------------------------------------------- images
 
 

@@ -17,6 +17,8 @@ rule refine:
         cpus_per_task=1,
     params:
         cfg=cfg_json(config["refine"]),
+        n_shards=n_shards(),
     shell:
         "oacl refine --cfg {params.cfg:q} --manifest {input.manifest:q}"
-        " --masks {input.masks:q} --out {output.boxes:q} > {log:q} 2>&1"
+        " --masks {input.masks:q} --out {output.boxes:q} --n-shards {params.n_shards}"
+        " > {log:q} 2>&1"

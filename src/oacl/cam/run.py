@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..artifacts import MASK_SCHEMA, read_manifest, shard_rows, write_rows
+from ..artifacts import MASK_SCHEMA, read_manifest, remove_stale_shards, shard_rows, write_rows
 from ..device import resolve_device
 from ..geometry import IMAGENET_MEAN, IMAGENET_STD, resize
 from ..io import ImageError, encode_png, read_rgb
@@ -216,6 +216,7 @@ def run_cam(params: dict, checkpoint, manifest, shard: int, n_shards: int, out) 
             masks = (masks[:, 0].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
             out_rows += _mask_rows(masks, loaded, keep, idx, n_real, rows, size, record_json)
     write_rows(out, out_rows, MASK_SCHEMA)
+    remove_stale_shards(out, n_shards)
     summary = {
         "images": len(out_rows),
         "batches": len(mine),

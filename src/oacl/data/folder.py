@@ -10,7 +10,9 @@ Optional ground truth:
 
 Background-Challenge variants (``variants:``): a mapping variant -> folder of
 ``<class>/<image>``, or variant -> ``{images: folder, masks: folder}`` with masks
-``<masks>/<class>/<image stem>.png``; relative folders are taken under ``root``. Their
+``<masks>/<class>/<image stem>.png``; relative folders are taken under ``root``, and a
+folder ``variants`` names (or one holding it) is never a training split. An image of a
+variant with ``masks`` but no mask is a bad input (kind ``missing_mask``). Their
 images become rows of split ``variant_split`` (default ``test``) with ``variant`` set
 (``original`` for the unaltered test images), ``image_id`` ``<split>/<variant>/<class>/<file>``,
 and one ``scene_id`` per (class, file stem) shared across variants, so no symlinks into
@@ -102,15 +104,30 @@ def _variant_items(
         bad_entries.extend(bad)
         for _, cls, f in images:
             m = masks / cls / (f.stem + ".png") if masks else None
-            mask = str(m) if m and m.exists() else ""
-            found.append((params["variant_split"], cls, f, variant, mask))
+            if m is not None and not m.is_file():  # a mapping with masks has one per image
+                reason = f"no mask {m} (variants.{variant}.masks)"
+                bad_entries.append({"path": str(f), "reason": reason, "kind": "missing_mask"})
+                continue
+            found.append((params["variant_split"], cls, f, variant, str(m) if m else ""))
     return found
 
 
+def _variant_folders(root: Path, params: dict) -> set[Path]:
+    """The image and mask folders ``variants`` names (resolved): never training splits."""
+    out = set()
+    for spec in params["variants"].values():
+        spec = spec if isinstance(spec, dict) else {"images": spec}
+        for key in ("images", "masks"):
+            if isinstance(spec.get(key), str) and spec[key]:
+                out.add((root / Path(spec[key]).expanduser()).resolve())
+    return out
+
+
 def _list_images(
-    root: Path, splits: list[str], extensions: list[str]
+    root: Path, splits: list[str], extensions: list[str], exclude: set[Path] = frozenset()
 ) -> tuple[list[tuple[str, str, Path]], list[dict]]:
     """(split, class, path) of every image file in sorted order, and the bad entries.
+    Split folders that are, or hold, a folder of ``exclude`` are not listed.
 
     Bad entries (``{"path", "reason", "kind"}``) are links that cannot be followed (split
     or class folders, or files with an image extension) and class folders holding no
@@ -132,13 +149,23 @@ def _list_images(
                 out.append(d)
         return out
 
+    def excluded(d: Path) -> bool:
+        d = d.resolve()
+        return any(d == e or d in e.parents for e in exclude)
+
     if splits:
         missing = [s for s in splits if not (root / s).is_dir()]
         if missing:
             raise FileNotFoundError(f"folder dataset {root}: split folder(s) {missing} not found")
+        used = [s for s in splits if excluded(root / s)]
+        if used:
+            raise ValueError(
+                f"folder dataset {root}: split folder(s) {used} hold images or masks of "
+                "`variants:`; a variant folder is never a training split"
+            )
         split_dirs = [root / s for s in splits]
     else:
-        split_dirs = dirs(root, skip=("masks",))
+        split_dirs = [d for d in dirs(root, skip=("masks",)) if not excluded(d)]
     found = []
     for sd in split_dirs:
         for cd in dirs(sd):
@@ -276,7 +303,9 @@ def _gather(root: Path, params: dict) -> tuple:
     """(items, masks, variant_of, vitems, bad_entries): every (split, class, path) to
     index, the split folders' first, then the ``variants`` images; its mask path or "";
     its variant; the variant items as listed by _variant_items; the bad entries found."""
-    items, bad_entries = _list_images(root, params["splits"], params["extensions"])
+    items, bad_entries = _list_images(
+        root, params["splits"], params["extensions"], _variant_folders(root, params)
+    )
     vitems = _variant_items(root, params, bad_entries) if params["variants"] else []
     if vitems and params["variant_split"] in {s_ for s_, _, _ in items}:
         raise ValueError(

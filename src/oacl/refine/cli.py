@@ -17,6 +17,12 @@ def register(subparsers) -> None:
     p.add_argument("--manifest", required=True, help="manifest.parquet")
     p.add_argument("--masks", required=True, help="mask shard (masks_i.parquet)")
     p.add_argument("--out", required=True, help="box shard to write (boxes_i.parquet)")
+    p.add_argument(
+        "--n-shards",
+        type=int,
+        default=0,
+        help="shards of the CAM run: boxes_j.parquet beside --out with j >= this are removed",
+    )
     p.set_defaults(func=_refine)
 
     q = subparsers.add_parser(
@@ -50,7 +56,7 @@ def _refine(args) -> int:
     from .shard import refine_shard
 
     params = merge_params(DEFAULTS, args.cfg, "refine --cfg")
-    refine_shard(params, args.manifest, args.masks, args.out)
+    refine_shard(params, args.manifest, args.masks, args.out, n_shards=args.n_shards)
     return 0
 
 

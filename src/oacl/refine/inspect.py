@@ -52,8 +52,18 @@ def _counterparts(root: Path, dataset: str, model: str, cam: str) -> dict:
     }
 
 
+def _parquet(read, path: Path):
+    """``read(path)``; a file pyarrow cannot read is an error naming it (pyarrow's own
+    message, e.g. "Parquet magic bytes not found", does not)."""
+    try:
+        return read(path)
+    except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise ValueError(f"inspect: {path} is not a readable Parquet file: {exc}") from None
+
+
 def _image_ids(path: Path) -> list[str]:
-    return pq.read_table(path, columns=["image_id"]).column("image_id").to_pylist()
+    table = _parquet(lambda p: pq.read_table(p, columns=["image_id"]), path)
+    return table.column("image_id").to_pylist()
 
 
 def resolve_sources(args) -> dict:
@@ -63,7 +73,7 @@ def resolve_sources(args) -> dict:
     if src is not None and not src.exists():
         raise FileNotFoundError(f"inspect: {src} does not exist")
     if src is not None and src.is_file():
-        cols = pq.read_schema(src).names
+        cols = _parquet(pq.read_schema, src).names
         kind = "boxes" if "bg_rect" in cols else "masks" if "orig_height" in cols else None
         if kind is None:
             raise ValueError(

@@ -22,8 +22,11 @@ from .refinement import refine_one
 log = logging.getLogger(__name__)
 
 
-def refine_shard(params: dict, manifest_path, masks_path, out_path, progress: bool = True) -> dict:
-    """Refine every image of one mask shard and write the box shard atomically.
+def refine_shard(
+    params: dict, manifest_path, masks_path, out_path, progress: bool = True, n_shards: int = 0
+) -> dict:
+    """Refine every image of one mask shard and write the box shard atomically; with
+    ``n_shards``, box shards of a higher index beside it (a run with more shards) are removed.
 
     ``params`` may be partial; it is merged over DEFAULTS (unknown keys rejected) and
     checked. Returns counts: images, skipped, empty, full, boxes.
@@ -77,5 +80,7 @@ def refine_shard(params: dict, manifest_path, masks_path, out_path, progress: bo
             }
         )
     artifacts.write_rows(out_path, rows, artifacts.BOX_SCHEMA)
+    if n_shards:
+        artifacts.remove_stale_shards(out_path, n_shards)
     log.info("refine %s -> %s: %s", masks_path, out_path, json.dumps(counts))
     return counts

@@ -3,7 +3,8 @@ fingerprint that decides whether a re-run may resume from it.
 
 ``train_state.pt`` beside ``model.pt`` holds the method (encoders, heads, queue, BN
 stats), the optimiser, the step counters, every RNG state (torch, CUDA, numpy, python,
-the augmentation generator of every rank) and the epoch metrics (``save_state``). The
+the augmentation generator of every rank, as tensors) and the epoch metrics (``save_state``);
+it is read with weights_only=True (``read_state``), so a planted file runs no code. The
 fingerprint (``oacl.fingerprint``) covers everything that shapes the result: the
 parameters but ``NOT_HASHED``, the process count, the bytes of the manifest, of every
 train/val image (and GT mask) it references and of the box / mask shards, and the
@@ -23,12 +24,12 @@ import torch
 
 from .. import codedeps
 from .. import fingerprint as fpr
-from ..io import torch_save
+from ..io import UnreadableFile, torch_load, torch_save
 from . import dist
 
 log = logging.getLogger(__name__)
 
-STATE_FORMAT = "oacl-train-state-v2"  # v2: content+code fingerprint instead of a config hash
+STATE_FORMAT = "oacl-train-state-v3"  # v3: RNG states as tensors (loads with weights_only=True)
 
 # keys that do not change the trained weights (excluded from the resume fingerprint)
 NOT_HASHED = (
@@ -65,11 +66,25 @@ def resume_fingerprint(params: dict, world: int, manifest_path, df, train_df, bo
 
 
 def rng_state(gen: torch.Generator) -> dict:
+    """Every generator's state as tensors and plain values (numpy's and python's tuples
+    hold a class name and arrays), so train_state.pt loads with weights_only=True."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, mt, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {
+            "version": int(version),
+            "mt": torch.tensor(mt, dtype=torch.int64),
+            "gauss_next": gauss_next,
+        },
         "augment": gen.get_state(),
     }
 
@@ -78,8 +93,11 @@ def set_rng_state(s: dict, gen: torch.Generator) -> None:
     torch.set_rng_state(s["torch"])
     if s["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
+    n = s["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["gauss"]))
+    py = s["python"]
+    random.setstate((py["version"], tuple(py["mt"].tolist()), py["gauss_next"]))
     gen.set_state(s["augment"])
 
 
@@ -156,6 +174,12 @@ def save_state(run, state_path, epoch, batch) -> None:
         )
 
 
+def read_state(path) -> dict:
+    """``train_state.pt`` as tensors and plain containers (weights_only=True: a tampered
+    or foreign file runs no code); ValueError naming the file when it is not one."""
+    return torch_load(path, "oacl training state")
+
+
 def load_state(path: Path, fp: dict) -> dict | None:
     """The saved state when it was written by this exact run (same fingerprint), else None.
 
@@ -164,9 +188,9 @@ def load_state(path: Path, fp: dict) -> dict | None:
     """
     why = None
     try:
-        st = torch.load(path, map_location="cpu", weights_only=False)  # our own file (RNG tuples)
-    except Exception as exc:
-        st, why = None, f"it cannot be read ({type(exc).__name__}: {exc})"
+        st = read_state(path)
+    except UnreadableFile as exc:
+        st, why = None, f"it cannot be read ({exc.reason})"
     if why is None and (not isinstance(st, dict) or st.get("format") != STATE_FORMAT):
         why = f"it is not an oacl training state of format {STATE_FORMAT}"
     if why is None:

@@ -13,6 +13,8 @@ the test batch ``test``. CIFAR-100 uses the 100 fine labels.
 
 from __future__ import annotations
 
+import codecs
+import importlib
 import pickle
 from pathlib import Path
 
@@ -49,12 +51,50 @@ LAYOUT = {
 }
 
 
+# The only callables a CIFAR batch needs: numpy array and dtype reconstruction (under
+# numpy 1's and numpy 2's module names) and bytes from a protocol-2 pickle written by
+# Python 3. Lists, dicts, bytes, str and numbers need none. Anything else (os.system, ...)
+# is refused, so a crafted batch cannot run code.
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"): ("multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"): ("multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"): ("numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"): ("numeric", "_frombuffer"),
+    ("numpy", "ndarray"): None,
+    ("numpy", "dtype"): None,
+    ("_codecs", "encode"): None,
+}
+
+
+def _numpy_private(module: str, name: str):
+    """numpy's reconstruction helper: numpy._core (numpy 2) or numpy.core (numpy 1)."""
+    try:
+        mod = importlib.import_module(f"numpy._core.{module}")
+    except ImportError:
+        mod = importlib.import_module(f"numpy.core.{module}")
+    return getattr(mod, name)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"refused {module}.{name} (not part of a CIFAR batch)")
+        target = _ALLOWED[module, name]
+        if target is not None:
+            return _numpy_private(*target)
+        return {"ndarray": np.ndarray, "dtype": np.dtype, "encode": codecs.encode}[name]
+
+
 def _unpickle(path: Path) -> dict:
+    """A CIFAR batch through the restricted unpickler above: no code in the file runs."""
     try:
         with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="bytes")
+            obj = _CifarUnpickler(fh, encoding="bytes").load()
     except Exception as exc:
-        raise ValueError(f"CIFAR: {path} is not a CIFAR python pickle: {exc}") from exc
+        raise ValueError(f"CIFAR: {path} is not a CIFAR python pickle: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"CIFAR: {path} holds a {type(obj).__name__}, not a CIFAR batch dict")
+    return obj
 
 
 def build(params: dict, out_dir: Path):

@@ -261,7 +261,7 @@ def _fg_mask(root: Path, split: str, cdir: str, stem: str, out_dir: Path, writte
     rel = f"masks/in9/{cdir}/{stem}.png"
     if rel not in written:
         written.add(rel)
-        mask = np.load(npy)
+        mask = np.load(npy, allow_pickle=False)  # an object array would unpickle
         if mask.ndim == 3:  # HxWxC masks: any channel
             mask = mask.any(axis=2)
         write_png(out_dir / rel, (mask > 0).astype(np.uint8) * 255)
