@@ -127,7 +127,10 @@ def run_one(a, policy: str, hog: bool, workers: int) -> dict:
     cmd += ["--workers", str(workers), "--batch", str(a.batch), "--image-size", str(a.image_size)]
     cmd += ["--steps", str(a.steps), "--seconds", str(a.seconds), "--warmup", str(a.warmup)]
     busy0, ours0, t0 = _busy_s(), _ours_s(), time.perf_counter()
-    hog_proc = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if hog else None
+    # a session of its own, as another program has: with autogroup scheduling (Linux
+    # default) a hog in our session would only share our own slice of the CPUs
+    hog_cmd = [sys.executable, "-c", "while True: pass"]
+    hog_proc = subprocess.Popen(hog_cmd, start_new_session=True) if hog else None
     try:
         out = subprocess.run(
             cmd, env=policy_env(policy), capture_output=True, text=True, timeout=a.timeout

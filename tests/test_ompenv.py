@@ -2,6 +2,7 @@
 the user chose one. libgomp prints the spin count it actually uses (OMP_DISPLAY_ENV), so
 these tests read what OpenMP saw, not only os.environ."""
 
+import json
 import os
 import re
 import subprocess
@@ -61,3 +62,24 @@ def test_contention_benchmark_conditions():
     assert "OMP_WAIT_POLICY" not in default
     assert passive["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in passive
     assert {k: ours.get(k) for k in ompenv.POLICY} == ompenv.POLICY
+
+
+@pytest.mark.slow
+def test_documented_contention_command_runs(tmp_path):
+    """The benchmark command of docs/architecture.md, shrunk to one tiny round."""
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    m = re.search(r"`python (benchmarks/contention\.py[^`]*)`", doc)
+    assert m, "docs/architecture.md shows no benchmarks/contention.py command"
+    tiny = "--rounds 1 --workers 0 --policies default oacl --images 64 --batch 16"
+    tiny += f" --steps 1 --warmup 0 --seconds 0 --json {tmp_path / 'c.json'}"
+    proc = subprocess.run(
+        [sys.executable, *m[1].split(), *tiny.split()],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads((tmp_path / "c.json").read_text())
+    assert [(r["workers"], r["policy"]) for r in rows] == [(0, "default"), (0, "oacl")]
+    assert rows[0]["alone_ratio"] == 1.0 and all(r["hog_img_s"] > 0 for r in rows)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 # what oacl sets when the user set none of USER_KEYS
-POLICY = {"GOMP_SPINCOUNT": "10000"}
+POLICY = {"GOMP_SPINCOUNT": "1000"}
 # libgomp's spin count when no variable is set (OMP_DISPLAY_ENV=verbose shows it); a user
 # who wants libgomp's default back sets it
 LIBGOMP_DEFAULT = "300000"
