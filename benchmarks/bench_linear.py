@@ -6,11 +6,15 @@ Features shaped like the default run (N=200 train, 60 val, 128-d, 8 classes).
 
 import time
 
-import numpy as np
-import torch
+from oacl import ompenv
 
-from oacl.evaluate import linear
-from oacl.evaluate.params import DEFAULTS
+ompenv.apply()  # before torch loads: libgomp reads its wait policy only then
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from oacl.evaluate import linear  # noqa: E402
+from oacl.evaluate.params import DEFAULTS  # noqa: E402
 
 rng = np.random.default_rng(0)
 centers = rng.normal(size=(8, 128))

@@ -13,11 +13,15 @@ import argparse
 import statistics
 import time
 
-import torch
+from oacl import ompenv
 
-from oacl.params import merge_params
-from oacl.train.methods import build_method
-from oacl.train.params import DEFAULTS
+ompenv.apply()  # before torch loads: libgomp reads its wait policy only then
+
+import torch  # noqa: E402
+
+from oacl.params import merge_params  # noqa: E402
+from oacl.train.methods import build_method  # noqa: E402
+from oacl.train.params import DEFAULTS  # noqa: E402
 
 
 def timed_steps(channels_last: bool, params: dict, steps: int) -> tuple[float, float]:

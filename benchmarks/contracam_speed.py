@@ -23,12 +23,15 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-import torchvision
-from torch import nn
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from oacl import ompenv  # noqa: E402
+
+ompenv.apply()  # before torch loads: libgomp reads its wait policy only then
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import torchvision  # noqa: E402
+from torch import nn  # noqa: E402
 
 from oacl.cam.engine import CamEngine  # noqa: E402
 from oacl.cam.reference import reference_contracam  # noqa: E402

@@ -9,12 +9,16 @@ present. Both encoders see the same images in the same run, so the ratio is fair
 
 import argparse
 
-import torch
+from oacl import ompenv
 
-from oacl.artifacts import read_manifest
-from oacl.models import build_encoder, load_checkpoint
-from oacl.train.data import ManifestImages, build_loader
-from oacl.train.knn import extract, knn_predict
+ompenv.apply()  # before torch loads: libgomp reads its wait policy only then
+
+import torch  # noqa: E402
+
+from oacl.artifacts import read_manifest  # noqa: E402
+from oacl.models import build_encoder, load_checkpoint  # noqa: E402
+from oacl.train.data import ManifestImages, build_loader  # noqa: E402
+from oacl.train.knn import extract, knn_predict  # noqa: E402
 
 
 def main():

@@ -30,10 +30,13 @@ import time
 from multiprocessing import Pool
 from pathlib import Path
 
-import numpy as np
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from oacl import ompenv  # noqa: E402
+
+ompenv.apply()  # before torch loads: libgomp reads its wait policy only then
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from oacl import geometry  # noqa: E402
 from oacl.artifacts import read_manifest, write_manifest  # noqa: E402

@@ -11,6 +11,11 @@ import importlib
 import logging
 import sys
 
+from oacl import ompenv
+
+# before a sub-command module loads torch: libgomp reads its wait policy only then
+ompenv.apply()
+
 # sub-command modules, each exposing register(subparsers)
 COMMAND_MODULES = [
     "oacl.data.cli",  # oacl data synth|index|prepare

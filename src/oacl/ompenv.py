@@ -1,0 +1,32 @@
+"""The OpenMP wait policy of every oacl process, set where it starts, before torch loads.
+
+libgomp (torch's intra-op pool) spins up to ~3 ms by default waiting for its peer
+threads. When another process holds a core the peer is descheduled and the spinning
+thread burns the core it needs: pretraining on 2 cores fell from ~500 to 11 img/s
+beside one busy process. A short spin then sleep keeps the uncontended speed (a
+passive policy does not: it sleeps between every small op) and does not collapse;
+measured by benchmarks/contention.py, see docs/architecture.md "OpenMP wait policy".
+libgomp reads these variables once, when it is loaded, so apply() must run before
+``import torch``; child processes (DataLoader workers, torchrun, Snakemake jobs)
+inherit them.
+"""
+
+from __future__ import annotations
+
+import os
+
+# what oacl sets when the user set none of USER_KEYS
+POLICY = {"GOMP_SPINCOUNT": "1000"}
+# libgomp's spin count when no variable is set (OMP_DISPLAY_ENV=verbose shows it); a user
+# who wants libgomp's default back sets it
+LIBGOMP_DEFAULT = "300000"
+# a user who set any of these chose a policy: keep theirs untouched
+USER_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def apply(environ=os.environ) -> dict[str, str]:
+    """Set POLICY in ``environ`` unless the user set a wait policy; returns what was set."""
+    if any(k in environ for k in USER_KEYS):
+        return {}
+    environ.update(POLICY)
+    return dict(POLICY)
