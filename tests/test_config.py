@@ -437,8 +437,8 @@ def test_results_outside_the_repository(elsewhere, tmp_path):
     workflow_copy, run1, smoke = elsewhere
     proc = run_snakemake(workflow_copy, "-n", "--directory", str(run1), check=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
-    for out in (proc.stdout + proc.stderr, smoke):
-        assert "results/report.html" in out and "evaluate_localization" in out
+    for out, res in ((proc.stdout + proc.stderr, "results"), (smoke, "results/smoke")):
+        assert f"{res}/report.html" in out and "evaluate_localization" in out
     assert (run1 / ".snakemake").is_dir() and not (workflow_copy / ".snakemake").exists()
     assert '"n_train":96' in smoke  # the preset is merged over the base config
     run2 = tmp_path / "run2"

@@ -75,8 +75,10 @@ def list_flag(flag, paths):
 
 def code(*entries):
     """The src/oacl files that a rule runs, editing one reruns its jobs; the transitive
-    imports of its entry modules, read from the sources (src/oacl/codedeps.py)."""
-    return [str(SRC / f) for f in codedeps.code_of(*entries, package=SRC)]
+    imports of its entry modules, read from the sources (src/oacl/codedeps.py). Relative
+    to the working directory (Snakemake records input paths: absolute ones would make a
+    moved or copied checkout, or a git worktree, rerun every job)."""
+    return [os.path.relpath(SRC / f) for f in codedeps.code_of(*entries, package=SRC)]
 
 
 # ------------------------------------------------------------- paths
@@ -84,20 +86,25 @@ def code(*entries):
 # {wildcards} left for Snakemake, functions fill them with path(). A job's log and
 # benchmark are named <rule>/<job> (<job>: its wildcards as a path), or <rule> for a
 # rule of one job.
+# Every output lies under the config's `results` folder ("results"; a preset that changes
+# a dataset or a model's recipe sets its own, e.g. smoke.yaml results/smoke, so it never
+# rewrites the default's files). Fetched sources are the same for every preset: shared.
+RESULTS = config["results"].rstrip("/")
 PATHS = {
-    "data": "results/data/{dataset}",
-    "manifest": "results/data/{dataset}/manifest.parquet",
+    "data": "{results}/data/{dataset}",
+    "manifest": "{results}/data/{dataset}/manifest.parquet",
     "source": "results/sources/{source}",
-    "model": "results/models/{dataset}/{model}/model.pt",
-    "masks": "results/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
-    "boxes": "results/refine/{dataset}/{model}/{cam}/boxes_{shard}.parquet",
-    "eval": "results/eval/{dataset}/{model}/{evaluation}.json",
-    "features": "results/features/{dataset}/{model}",
-    "transfer_features": "results/features/{dataset}/{model}/transfer_{target}",
-    "report": "results/report.html",
-    "log": "results/logs/{name}.log",
-    "benchmark": "results/benchmarks/{name}.tsv",
+    "model": "{results}/models/{dataset}/{model}/model.pt",
+    "masks": "{results}/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
+    "boxes": "{results}/refine/{dataset}/{model}/{cam}/boxes_{shard}.parquet",
+    "eval": "{results}/eval/{dataset}/{model}/{evaluation}.json",
+    "features": "{results}/features/{dataset}/{model}",
+    "transfer_features": "{results}/features/{dataset}/{model}/transfer_{target}",
+    "report": "{results}/report.html",
+    "log": "{results}/logs/{name}.log",
+    "benchmark": "{results}/benchmarks/{name}.tsv",
 }
+PATHS = {k: v.replace("{results}", RESULTS) for k, v in PATHS.items()}
 
 
 class _Wildcards(dict):
