@@ -560,3 +560,21 @@ def test_old_localization_key_is_named_with_its_new_name(tmp_path):
             REPO / "workflow/schemas/config.schema.yaml",
             configcheck.load_config_files(paths),
         )
+
+
+def test_nested_command_line_override_is_typed_and_named_as_origin(workflow_copy):
+    """Issue 27.6: Snakemake reads `--config 'pretrain={epochs: 2}'` leaves as strings; the
+    schema check used to fail on '2' and blame config.yaml:51."""
+    from oacl.configcheck import command_line_config, locate
+
+    typed, origin = command_line_config(
+        {"pretrain": {"epochs": "2", "moco": {"queue_size": "64"}}, "device": "cpu"}
+    )
+    assert typed == {"pretrain": {"epochs": 2, "moco": {"queue_size": 64}}, "device": "cpu"}
+    files = configcheck.load_config_files([REPO / "config.yaml"]) + [origin]
+    assert locate(["pretrain", "epochs"], files) == "command line (--config)"
+    assert locate(["pretrain", "batch_size"], files).startswith(str(REPO / "config.yaml"))
+    proc = run_snakemake(workflow_copy, "-n", "--config", "pretrain={epochs: 0}", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "command line (--config): pretrain.epochs: 0 is less than the minimum of 1" in out

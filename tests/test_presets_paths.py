@@ -22,7 +22,11 @@ def test_smoke_presets_share_no_file_with_their_base(workflow_copy):
         ([], ["--configfile", str(configs / "smoke.yaml")], "results/smoke/"),
         (
             ["--configfile", str(configs / "composite.yaml")],
-            ["--configfile", str(configs / "composite.yaml"), str(configs / "composite-smoke.yaml")],
+            [
+                "--configfile",
+                str(configs / "composite.yaml"),
+                str(configs / "composite-smoke.yaml"),
+            ],
             "results/composite-smoke/",
         ),
     ]

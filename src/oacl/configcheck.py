@@ -110,8 +110,39 @@ def locate(key_path: list, files: list[tuple[Path, yaml.Node | None]]) -> str | 
             else:
                 break
         if line is not None and (best is None or depth >= best[0]):
-            best = (depth, f"{path}:{line}")
+            best = (depth, str(path) if isinstance(path, CommandLine) else f"{path}:{line}")
     return best[1] if best else None
+
+
+class CommandLine:
+    """Where values given with Snakemake's --config come from, in place of a file path."""
+
+    def __str__(self) -> str:
+        return "command line (--config)"
+
+
+def _typed(value):
+    """A --config leaf read as YAML reads it in a file ('2' -> 2, 'true' -> True);
+    a string that YAML would turn into a mapping or list stays a string."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return value if isinstance(parsed, (dict, list)) else parsed
+    return value
+
+
+def command_line_config(given: dict) -> tuple[dict, tuple[CommandLine, yaml.Node]]:
+    """Snakemake's --config values with types, and their origin for locate(). Snakemake
+    parses a nested value (`--config 'pretrain={epochs: 2}'`) with YAML's BaseLoader, so
+    every leaf is a string ('2'); read here as a config file would read it."""
+    typed = _typed(dict(given))
+    return typed, (CommandLine(), yaml.compose(yaml.safe_dump(typed)))
 
 
 # --------------------------------------------------------------------------- schema

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 # src/oacl of this checkout (common.smk lives in workflow/rules/); the config checks
 # below import it, so they are the checkout's own
@@ -17,6 +17,7 @@ from oacl import codedeps, variants
 from oacl.configcheck import (
     ConfigError,
     check_config,
+    command_line_config,
     cross_check,
     dataset_module,
     load_config_files,
@@ -33,6 +34,14 @@ try:
     CONFIG_FILES = load_config_files([BASE_CONFIG, *workflow.overwrite_configfiles])
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
+
+# --config KEY=VALUE: Snakemake reads the leaves of a nested value as strings
+# ('pretrain={epochs: 2}' gives epochs '2'); they are typed as in a config file, before
+# `configfile:` merges them over the files, and errors about them name the command line.
+if workflow.config_settings.config:
+    CLI_CONFIG, CLI_ORIGIN = command_line_config(workflow.config_settings.config)
+    update_config(workflow.config_settings.overwrite_config, CLI_CONFIG)
+    CONFIG_FILES.append(CLI_ORIGIN)
 
 
 configfile: BASE_CONFIG
