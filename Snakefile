@@ -32,6 +32,9 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+check_gpu_requests()  # every rule is known now
+
+
 rule all:
     default_target: True
     input:

@@ -53,12 +53,13 @@ def test_preset_dry_run_on_fixture_roots(preset, workflow_copy, tmp_path):
     if preset.startswith(("coco", "in9")):
         for rule in ("cam", "refine", "evaluate_shift"):
             assert re.search(rf"^rule {rule}:", out, re.M), rule
-    # GPU resources on training and CAM jobs, none on refine
+    # GPU resources on training, CAM and feature-extraction jobs (which then run on CUDA
+    # or fail), none on refine
     blocks = re.split(r"\n(?=rule \w+:)", out)
     for block in blocks:
         head = block.split(":", 1)[0]
-        if head in ("rule pretrain", "rule cam"):
-            assert "gpu=1" in block, block
+        if head in ("rule pretrain", "rule cam", "rule evaluate_linear", "rule evaluate_shift"):
+            assert "gpu=1" in block and "--device cuda" in block, block
         if head == "rule refine":
             assert "gpu=" not in block, block
     # the embedded scenes are not part of a preset's run

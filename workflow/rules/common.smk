@@ -23,6 +23,7 @@ from oacl.configcheck import (
     load_config_files,
     models_of,
 )
+from oacl.device import gpu_request_errors
 from oacl.params import deep_merge, drop_null_entries
 
 # The base config sits beside the Snakefile (an absolute path: with --directory the
@@ -291,6 +292,13 @@ def pretrain_runtime(w, attempt):
     return int(10 + res_value("pretrain", "runtime_per_epoch", 2) * epochs) * attempt
 
 
+def job_device(gpus):
+    """The --device of a job: one that requests GPUs runs on CUDA or fails (`auto` would
+    fall back to the CPU unnoticed on a node without one)."""
+    device = config.get("device", "auto")
+    return "cuda" if device == "auto" and int(gpus) > 0 else device
+
+
 def pretrain_cpus(w):
     # data-loader CPUs per GPU (DDP: all GPUs of one job on one node)
     return res_value("pretrain", "cpus_per_task", 2) * max(1, pretrain_gpus(w))
@@ -334,3 +342,43 @@ def report_inputs(w):
     """What the report shows, and nothing else: the config's models, eval JSONs and
     shards (`oacl report --inputs`; stale files of an older config are not read)."""
     return [t for t in all_targets() if t != path("report")]
+
+
+# ------------------------------------------------------------- GPU requests
+def gpu_counts():
+    """{rule: {config key: GPUs per job}} of the rules that may use a GPU."""
+    pretrain = {}
+    for name, exp in config["experiments"].items():
+        if "gpus" in exp.get("pretrain", {}):
+            pretrain[f"experiments.{name}.pretrain.gpus"] = exp["pretrain"]["gpus"]
+        else:
+            pretrain["pretrain.gpus"] = config["pretrain"].get("gpus", 0)
+    evaluate = {"evaluate.gpus": config["evaluate"].get("gpus", 0)}
+    return {
+        "pretrain": pretrain,
+        "cam": {"cam.gpus": config["cam"].get("gpus", 0)},
+        **dict.fromkeys(
+            ["evaluate_linear", "evaluate_shift", "evaluate_transfer"], evaluate
+        ),
+    }
+
+
+def check_gpu_requests():
+    """A gpu_model (profile or --set-resources) beside 0 GPUs stops the run before any
+    job: the Slurm plugin would ask for --gpus=<model>:0 (src/oacl/device.py)."""
+
+    def raw(resources):
+        return {k: getattr(v, "raw", v) for k, v in (resources or {}).items()}
+
+    settings = workflow.resource_settings
+    counts = gpu_counts()
+    errors = gpu_request_errors(
+        {r.name: counts.get(r.name, {}) for r in workflow.rules if r.shellcmd},
+        {rule: raw(res) for rule, res in settings.overwrite_resources.items()},
+        raw(settings.default_resources),
+    )
+    if errors:
+        raise WorkflowError(
+            "GPU request contradicts the config (nothing was run):\n  "
+            + "\n  ".join(errors)
+        )

@@ -13,12 +13,12 @@ rule evaluate_linear:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        **res("evaluate", mem_mb=4000, runtime=30),
-        cpus_per_task=2,
+        **res("evaluate", mem_mb=4000, runtime=30, cpus_per_task=2),
+        gpu=config["evaluate"].get("gpus", 0),
     params:
         cfg=cfg_json(config.get("evaluate", {}).get("linear", {})),
         cache=path("features"),
-        device=config.get("device", "auto"),
+        device=job_device(config["evaluate"].get("gpus", 0)),
     shell:
         "oacl evaluate linear --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
         " --manifest {input.manifest:q} --cache-dir {params.cache:q}"
@@ -42,12 +42,12 @@ rule evaluate_shift:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        **res("evaluate", mem_mb=4000, runtime=30),
-        cpus_per_task=2,
+        **res("evaluate", mem_mb=4000, runtime=30, cpus_per_task=2),
+        gpu=config["evaluate"].get("gpus", 0),
     params:
         cfg=cfg_json(config.get("evaluate", {}).get("shift", {})),
         cache=path("features"),
-        device=config.get("device", "auto"),
+        device=job_device(config["evaluate"].get("gpus", 0)),
     shell:
         "oacl evaluate shift --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
         " --manifest {input.manifest:q} --linear-json {input.linear:q} --cache-dir {params.cache:q}"
@@ -70,8 +70,7 @@ rule evaluate_localization:
         "../../envs/data.yaml"
     threads: 1
     resources:
-        **res("evaluate", mem_mb=4000, runtime=30),
-        cpus_per_task=1,
+        **res("evaluate", mem_mb=4000, runtime=30, cpus_per_task=1),
     params:
         # the references get the same refinement (CRF) as the CAM masks
         cfg=cfg_json(
@@ -101,12 +100,12 @@ rule evaluate_transfer:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        **res("evaluate", mem_mb=4000, runtime=30),
-        cpus_per_task=2,
+        **res("evaluate", mem_mb=4000, runtime=30, cpus_per_task=2),
+        gpu=config["evaluate"].get("gpus", 0),
     params:
         cfg=cfg_json(config.get("evaluate", {}).get("linear", {})),
         cache=path("transfer_features"),
-        device=config.get("device", "auto"),
+        device=job_device(config["evaluate"].get("gpus", 0)),
     shell:
         "oacl evaluate linear --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
         " --manifest {input.manifest:q} --cache-dir {params.cache:q}"

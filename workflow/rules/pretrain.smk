@@ -20,7 +20,7 @@ rule pretrain:
         cpus_per_task=pretrain_cpus,
     params:
         cfg=lambda w: cfg_json(pretrain_cfg(w)),
-        device=config.get("device", "auto"),
+        device=lambda w: job_device(pretrain_gpus(w)),
         # every shard after one flag (`--boxes S0 S1 ...`); "" when the variant reads none
         boxes=lambda w, input: list_flag("--boxes", input.get("boxes", [])),
         masks=lambda w, input: list_flag("--masks", input.get("masks", [])),
