@@ -486,7 +486,8 @@ def test_check_config_names_file_and_line_of_a_preset(tmp_path, capsys):
         # <base>-smoke.yaml is an overlay of <base>.yaml (composite-smoke.yaml)
         base = preset.with_name(preset.name.replace("-smoke", ""))
         files = [base, preset] if base != preset and base.exists() else [preset]
-        assert main(["check-config", *map(str, files)]) == 0, preset
+        # their roots (/data/...) do not exist here: checked in test_dataset_roots_...
+        assert main(["check-config", "--no-check-roots", *map(str, files)]) == 0, preset
 
 
 def test_deep_merge_keeps_keys_an_override_does_not_name():
@@ -542,7 +543,7 @@ def test_one_name_per_stage():
     cam = rules["cam"]
     assert '"oacl cam ' in cam and 'path("masks")' in cam and 'res("cam", ' in cam
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    assert '"masks": "results/cam/' in common
+    assert '"masks": "{results}/cam/' in common
     assert "rule refine:" in (REPO / "workflow" / "rules" / "refine.smk").read_text()
 
 
@@ -578,3 +579,29 @@ def test_nested_command_line_override_is_typed_and_named_as_origin(workflow_copy
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "command line (--config): pretrain.epochs: 0 is less than the minimum of 1" in out
+
+
+def test_dataset_roots_are_checked_before_any_job(tmp_path, capsys):
+    """Issue 27.7: a missing root or COCO annotation file used to surface only when
+    prepare_data ran (on a cluster, after queueing); check-config and the dry run say it."""
+    from oacl.cli import main
+
+    root = tmp_path / "coco"
+    (root / "train2017").mkdir(parents=True)
+    (root / "val2017").mkdir()
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_train2017.json").write_text("{}")
+    preset = tmp_path / "mine.yaml"
+    preset.write_text(
+        "datasets:\n"
+        f"  coco: {{type: coco, root: {root}}}\n"
+        f"  cub: {{type: cub, root: {tmp_path / 'nowhere'}}}\n"
+    )
+    assert main(["check-config", str(preset)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{preset}:2: datasets.coco.root: {root}: expected file annotations/instances_val2017.json"
+        in err
+    )
+    assert f"{preset}:3: datasets.cub.root: {tmp_path / 'nowhere'}: folder not found" in err
+    assert main(["check-config", "--no-check-roots", str(preset)]) == 0

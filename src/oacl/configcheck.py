@@ -399,6 +399,25 @@ def cross_check(config: dict) -> None:
             )
 
 
+def check_paths(config: dict, files=(), skip=()) -> None:
+    """Every dataset root and annotation file exists (oacl.data.prepare.missing_paths),
+    checked when the run is planned rather than when prepare_data runs on the cluster.
+    ``skip``: paths the workflow makes itself (fetched sources)."""
+    from .data.prepare import missing_paths  # here, not at the top: readers import cv2
+
+    lines = []
+    for name, ds in config["datasets"].items():
+        for key, problem in missing_paths(ds, skip):
+            loc = locate(["datasets", name, key], list(files))
+            lines.append(f"  {loc + ': ' if loc else ''}datasets.{name}.{key}: {problem}")
+    if lines:
+        raise ConfigError(
+            "dataset paths not found (nothing was run; if they exist only on the compute "
+            "nodes, skip this check: snakemake --config check_roots=false, "
+            "oacl check-config --no-check-roots):\n" + "\n".join(lines)
+        )
+
+
 # --------------------------------------------------------------------------- oacl check-config
 
 
@@ -431,6 +450,13 @@ def register(subparsers) -> None:
         help="base config (default: config.yaml of this checkout)",
     )
     p.add_argument("--schema", default=str(_repo_file("workflow", "schemas", "config.schema.yaml")))
+    p.add_argument(
+        "--no-check-roots",
+        dest="check_roots",
+        action="store_false",
+        help="do not check that dataset roots and annotation files exist (for paths that "
+        "exist only on compute nodes)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -440,5 +466,11 @@ def _run(args) -> int:
     config = merge_configs(paths)
     check_config(config, args.schema, files)
     cross_check(config)
+    if args.check_roots and config.get("check_roots", True):
+        from .data import composite
+
+        # composite's default folders are fetched by the workflow (rule fetch_source)
+        fetched = (composite.DEFAULTS["foregrounds"], composite.DEFAULTS["backgrounds"])
+        check_paths(config, files, skip=fetched)
     print(f"ok: {' + '.join(map(str, paths))}")
     return 0

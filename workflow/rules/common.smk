@@ -17,6 +17,7 @@ from oacl import codedeps, variants
 from oacl.configcheck import (
     ConfigError,
     check_config,
+    check_paths,
     command_line_config,
     cross_check,
     dataset_module,
@@ -246,6 +247,16 @@ FETCHED_ROOTS = {
     "foregrounds": path("source", source="openclipart"),
     "backgrounds": path("source", source="wallpapers"),
 }
+
+
+# dataset roots and annotation files exist (else the run would fail only when
+# prepare_data runs, on a cluster after queueing); `--config check_roots=false` skips it
+# for paths that exist only on the compute nodes
+if config["check_roots"]:
+    try:
+        check_paths(config, CONFIG_FILES, skip=set(FETCHED_ROOTS.values()))
+    except ConfigError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 def data_sources(wildcards):
