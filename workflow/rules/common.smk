@@ -66,8 +66,11 @@ validate(config, SCHEMA)  # fills the schema's defaults
 
 # `oacl` of the Python that runs Snakemake (a venv need not be activated); under
 # --sdm conda the rule's environment comes first on PATH and provides its own.
+# OACL_REPO: the checkout, for the envs' post-deploy scripts, which Snakemake runs from
+# a copy under .snakemake/conda/ (so they cannot find it beside themselves).
 os.environ.update(
-    PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+    OACL_REPO=str(SRC.parents[1]),
 )
 
 
