@@ -9,6 +9,9 @@
 # checks the whole configuration before any job is scheduled.
 
 
+report: "workflow/report/workflow.rst"  # the description of `snakemake --report`
+
+
 include: "workflow/rules/common.smk"
 
 

@@ -209,6 +209,15 @@ def test_readme_commands_run_on_the_smoke_results(smoke_run, tmp_path):
         cmd = cmd.replace("/scratch/$USER/oacl-run1", str(tmp_path / "run1"))
         if cmd.startswith(".venv/bin/snakemake"):
             args = shlex.split(cmd)[1:]
+            if "--report" in args:
+                # Snakemake's report of the smoke run (issue 27.9): built, with the
+                # workflow description and the evaluations' captions
+                report = workdir / args[args.index("--report") + 1]
+                run_snakemake(workdir, *args, *SMOKE)
+                html = report.read_text()
+                assert "Object-aware Contrastive Learning" in html
+                assert "Linear evaluation of model" in html and "Evaluation scenes_multi" in html
+                continue
             if "--config" in args:
                 # a nested override (issue 27.6): it used to fail the schema check with
                 # "config.yaml:51: pretrain.epochs: '2' is not of type 'integer'"
@@ -368,6 +377,10 @@ def test_a_copied_run_and_a_git_worktree_have_nothing_to_do(smoke_run, tmp_path)
     import subprocess
 
     workdir, _ = smoke_run
+    # issue 27.4: every job's log starts with where it ran
+    for log in sorted((workdir / SMOKE_RESULTS / "logs").rglob("*.log")):
+        first = log.read_text().splitlines()[0]
+        assert re.search(r"oacl \w+: host \S+, device (cpu|cuda)", first), (log, first)
     moved = tmp_path / "moved"
     subprocess.run(["cp", "-a", str(workdir), str(moved)], check=True)
     proc = run_snakemake(moved, "-n", *SMOKE)

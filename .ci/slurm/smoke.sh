@@ -89,6 +89,12 @@ t0=$(date +%s)
     >"$WORK/slurm.log" 2>&1) \
     || { tail -60 "$WORK/slurm.log"; die "Slurm run failed (log: $WORK/slurm.log)"; }
 log "Slurm run done in $(( $(date +%s) - t0 ))s"
+# Snakemake's own report of the run (workflow description, captioned evaluations)
+(cd "$SL" && "$SNAKEMAKE" "${TARGETS[@]}" --configfile "$CONFIG" --report "$WORK/snakemake_report.html" \
+    >"$WORK/report.log" 2>&1) || { tail -20 "$WORK/report.log"; die "snakemake --report failed"; }
+grep -q "Object-aware Contrastive Learning" "$WORK/snakemake_report.html" \
+    || die "snakemake --report: no workflow description in the report"
+log "snakemake --report built ($(du -k "$WORK/snakemake_report.html" | cut -f1) KiB)"
 
 # --- checks ------------------------------------------------------------------
 # a compare pattern that matches nothing fails the whole DAG's check, not a partial one

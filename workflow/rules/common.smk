@@ -341,6 +341,18 @@ def cam_cfg(w):
 
 
 # ------------------------------------------------------------- report rules
+def eval_report(json_path, caption):
+    """An evaluation JSON registered for `snakemake --report` under its dataset, with
+    the caption workflow/report/<caption>.rst."""
+    return report(
+        json_path,
+        caption=f"../report/{caption}.rst",
+        category="Evaluation {dataset}",
+        subcategory=caption,
+        labels={"model": "{model}", "evaluation": caption},
+    )
+
+
 def cam_sets():
     """(dataset, model, cam) of every ContraCAM run the config asks for."""
     sets = set()

@@ -4,7 +4,7 @@ rule evaluate_linear:
         manifest=path("manifest"),
         code=code("oacl.evaluate.cli", "oacl.evaluate.linear"),
     output:
-        json=path("eval", evaluation="linear"),
+        json=eval_report(path("eval", evaluation="linear"), "linear"),
     log:
         log_of("evaluate_linear", "{dataset}/{model}"),
     benchmark:
@@ -33,7 +33,7 @@ rule evaluate_shift:
         linear=path("eval", evaluation="linear"),
         code=code("oacl.evaluate.cli", "oacl.evaluate.shift"),
     output:
-        json=path("eval", evaluation="shift"),
+        json=eval_report(path("eval", evaluation="shift"), "shift"),
     log:
         log_of("evaluate_shift", "{dataset}/{model}"),
     benchmark:
@@ -61,7 +61,7 @@ rule evaluate_localization:
         boxes=lambda w: cam_shards("boxes", w.dataset, w.model, w.cam),
         code=code("oacl.evaluate.cli", "oacl.evaluate.localization"),
     output:
-        json=path("eval", evaluation="localization_{cam}"),
+        json=eval_report(path("eval", evaluation="localization_{cam}"), "localization"),
     log:
         log_of("evaluate_localization", "{dataset}/{model}/{cam}"),
     benchmark:
@@ -91,7 +91,7 @@ rule evaluate_transfer:
         manifest=path("manifest", dataset="{target}"),
         code=code("oacl.evaluate.cli", "oacl.evaluate.linear"),
     output:
-        json=path("eval", evaluation="transfer_{target}"),
+        json=eval_report(path("eval", evaluation="transfer_{target}"), "transfer"),
     log:
         log_of("evaluate_transfer", "{dataset}/{model}/{target}"),
     benchmark:
