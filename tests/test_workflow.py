@@ -399,3 +399,23 @@ def test_a_copied_run_and_a_git_worktree_have_nothing_to_do(smoke_run, tmp_path)
         (moved / name).rename(tree / name)
     proc = run_snakemake(tree, "-n", *SMOKE)
     assert "Nothing to be done" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_walltime_chunks_rerun_pretrain_to_the_same_model(smoke_run):
+    """Issue 27.5: with resources.pretrain.chunk_s each pretrain job stops after its chunk
+    (one step here) with train_state.pt saved and exit 75, Snakemake retries it (the
+    rule's retries are max_chunks), and it resumes until done: the model is the one the
+    unchunked smoke run wrote, byte for byte."""
+    workdir, _ = smoke_run
+    folder = workdir / SMOKE_RESULTS / "models" / "scenes_multi" / "moco-baseline-s0"
+    ref = (folder / "model.pt").read_bytes()
+    shutil.rmtree(folder)  # train_state.pt too: from scratch
+    target = str((folder / "model.pt").relative_to(workdir))
+    chunks = ["--config", "resources={pretrain: {chunk_s: 1}}"]
+    proc = run_snakemake(workdir, "--cores", "2", *SMOKE, *chunks, "--", target)
+    out = proc.stdout + proc.stderr
+    assert "--stop-after 1 " in out  # the chunk reached the command
+    assert out.count("Error in rule pretrain") >= 2, out[-3000:]  # >= 3 runs of the job
+    log = (workdir / SMOKE_RESULTS / "logs/pretrain/scenes_multi/moco-baseline-s0.log").read_text()
+    assert "resuming" in log and "batch 2 (step 2/3)" in log, log[-2000:]  # the last chunk
+    assert (folder / "model.pt").read_bytes() == ref

@@ -300,10 +300,43 @@ def pretrain_gpus(w):
     return int(pretrain_cfg(w).get("gpus", 0))
 
 
-def pretrain_runtime(w, attempt):
-    # minutes: per-epoch estimate x epochs, grown on retry (resume makes retries cheap)
+def pretrain_estimate(w):
+    """Minutes a pretrain job needs: the per-epoch estimate x epochs."""
     epochs = int(pretrain_cfg(w).get("epochs", 1))
-    return int(10 + res_value("pretrain", "runtime_per_epoch", 2) * epochs) * attempt
+    return int(10 + res_value("pretrain", "runtime_per_epoch", 2) * epochs)
+
+
+# Walltime chunks (docs/cluster.md): with resources.pretrain.runtime_max (the
+# partition's limit, minutes) a job that needs longer requests that limit, stops
+# stop_margin_s before it with train_state.pt saved (`oacl pretrain --stop-after`, exit
+# 75) and is retried, resuming, until done; resources.pretrain.chunk_s sets the chunk
+# length in seconds directly (short-job queues, tests). The rule's retries then allow
+# max_chunks runs.
+def chunked():
+    return bool(res_value("pretrain", "runtime_max", 0) or res_value("pretrain", "chunk_s", 0))
+
+
+def pretrain_runtime(w, attempt):
+    # minutes, grown on retry (resume makes retries cheap); a chunked job keeps the limit
+    need, cap = pretrain_estimate(w), res_value("pretrain", "runtime_max", 0)
+    return cap if cap and need > cap else need * attempt
+
+
+def pretrain_stop_after(w, attempt):
+    """Seconds after which a job stops (0: never): the chunk length, or the runtime
+    less a margin for saving the state and the job's start-up."""
+    if res_value("pretrain", "chunk_s", 0):
+        return int(res_value("pretrain", "chunk_s", 0))
+    need, cap = pretrain_estimate(w), res_value("pretrain", "runtime_max", 0)
+    if not cap or need <= cap:
+        return 0
+    runtime_s = 60 * cap
+    return int(runtime_s - min(res_value("pretrain", "stop_margin_s", 300), runtime_s // 4))
+
+
+def pretrain_retries():
+    """Runs a pretrain job may take: max_chunks when chunked, else the profile's retries."""
+    return res_value("pretrain", "max_chunks", 50) if chunked() else None
 
 
 def job_device(gpus):

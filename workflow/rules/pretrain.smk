@@ -11,10 +11,12 @@ rule pretrain:
     conda:
         "../../envs/torch.yaml"
     threads: 2
+    retries: pretrain_retries()  # walltime chunks: one run per chunk (common.smk)
     resources:
         **res("pretrain", mem_mb=8000),
         gpu=pretrain_gpus,
         runtime=pretrain_runtime,
+        stop_after_s=pretrain_stop_after,  # a resource: not a rerun trigger like params
         # DDP: all GPUs of one job on one node, data-loader CPUs per GPU
         nodes=1,
         cpus_per_task=pretrain_cpus,
@@ -28,4 +30,5 @@ rule pretrain:
     shell:
         "oacl pretrain --cfg {params.cfg:q} --manifest {input.manifest:q}"
         " --out {output.model:q} {params.boxes} {params.masks}"
-        " --device {params.device} --nproc {params.nproc} > {log:q} 2>&1"
+        " --device {params.device} --nproc {params.nproc}"
+        " --stop-after {resources.stop_after_s} > {log:q} 2>&1"
