@@ -313,7 +313,9 @@ def pretrain_estimate(w):
 # length in seconds directly (short-job queues, tests). The rule's retries then allow
 # max_chunks runs.
 def chunked():
-    return bool(res_value("pretrain", "runtime_max", 0) or res_value("pretrain", "chunk_s", 0))
+    return bool(
+        res_value("pretrain", "runtime_max", 0) or res_value("pretrain", "chunk_s", 0)
+    )
 
 
 def pretrain_runtime(w, attempt):
@@ -331,7 +333,9 @@ def pretrain_stop_after(w, attempt):
     if not cap or need <= cap:
         return 0
     runtime_s = 60 * cap
-    return int(runtime_s - min(res_value("pretrain", "stop_margin_s", 300), runtime_s // 4))
+    return int(
+        runtime_s - min(res_value("pretrain", "stop_margin_s", 300), runtime_s // 4)
+    )
 
 
 def pretrain_retries():

@@ -8,10 +8,10 @@ rule pretrain:
         log_of("pretrain", "{dataset}/{method}-{variant}-s{seed}"),
     benchmark:
         benchmark_of("pretrain", "{dataset}/{method}-{variant}-s{seed}")
+    retries: pretrain_retries()  # walltime chunks: one run per chunk (common.smk)
     conda:
         "../../envs/torch.yaml"
     threads: 2
-    retries: pretrain_retries()  # walltime chunks: one run per chunk (common.smk)
     resources:
         **res("pretrain", mem_mb=8000),
         gpu=pretrain_gpus,
