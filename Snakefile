@@ -9,6 +9,9 @@
 # checks the whole configuration before any job is scheduled.
 
 
+report: "workflow/report/workflow.rst"  # the description of `snakemake --report`
+
+
 include: "workflow/rules/common.smk"
 
 
@@ -30,6 +33,9 @@ include: "workflow/rules/cam.smk"
 include: "workflow/rules/refine.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+
+
+check_gpu_requests()  # every rule is known now
 
 
 rule all:

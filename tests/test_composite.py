@@ -256,7 +256,7 @@ def test_preset_runs_end_to_end_on_own_folders(sources, tmp_path):
         str(REPO / "workflow/configs" / f) for f in ("composite.yaml", "composite-smoke.yaml")
     ]
     run_snakemake(wf, "--cores", "2", "--configfile", *configs, str(own))
-    res = wf / "results"
+    res = wf / "results" / "composite-smoke"  # composite-smoke.yaml's `results`
     shift = json.loads((res / "eval/composite_single/moco-bg_hardmix_gt-s0/shift.json").read_text())
     assert "mixed_rand" in json.dumps(shift)
     assert (res / "eval/composite_multi/moco-oa_crop_gt-s0/linear.json").exists()

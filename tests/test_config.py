@@ -437,8 +437,8 @@ def test_results_outside_the_repository(elsewhere, tmp_path):
     workflow_copy, run1, smoke = elsewhere
     proc = run_snakemake(workflow_copy, "-n", "--directory", str(run1), check=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
-    for out in (proc.stdout + proc.stderr, smoke):
-        assert "results/report.html" in out and "evaluate_localization" in out
+    for out, res in ((proc.stdout + proc.stderr, "results"), (smoke, "results/smoke")):
+        assert f"{res}/report.html" in out and "evaluate_localization" in out
     assert (run1 / ".snakemake").is_dir() and not (workflow_copy / ".snakemake").exists()
     assert '"n_train":96' in smoke  # the preset is merged over the base config
     run2 = tmp_path / "run2"
@@ -486,7 +486,8 @@ def test_check_config_names_file_and_line_of_a_preset(tmp_path, capsys):
         # <base>-smoke.yaml is an overlay of <base>.yaml (composite-smoke.yaml)
         base = preset.with_name(preset.name.replace("-smoke", ""))
         files = [base, preset] if base != preset and base.exists() else [preset]
-        assert main(["check-config", *map(str, files)]) == 0, preset
+        # their roots (/data/...) do not exist here: checked in test_dataset_roots_...
+        assert main(["check-config", "--no-check-roots", *map(str, files)]) == 0, preset
 
 
 def test_deep_merge_keeps_keys_an_override_does_not_name():
@@ -542,7 +543,7 @@ def test_one_name_per_stage():
     cam = rules["cam"]
     assert '"oacl cam ' in cam and 'path("masks")' in cam and 'res("cam", ' in cam
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    assert '"masks": "results/cam/' in common
+    assert '"masks": "{results}/cam/' in common
     assert "rule refine:" in (REPO / "workflow" / "rules" / "refine.smk").read_text()
 
 
@@ -600,3 +601,47 @@ def test_target_read_as_a_config_file_says_to_put_targets_first(tmp_path, capsys
     assert "give targets before --configfile" in err
     rc, err = check(capsys, tmp_path / "missing.yaml")  # a config file's name: no hint
     assert rc == 2 and "missing.yaml: cannot read" in err and "targets" not in err
+
+
+def test_nested_command_line_override_is_typed_and_named_as_origin(workflow_copy):
+    """Issue 27.6: Snakemake reads `--config 'pretrain={epochs: 2}'` leaves as strings; the
+    schema check used to fail on '2' and blame config.yaml:51."""
+    from oacl.configcheck import command_line_config, locate
+
+    typed, origin = command_line_config(
+        {"pretrain": {"epochs": "2", "moco": {"queue_size": "64"}}, "device": "cpu"}
+    )
+    assert typed == {"pretrain": {"epochs": 2, "moco": {"queue_size": 64}}, "device": "cpu"}
+    files = configcheck.load_config_files([REPO / "config.yaml"]) + [origin]
+    assert locate(["pretrain", "epochs"], files) == "command line (--config)"
+    assert locate(["pretrain", "batch_size"], files).startswith(str(REPO / "config.yaml"))
+    proc = run_snakemake(workflow_copy, "-n", "--config", "pretrain={epochs: 0}", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "command line (--config): pretrain.epochs: 0 is less than the minimum of 1" in out
+
+
+def test_dataset_roots_are_checked_before_any_job(tmp_path, capsys):
+    """Issue 27.7: a missing root or COCO annotation file used to surface only when
+    prepare_data ran (on a cluster, after queueing); check-config and the dry run say it."""
+    from oacl.cli import main
+
+    root = tmp_path / "coco"
+    (root / "train2017").mkdir(parents=True)
+    (root / "val2017").mkdir()
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_train2017.json").write_text("{}")
+    preset = tmp_path / "mine.yaml"
+    preset.write_text(
+        "datasets:\n"
+        f"  coco: {{type: coco, root: {root}}}\n"
+        f"  cub: {{type: cub, root: {tmp_path / 'nowhere'}}}\n"
+    )
+    assert main(["check-config", str(preset)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{preset}:2: datasets.coco.root: {root}: expected file annotations/instances_val2017.json"
+        in err
+    )
+    assert f"{preset}:3: datasets.cub.root: {tmp_path / 'nowhere'}: folder not found" in err
+    assert main(["check-config", "--no-check-roots", str(preset)]) == 0

@@ -248,3 +248,51 @@ def test_rules_point_at_existing_environments():
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         for ref in re.findall(r"conda:\s*\n?\s*[\"']([^\"']+)[\"']", smk.read_text()):
             assert (smk.parent / ref).resolve().is_file(), f"{smk.name}: conda env {ref} not found"
+
+
+def _fake_pip(tmp_path):
+    """A `pip` first on PATH that records its arguments (as the env's own pip would be)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    pip = bindir / "pip"
+    pip.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "pip_args"}\n')
+    pip.chmod(0o755)
+    return bindir
+
+
+@pytest.mark.parametrize("name", ENV_NAMES)
+def test_post_deploy_installs_the_checkout_when_run_as_snakemake_runs_it(name, tmp_path):
+    """Issue 27.3: Snakemake copies the script to .snakemake/conda/<hash>.post-deploy.sh
+    (snakemake/deployment/conda.py: copy_permission_safe, then `<shebang interpreter>
+    <copy>` in the activated env, with its own environment), so `$(dirname "$0")/..`
+    was .snakemake/ and pip installed no project."""
+    import shutil
+    import subprocess
+
+    work = tmp_path / "run"
+    (work / ".snakemake" / "conda").mkdir(parents=True)
+    copy = work / ".snakemake" / "conda" / "0123abcd.post-deploy.sh"
+    shutil.copy2(ENVS / f"{name}.post-deploy.sh", copy)
+    env = dict(os.environ, PATH=f"{_fake_pip(tmp_path)}{os.pathsep}{os.environ['PATH']}")
+    env.pop("OACL_REPO", None)
+    run = lambda env: subprocess.run(  # noqa: E731
+        ["bash", str(copy)], cwd=work, env=env, capture_output=True, text=True
+    )
+    proc = run(env)  # without the workflow's variable: a clear error, no install
+    assert proc.returncode == 1 and "set OACL_REPO" in proc.stderr
+    assert not (tmp_path / "pip_args").exists()
+    proc = run(dict(env, OACL_REPO=str(ROOT)))  # as the workflow exports it
+    assert proc.returncode == 0, proc.stderr
+    args = (tmp_path / "pip_args").read_text().split()
+    assert args[-2:] == ["-e", str(ROOT)] and "--no-deps" in args
+
+
+def test_the_workflow_exports_the_checkout_to_what_snakemake_runs(workflow_copy):
+    """Post-deploy scripts, like rules' shell commands, inherit Snakemake's environment."""
+    from conftest import run_snakemake
+
+    with open(workflow_copy / "Snakefile", "a") as fh:
+        fh.write('\n\nrule show_repo:\n    output:\n        "repo.txt",\n')
+        fh.write('    shell:\n        "echo $OACL_REPO > {output}"\n')
+    run_snakemake(workflow_copy, "--cores", "1", "repo.txt")
+    assert (workflow_copy / "repo.txt").read_text().strip() == str(workflow_copy)

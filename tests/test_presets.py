@@ -53,12 +53,13 @@ def test_preset_dry_run_on_fixture_roots(preset, workflow_copy, tmp_path):
     if preset.startswith(("coco", "in9")):
         for rule in ("cam", "refine", "evaluate_shift"):
             assert re.search(rf"^rule {rule}:", out, re.M), rule
-    # GPU resources on training and CAM jobs, none on refine
+    # GPU resources on training, CAM and feature-extraction jobs (which then run on CUDA
+    # or fail), none on refine
     blocks = re.split(r"\n(?=rule \w+:)", out)
     for block in blocks:
         head = block.split(":", 1)[0]
-        if head in ("rule pretrain", "rule cam"):
-            assert "gpu=1" in block, block
+        if head in ("rule pretrain", "rule cam", "rule evaluate_linear", "rule evaluate_shift"):
+            assert "gpu=1" in block and "--device cuda" in block, block
         if head == "rule refine":
             assert "gpu=" not in block, block
     # the embedded scenes are not part of a preset's run
@@ -88,3 +89,17 @@ def test_preset_datasets_prepare_on_fixture_roots(preset, tmp_path):
         assert cfg["datasets"]["cub"]["split_file"]
     if preset == "in9-r18":
         assert cfg["datasets"]["in9"]["test_root"]
+
+
+def test_walltime_chunks_of_a_paper_preset(workflow_copy, tmp_path):
+    """docs/cluster.md, walltime chunks: coco-r50's pretraining (7,210 min) under a 48 h
+    partition requests 2880 min, stops 300 s before it and may run up to 50 times."""
+    path = REPO / "workflow" / "configs" / "coco-r50.yaml"
+    roots = tmp_path / "roots.yaml"
+    roots.write_text(
+        yaml.safe_dump({"datasets": fixture_roots(yaml.safe_load(path.read_text()), tmp_path)})
+    )
+    chunks = ["--config", "resources={pretrain: {runtime_max: 2880}}"]
+    out = run_snakemake(workflow_copy, "-n", "--configfile", str(path), str(roots), *chunks).stdout
+    jobs = [b for b in re.split(r"\n(?=rule \w+:)", out) if b.startswith("rule pretrain:")]
+    assert jobs and all("runtime=2880" in b and "--stop-after 172500 " in b for b in jobs), jobs[:1]

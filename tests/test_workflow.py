@@ -6,6 +6,7 @@ The pipeline runs once per module; every test gets its finished folder back as i
 
 import json
 import re
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from conftest import REPO, copy_workflow, run_snakemake
 
 SMOKE = ["--configfile", str(REPO / "workflow" / "configs" / "smoke.yaml")]
+SMOKE_RESULTS = "results/smoke"  # smoke.yaml's `results`: never the default's folder
 
 
 def planned_jobs(workdir):
@@ -44,9 +46,8 @@ def smoke_done(tmp_path_factory):
 @pytest.fixture
 def smoke_run(smoke_done):
     """The finished smoke run as it finished, whatever another test changed in it: the
-    folder is restored from the pristine copy in place (the rules' code inputs are
-    absolute paths into it, so Snakemake would see a copy elsewhere as changed input).
-    copytree keeps the files' mtimes, so nothing is out of date."""
+    folder is restored from the pristine copy in place. copytree keeps the files' mtimes,
+    so nothing is out of date."""
     workdir, pristine, seconds = smoke_done
     shutil.rmtree(workdir)
     shutil.copytree(pristine, workdir, symlinks=True)
@@ -55,7 +56,7 @@ def smoke_run(smoke_done):
 
 def test_smoke_pipeline_produces_every_artifact(smoke_run):
     workdir, seconds = smoke_run
-    res = workdir / "results"
+    res = workdir / SMOKE_RESULTS
     assert (res / "report.html").stat().st_size > 1000
     manifest = pd.read_parquet(res / "data" / "scenes_multi" / "manifest.parquet")
     masks = pd.concat(
@@ -97,7 +98,7 @@ def test_cam_variants_trained_on_every_shard(smoke_run):
     from oacl.train import sideinfo
 
     workdir, _ = smoke_run
-    res = workdir / "results"
+    res = workdir / SMOKE_RESULTS
     for (dataset, model), run in CAM_VARIANTS.items():
         train = _train_ids(res, dataset)
         lines = (res / "models" / dataset / model / "metrics.jsonl").read_text().splitlines()
@@ -111,7 +112,7 @@ def test_cam_variants_trained_on_every_shard(smoke_run):
             recs = [r for r in cov["shards"] if r["kind"] == kind]
             stage = "refine" if kind == "boxes" else "cam"
             expected = sorted(
-                f"results/{stage}/{dataset}/{run}/{kind}_{i}.parquet" for i in range(2)
+                f"{SMOKE_RESULTS}/{stage}/{dataset}/{run}/{kind}_{i}.parquet" for i in range(2)
             )
             assert sorted(r["shard"] for r in recs) == expected  # both shards were read
             for rec in recs:
@@ -141,7 +142,7 @@ def test_a_cam_variant_given_one_of_two_shards_fails_before_training(
 
     monkeypatch.setattr(loop, "_train_step", no_training)
     workdir, _ = smoke_run
-    res = workdir / "results"
+    res = workdir / SMOKE_RESULTS
     shard = res / "refine" / "scenes_multi" / "moco-baseline-s0" / "iter10" / "boxes_1.parquet"
     in_shard = len(_train_ids(res, "scenes_multi") & set(pd.read_parquet(shard)["image_id"]))
     n_train = len(_train_ids(res, "scenes_multi"))
@@ -180,6 +181,16 @@ def readme_commands():
     return cmds
 
 
+def on_smoke(text):
+    """A README command or snippet about the default's results/, pointed at the smoke
+    run's folder (smoke.yaml's `results`)."""
+    return (
+        text.replace("'results/", f"'{SMOKE_RESULTS}/")
+        .replace(" results/", f" {SMOKE_RESULTS}/")
+        .replace('"results/', f'"{SMOKE_RESULTS}/')
+    )
+
+
 def test_readme_commands_run_on_the_smoke_results(smoke_run, tmp_path):
     """Each README command, executed: snakemake ones as a dry run (-n) in the smoke
     folder, the rest for real against its results. An unknown kind of command fails here,
@@ -197,20 +208,50 @@ def test_readme_commands_run_on_the_smoke_results(smoke_run, tmp_path):
     for cmd in cmds:
         cmd = cmd.replace("/scratch/$USER/oacl-run1", str(tmp_path / "run1"))
         if cmd.startswith(".venv/bin/snakemake"):
-            args = cmd.split()[1:]
+            args = shlex.split(cmd)[1:]
+            if "--report" in args:
+                # Snakemake's report of the smoke run (issue 27.9): built, with the
+                # workflow description and the evaluations' captions
+                report = workdir / args[args.index("--report") + 1]
+                run_snakemake(workdir, *args, *SMOKE)
+                html = report.read_text()
+                assert "Object-aware Contrastive Learning" in html
+                assert "Linear evaluation of model" in html and "Evaluation scenes_multi" in html
+                continue
+            if "--config" in args:
+                # a nested override (issue 27.6): it used to fail the schema check with
+                # "config.yaml:51: pretrain.epochs: '2' is not of type 'integer'"
+                proc = run_snakemake(workdir, *args, "-n", "-p")
+                assert '"epochs":2' in proc.stdout, cmd
+                continue
             if "smoke.yaml" in cmd and "--directory" not in cmd:
                 # the smoke command itself: its results are there, nothing left to do
                 proc = run_snakemake(workdir, *args, "-n")
                 assert "Nothing to be done" in proc.stdout + proc.stderr, cmd
                 continue
             proc = run_snakemake(workdir, *args, "-n", "--quiet", "rules", check=False)
+            if "workflow/configs/in9-r18.yaml" in args:
+                # a paper preset: its roots do not exist here, and the dry run says so
+                # (issue 27.7); with the check skipped the DAG is planned
+                out = proc.stdout + proc.stderr
+                assert proc.returncode != 0 and "datasets.in9.root: /data/in9" in out, out
+                more = ("--config", "check_roots=false")
+                proc = run_snakemake(workdir, *args, *more, "-n", "--quiet", "rules", check=False)
             assert proc.returncode == 0, (cmd, (proc.stdout + proc.stderr)[-2000:])
         elif cmd.startswith(".venv/bin/oacl "):
-            argv = cmd.split()
+            argv = on_smoke(cmd).split()
             argv[0] = os.path.join(bindir, "oacl")
             if "--out" in argv:
                 argv[argv.index("--out") + 1] = str(tmp_path / argv[argv.index("--out") + 1])
             proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True)
+            if argv[1] == "check-config" and not Path("/data/in9").exists():
+                # as the README says: the preset's roots are not set here
+                assert proc.returncode == 2, proc.stderr
+                assert (
+                    "in9-r18.yaml:13: datasets.in9.root: /data/in9: folder not found" in proc.stderr
+                )
+                argv.append("--no-check-roots")
+                proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True)
             assert proc.returncode == 0, (cmd, proc.stderr[-2000:])
             if "--out" in argv:
                 out = Path(argv[argv.index("--out") + 1])
@@ -218,19 +259,17 @@ def test_readme_commands_run_on_the_smoke_results(smoke_run, tmp_path):
         else:
             raise AssertionError(f"README command of unknown kind (add it to this test): {cmd}")
     # the Python and SQL snippets
-    snippet = re.search(r"```python\n(.*?)```", README, re.S)[1]
+    snippet = on_smoke(re.search(r"```python\n(.*?)```", README, re.S)[1])
     proc = subprocess.run(
         [sys.executable, "-c", snippet], cwd=workdir, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0 and "image_id" in proc.stdout, proc.stderr
-    sql = re.search(r"```sql\n-- DuckDB\n(.*?)```", README, re.S)[1]
+    sql = on_smoke(re.search(r"```sql\n-- DuckDB\n(.*?)```", README, re.S)[1])
     glob = re.search(r"FROM '([^']+)'", sql)[1]
     shards = sorted(workdir.glob(glob))
     assert len(shards) == 2  # both shards of the one iter10 model: the query reads all data
-    try:  # DuckDB is not a dependency: without it the glob above is what is checked
-        import duckdb
-    except ImportError:
-        return
+    import duckdb  # the dev extra installs it (pyproject.toml)
+
     with duckdb_cwd(workdir):
         rows = duckdb.sql(sql.strip().rstrip(";")).fetchall()
     n = sum((pd.read_parquet(p)["n_boxes"] > 1).sum() for p in shards)
@@ -257,7 +296,7 @@ def test_lost_shard_with_up_to_date_consumers_is_rebuilt(smoke_run):
     """Only a shard is lost (its consumers are up to date): it used to stay lost ("Nothing
     to be done") and `results/cam/*/masks_*.parquet` readers silently read part of the data."""
     workdir, _ = smoke_run
-    res = workdir / "results"
+    res = workdir / SMOKE_RESULTS
     assert planned_jobs(workdir) == {}
     masks = res / "cam" / "scenes_multi" / "moco-baseline-s0" / "iter10" / "masks_1.parquet"
     boxes = res / "refine" / "scenes_single" / "moco-baseline-s0" / "iter1" / "boxes_0.parquet"
@@ -311,7 +350,7 @@ def test_code_edits_rerun_exactly_the_dependent_jobs(smoke_run):
 
 def test_lost_refine_shard_is_recomputed_alone(smoke_run):
     workdir, _ = smoke_run
-    res = workdir / "results"
+    res = workdir / SMOKE_RESULTS
     shard = res / "refine" / "scenes_single" / "moco-baseline-s0" / "iter1" / "boxes_1.parquet"
     before = pd.read_parquet(shard)
     # as if the run had been killed during refine: this shard (atomic writes: absent,
@@ -329,3 +368,54 @@ def test_lost_refine_shard_is_recomputed_alone(smoke_run):
     assert jobs.get("pretrain") == 1  # only the model that reads the lost shard
     run_snakemake(workdir, "--cores", "2", *SMOKE, "--", str(shard.relative_to(workdir)))
     pd.testing.assert_frame_equal(before, pd.read_parquet(shard))
+
+
+def test_a_copied_run_and_a_git_worktree_have_nothing_to_do(smoke_run, tmp_path):
+    """Issue 27.1: Snakemake records each job's input paths; code inputs used to be
+    absolute, so `cp -a` of a finished run, a renamed checkout or a git worktree reran all
+    jobs ("Set of input files has changed since last execution")."""
+    import subprocess
+
+    workdir, _ = smoke_run
+    # issue 27.4: every job's log starts with where it ran
+    for log in sorted((workdir / SMOKE_RESULTS / "logs").rglob("*.log")):
+        first = log.read_text().splitlines()[0]
+        assert re.search(r"oacl \w+: host \S+, device (cpu|cuda)", first), (log, first)
+    moved = tmp_path / "moved"
+    subprocess.run(["cp", "-a", str(workdir), str(moved)], check=True)
+    proc = run_snakemake(moved, "-n", *SMOKE)
+    assert "Nothing to be done" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+
+    # a git worktree of the same commit: fresh files (new mtimes: Snakemake compares the
+    # recorded checksums) at another path, with the finished results moved into it
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=m"]
+    subprocess.run([*git, "init", "-q"], cwd=moved, check=True)
+    sources = ["Snakefile", "config.yaml", "workflow", "src", "profiles", "envs"]
+    subprocess.run([*git, "add", *sources], cwd=moved, check=True)
+    subprocess.run([*git, "commit", "-qm", "run"], cwd=moved, check=True)
+    tree = tmp_path / "tree"
+    subprocess.run([*git, "worktree", "add", "-q", str(tree)], cwd=moved, check=True)
+    for name in ("results", ".snakemake"):
+        (moved / name).rename(tree / name)
+    proc = run_snakemake(tree, "-n", *SMOKE)
+    assert "Nothing to be done" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_walltime_chunks_rerun_pretrain_to_the_same_model(smoke_run):
+    """Issue 27.5: with resources.pretrain.chunk_s each pretrain job stops after its chunk
+    (one step here) with train_state.pt saved and exit 75, Snakemake retries it (the
+    rule's retries are max_chunks), and it resumes until done: the model is the one the
+    unchunked smoke run wrote, byte for byte."""
+    workdir, _ = smoke_run
+    folder = workdir / SMOKE_RESULTS / "models" / "scenes_multi" / "moco-baseline-s0"
+    ref = (folder / "model.pt").read_bytes()
+    shutil.rmtree(folder)  # train_state.pt too: from scratch
+    target = str((folder / "model.pt").relative_to(workdir))
+    chunks = ["--config", "resources={pretrain: {chunk_s: 1}}"]
+    proc = run_snakemake(workdir, "--cores", "2", *SMOKE, *chunks, "--", target)
+    out = proc.stdout + proc.stderr
+    assert "--stop-after 1 " in out  # the chunk reached the command
+    assert out.count("Error in rule pretrain") >= 1, out[-3000:]  # >= 2 runs of the job
+    log = (workdir / SMOKE_RESULTS / "logs/pretrain/scenes_multi/moco-baseline-s0.log").read_text()
+    assert "resuming" in log, log[-2000:]  # the last run continued a chunk
+    assert (folder / "model.pt").read_bytes() == ref

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CI: start a single-node Slurm, run the smoke pipeline through it, stop Slurm.
+# CI: start a single-node Slurm, run the smoke pipeline and the walltime-chunk check
+# through it, stop Slurm.
 # Called by .ci/run (as root on a Debian runner without systemd).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -14,3 +15,5 @@ trap 'bash "$HERE/stop.sh"' EXIT
 "$REPO/.venv/bin/python" -m pytest -m slurm -q "$REPO/tests/test_slurm_profile.py" \
     -k "not smoke_pipeline"
 bash "$HERE/smoke.sh" "$REPO"
+# training through several walltime chunks ends with the unchunked model
+bash "$HERE/chunks.sh" "$REPO"

@@ -12,13 +12,14 @@
 #   2. every rule that ran in the Slurm run has a Slurm log named by its job ID
 #      (.snakemake/slurm_logs/rule_<rule>/.../<jobid>.log), at least one per job,
 #   3. both runs produced the same set of result files, and
-#   4. the deterministic results ($COMPARE, globs under results/) are equal
+#   4. the deterministic results ($COMPARE, globs under $RESULTS) are equal
 #      (parquet by table content, json by value without timing keys, .pt
 #      checkpoints by meta and weights, anything else byte for byte).
 # Environment:
 #   OACL_SMOKE_CONFIG   config file (default workflow/configs/smoke.yaml)
 #   OACL_SMOKE_JOBS     Slurm jobs in flight (default 4)
-#   OACL_SMOKE_COMPARE  space-separated globs under results/ to compare
+#   OACL_SMOKE_COMPARE  space-separated globs under $RESULTS to compare
+#   OACL_SMOKE_RESULTS  results folder (default: the config's `results`)
 #   OACL_SMOKE_JSON_IGNORE  JSON key patterns not compared (default "*_s hits misses")
 #   OACL_SMOKE_TARGETS  snakemake targets (default: the whole smoke DAG)
 #   OACL_SMOKE_LOCAL    an existing local-run directory to reuse (skips the local run)
@@ -33,7 +34,9 @@ JOBS=${OACL_SMOKE_JOBS:-4}
 read -r -a TARGETS <<<"${OACL_SMOKE_TARGETS:-}"
 SNAKEMAKE=${SNAKEMAKE:-$REPO/.venv/bin/snakemake}
 PYTHON=$(dirname "$SNAKEMAKE")/python
-# Deterministic outputs (globs under results/, ** recurses): the prepared data
+# the config's results folder (smoke.yaml: results/smoke), under which COMPARE globs match
+RESULTS=${OACL_SMOKE_RESULTS:-$("$PYTHON" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get("results", "results"))' "$REPO/$CONFIG")}
+# Deterministic outputs (globs under $RESULTS, ** recurses): the prepared data
 # (seeded generator), the trained weights (seeded, same thread count in both runs)
 # and what follows from them: CAM mask shards, refined box shards, evaluations.
 COMPARE=${OACL_SMOKE_COMPARE:-"data/*/manifest.parquet data/*/classes.json data/**/*.png \
@@ -86,17 +89,24 @@ t0=$(date +%s)
     >"$WORK/slurm.log" 2>&1) \
     || { tail -60 "$WORK/slurm.log"; die "Slurm run failed (log: $WORK/slurm.log)"; }
 log "Slurm run done in $(( $(date +%s) - t0 ))s"
+# Snakemake's own report of the run (workflow description, captioned evaluations)
+(cd "$SL" && "$SNAKEMAKE" "${TARGETS[@]}" --configfile "$CONFIG" --report "$WORK/snakemake_report.html" \
+    >"$WORK/report.log" 2>&1) || { tail -20 "$WORK/report.log"; die "snakemake --report failed"; }
+grep -q "Object-aware Contrastive Learning" "$WORK/snakemake_report.html" \
+    || die "snakemake --report: no workflow description in the report"
+log "snakemake --report built ($(du -k "$WORK/snakemake_report.html" | cut -f1) KiB)"
 
 # --- checks ------------------------------------------------------------------
 # a compare pattern that matches nothing fails the whole DAG's check, not a partial one
 STRICT=$([ ${#TARGETS[@]} -eq 0 ] && echo 1 || echo 0)
-"$PYTHON" - "$LOCAL" "$SL" "$WORK/slurm.log" "$COMPARE" "$STRICT" "$JSON_IGNORE" <<'EOF'
+"$PYTHON" - "$LOCAL" "$SL" "$WORK/slurm.log" "$COMPARE" "$STRICT" "$JSON_IGNORE" "$RESULTS" <<'EOF'
 import fnmatch, glob, json, os, re, sys
 from collections import Counter
 from pathlib import Path
 
 local, slurm, slurm_log = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 compare, strict, json_ignore = sys.argv[4].split(), sys.argv[5] == "1", sys.argv[6].split()
+res_dir = sys.argv[7]
 errors = []
 
 # 2. every job of every (non-local) rule that ran has a Slurm log named <jobid>.log
@@ -116,14 +126,14 @@ print("[slurm-smoke] jobs per rule through Slurm:", dict(sorted(jobs.items())))
 # 3. the same result files (logs and timings differ by nature)
 def results(root):
     skip = ("logs/", "benchmarks/")
-    return {str(p.relative_to(root / "results")) for p in (root / "results").rglob("*")
-            if p.is_file() and not str(p.relative_to(root / "results")).startswith(skip)
+    return {str(p.relative_to(root / res_dir)) for p in (root / res_dir).rglob("*")
+            if p.is_file() and not str(p.relative_to(root / res_dir)).startswith(skip)
             and p.name != ".gitkeep"}
 lr, sr = results(local), results(slurm)
 for name in sorted(lr - sr)[:20]:
-    errors.append(f"only in the local run: results/{name}")
+    errors.append(f"only in the local run: {res_dir}/{name}")
 for name in sorted(sr - lr)[:20]:
-    errors.append(f"only in the Slurm run: results/{name}")
+    errors.append(f"only in the Slurm run: {res_dir}/{name}")
 
 # 4. deterministic outputs equal
 def same(a, b):
@@ -146,9 +156,9 @@ def same(a, b):
 
 n = 0
 for pattern in compare:
-    matches = sorted(glob.glob(str(local / "results" / pattern), recursive=True))
+    matches = sorted(glob.glob(str(local / res_dir / pattern), recursive=True))
     if not matches and strict:
-        errors.append(f"compare pattern results/{pattern} matched nothing in the local run")
+        errors.append(f"compare pattern {res_dir}/{pattern} matched nothing in the local run")
     for a in map(Path, matches):
         b = slurm / a.relative_to(local)
         n += 1

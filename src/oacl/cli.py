@@ -28,6 +28,9 @@ COMMAND_MODULES = [
     "oacl.configcheck",  # oacl check-config
 ]
 
+# the commands the workflow's jobs run: their logs start with host and device
+JOB_COMMANDS = {"data", "pretrain", "cam", "refine", "evaluate", "report"}
+
 
 class UserError(Exception):
     """An error caused by input or configuration; printed without a traceback."""
@@ -57,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        if args.command in JOB_COMMANDS:  # a job's log starts with where it runs
+            from .device import job_header
+
+            uses_torch = hasattr(args, "device")
+            logging.getLogger("oacl").info(
+                job_header(args.command, getattr(args, "device", None), uses_torch)
+            )
         rc = args.func(args)
     except (UserError, FileNotFoundError, ValueError, KeyError) as exc:
         # input/config problems: one clear line, no traceback (use -v for it)

@@ -148,8 +148,39 @@ def locate(key_path: list, files: list[tuple[Path, yaml.Node | None]]) -> str | 
             else:
                 break
         if line is not None and (best is None or depth >= best[0]):
-            best = (depth, f"{path}:{line}")
+            best = (depth, str(path) if isinstance(path, CommandLine) else f"{path}:{line}")
     return best[1] if best else None
+
+
+class CommandLine:
+    """Where values given with Snakemake's --config come from, in place of a file path."""
+
+    def __str__(self) -> str:
+        return "command line (--config)"
+
+
+def _typed(value):
+    """A --config leaf read as YAML reads it in a file ('2' -> 2, 'true' -> True);
+    a string that YAML would turn into a mapping or list stays a string."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return value if isinstance(parsed, (dict, list)) else parsed
+    return value
+
+
+def command_line_config(given: dict) -> tuple[dict, tuple[CommandLine, yaml.Node]]:
+    """Snakemake's --config values with types, and their origin for locate(). Snakemake
+    parses a nested value (`--config 'pretrain={epochs: 2}'`) with YAML's BaseLoader, so
+    every leaf is a string ('2'); read here as a config file would read it."""
+    typed = _typed(dict(given))
+    return typed, (CommandLine(), yaml.compose(yaml.safe_dump(typed)))
 
 
 # --------------------------------------------------------------------------- schema
@@ -411,6 +442,25 @@ def cross_check(config: dict) -> None:
                 )
 
 
+def check_paths(config: dict, files=(), skip=()) -> None:
+    """Every dataset root and annotation file exists (oacl.data.prepare.missing_paths),
+    checked when the run is planned rather than when prepare_data runs on the cluster.
+    ``skip``: paths the workflow makes itself (fetched sources)."""
+    from .data.prepare import missing_paths  # here, not at the top: readers import cv2
+
+    lines = []
+    for name, ds in config["datasets"].items():
+        for key, problem in missing_paths(ds, skip):
+            loc = locate(["datasets", name, key], list(files))
+            lines.append(f"  {loc + ': ' if loc else ''}datasets.{name}.{key}: {problem}")
+    if lines:
+        raise ConfigError(
+            "dataset paths not found (nothing was run; if they exist only on the compute "
+            "nodes, skip this check: snakemake --config check_roots=false, "
+            "oacl check-config --no-check-roots):\n" + "\n".join(lines)
+        )
+
+
 # --------------------------------------------------------------------------- oacl check-config
 
 
@@ -443,6 +493,13 @@ def register(subparsers) -> None:
         help="base config (default: config.yaml of this checkout)",
     )
     p.add_argument("--schema", default=str(_repo_file("workflow", "schemas", "config.schema.yaml")))
+    p.add_argument(
+        "--no-check-roots",
+        dest="check_roots",
+        action="store_false",
+        help="do not check that dataset roots and annotation files exist (for paths that "
+        "exist only on compute nodes)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -452,5 +509,11 @@ def _run(args) -> int:
     config = merge_configs(paths)
     check_config(config, args.schema, files)
     cross_check(config)
+    if args.check_roots and config.get("check_roots", True):
+        from .data import composite
+
+        # composite's default folders are fetched by the workflow (rule fetch_source)
+        fetched = (composite.DEFAULTS["foregrounds"], composite.DEFAULTS["backgrounds"])
+        check_paths(config, files, skip=fetched)
     print(f"ok: {' + '.join(map(str, paths))}")
     return 0

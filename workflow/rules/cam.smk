@@ -18,7 +18,7 @@ rule cam:
     params:
         cfg=lambda w: cfg_json(cam_cfg(w)),
         n_shards=n_shards(),
-        device=config.get("device", "auto"),
+        device=job_device(config["cam"].get("gpus", 0)),
     shell:
         "oacl cam --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
         " --manifest {input.manifest:q} --shard {wildcards.shard}"

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 # src/oacl of this checkout (common.smk lives in workflow/rules/); the config checks
 # below import it, so they are the checkout's own
@@ -17,11 +17,14 @@ from oacl import codedeps, variants
 from oacl.configcheck import (
     ConfigError,
     check_config,
+    check_paths,
+    command_line_config,
     cross_check,
     dataset_module,
     load_config_files,
     models_of,
 )
+from oacl.device import gpu_request_errors
 from oacl.params import deep_merge, drop_null_entries
 
 # The base config sits beside the Snakefile (an absolute path: with --directory the
@@ -33,6 +36,14 @@ try:
     CONFIG_FILES = load_config_files([BASE_CONFIG, *workflow.overwrite_configfiles])
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
+
+# --config KEY=VALUE: Snakemake reads the leaves of a nested value as strings
+# ('pretrain={epochs: 2}' gives epochs '2'); they are typed as in a config file, before
+# `configfile:` merges them over the files, and errors about them name the command line.
+if workflow.config_settings.config:
+    CLI_CONFIG, CLI_ORIGIN = command_line_config(workflow.config_settings.config)
+    update_config(workflow.config_settings.overwrite_config, CLI_CONFIG)
+    CONFIG_FILES.append(CLI_ORIGIN)
 
 
 configfile: BASE_CONFIG
@@ -55,8 +66,11 @@ validate(config, SCHEMA)  # fills the schema's defaults
 
 # `oacl` of the Python that runs Snakemake (a venv need not be activated); under
 # --sdm conda the rule's environment comes first on PATH and provides its own.
+# OACL_REPO: the checkout, for the envs' post-deploy scripts, which Snakemake runs from
+# a copy under .snakemake/conda/ (so they cannot find it beside themselves).
 os.environ.update(
-    PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+    OACL_REPO=str(SRC.parents[1]),
 )
 
 
@@ -75,8 +89,10 @@ def list_flag(flag, paths):
 
 def code(*entries):
     """The src/oacl files that a rule runs, editing one reruns its jobs; the transitive
-    imports of its entry modules, read from the sources (src/oacl/codedeps.py)."""
-    return [str(SRC / f) for f in codedeps.code_of(*entries, package=SRC)]
+    imports of its entry modules, read from the sources (src/oacl/codedeps.py). Relative
+    to the working directory (Snakemake records input paths: absolute ones would make a
+    moved or copied checkout, or a git worktree, rerun every job)."""
+    return [os.path.relpath(SRC / f) for f in codedeps.code_of(*entries, package=SRC)]
 
 
 # ------------------------------------------------------------- paths
@@ -84,20 +100,25 @@ def code(*entries):
 # {wildcards} left for Snakemake, functions fill them with path(). A job's log and
 # benchmark are named <rule>/<job> (<job>: its wildcards as a path), or <rule> for a
 # rule of one job.
+# Every output lies under the config's `results` folder ("results"; a preset that changes
+# a dataset or a model's recipe sets its own, e.g. smoke.yaml results/smoke, so it never
+# rewrites the default's files). Fetched sources are the same for every preset: shared.
+RESULTS = config["results"].rstrip("/")
 PATHS = {
-    "data": "results/data/{dataset}",
-    "manifest": "results/data/{dataset}/manifest.parquet",
+    "data": "{results}/data/{dataset}",
+    "manifest": "{results}/data/{dataset}/manifest.parquet",
     "source": "results/sources/{source}",
-    "model": "results/models/{dataset}/{model}/model.pt",
-    "masks": "results/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
-    "boxes": "results/refine/{dataset}/{model}/{cam}/boxes_{shard}.parquet",
-    "eval": "results/eval/{dataset}/{model}/{evaluation}.json",
-    "features": "results/features/{dataset}/{model}",
-    "transfer_features": "results/features/{dataset}/{model}/transfer_{target}",
-    "report": "results/report.html",
-    "log": "results/logs/{name}.log",
-    "benchmark": "results/benchmarks/{name}.tsv",
+    "model": "{results}/models/{dataset}/{model}/model.pt",
+    "masks": "{results}/cam/{dataset}/{model}/{cam}/masks_{shard}.parquet",
+    "boxes": "{results}/refine/{dataset}/{model}/{cam}/boxes_{shard}.parquet",
+    "eval": "{results}/eval/{dataset}/{model}/{evaluation}.json",
+    "features": "{results}/features/{dataset}/{model}",
+    "transfer_features": "{results}/features/{dataset}/{model}/transfer_{target}",
+    "report": "{results}/report.html",
+    "log": "{results}/logs/{name}.log",
+    "benchmark": "{results}/benchmarks/{name}.tsv",
 }
+PATHS = {k: v.replace("{results}", RESULTS) for k, v in PATHS.items()}
 
 
 class _Wildcards(dict):
@@ -238,6 +259,16 @@ FETCHED_ROOTS = {
 }
 
 
+# dataset roots and annotation files exist (else the run would fail only when
+# prepare_data runs, on a cluster after queueing); `--config check_roots=false` skips it
+# for paths that exist only on the compute nodes
+if config["check_roots"]:
+    try:
+        check_paths(config, CONFIG_FILES, skip=set(FETCHED_ROOTS.values()))
+    except ConfigError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
 def data_sources(wildcards):
     ds = config["datasets"][wildcards.dataset]
     if ds["type"] != "composite":
@@ -276,10 +307,54 @@ def pretrain_gpus(w):
     return int(pretrain_cfg(w).get("gpus", 0))
 
 
-def pretrain_runtime(w, attempt):
-    # minutes: per-epoch estimate x epochs, grown on retry (resume makes retries cheap)
+def pretrain_estimate(w):
+    """Minutes a pretrain job needs: the per-epoch estimate x epochs."""
     epochs = int(pretrain_cfg(w).get("epochs", 1))
-    return int(10 + res_value("pretrain", "runtime_per_epoch", 2) * epochs) * attempt
+    return int(10 + res_value("pretrain", "runtime_per_epoch", 2) * epochs)
+
+
+# Walltime chunks (docs/cluster.md): with resources.pretrain.runtime_max (the
+# partition's limit, minutes) a job that needs longer requests that limit, stops
+# stop_margin_s before it with train_state.pt saved (`oacl pretrain --stop-after`, exit
+# 75) and is retried, resuming, until done; resources.pretrain.chunk_s sets the chunk
+# length in seconds directly (short-job queues, tests). The rule's retries then allow
+# max_chunks runs.
+def chunked():
+    return bool(
+        res_value("pretrain", "runtime_max", 0) or res_value("pretrain", "chunk_s", 0)
+    )
+
+
+def pretrain_runtime(w, attempt):
+    # minutes, grown on retry (resume makes retries cheap); a chunked job keeps the limit
+    need, cap = pretrain_estimate(w), res_value("pretrain", "runtime_max", 0)
+    return cap if cap and need > cap else need * attempt
+
+
+def pretrain_stop_after(w, attempt):
+    """Seconds after which a job stops (0: never): the chunk length, or the runtime
+    less a margin for saving the state and the job's start-up."""
+    if res_value("pretrain", "chunk_s", 0):
+        return int(res_value("pretrain", "chunk_s", 0))
+    need, cap = pretrain_estimate(w), res_value("pretrain", "runtime_max", 0)
+    if not cap or need <= cap:
+        return 0
+    runtime_s = 60 * cap
+    return int(
+        runtime_s - min(res_value("pretrain", "stop_margin_s", 300), runtime_s // 4)
+    )
+
+
+def pretrain_retries():
+    """Runs a pretrain job may take: max_chunks when chunked, else the profile's retries."""
+    return res_value("pretrain", "max_chunks", 50) if chunked() else None
+
+
+def job_device(gpus):
+    """The --device of a job: one that requests GPUs runs on CUDA or fails (`auto` would
+    fall back to the CPU unnoticed on a node without one)."""
+    device = config.get("device", "auto")
+    return "cuda" if device == "auto" and int(gpus) > 0 else device
 
 
 def pretrain_cpus(w):
@@ -310,6 +385,18 @@ def cam_cfg(w):
 
 
 # ------------------------------------------------------------- report rules
+def eval_report(json_path, caption):
+    """An evaluation JSON registered for `snakemake --report` under its dataset, with
+    the caption workflow/report/<caption>.rst."""
+    return report(
+        json_path,
+        caption=f"../report/{caption}.rst",
+        category="Evaluation {dataset}",
+        subcategory=caption,
+        labels={"model": "{model}", "evaluation": caption},
+    )
+
+
 def cam_sets():
     """(dataset, model, cam) of every ContraCAM run the config asks for."""
     sets = set()
@@ -326,3 +413,43 @@ def report_inputs(w):
     """What the report shows, and nothing else: the config's models, eval JSONs and
     shards (`oacl report --inputs`; stale files of an older config are not read)."""
     return [t for t in all_targets() if t != path("report")]
+
+
+# ------------------------------------------------------------- GPU requests
+def gpu_counts():
+    """{rule: {config key: GPUs per job}} of the rules that may use a GPU."""
+    pretrain = {}
+    for name, exp in config["experiments"].items():
+        if "gpus" in exp.get("pretrain", {}):
+            pretrain[f"experiments.{name}.pretrain.gpus"] = exp["pretrain"]["gpus"]
+        else:
+            pretrain["pretrain.gpus"] = config["pretrain"].get("gpus", 0)
+    evaluate = {"evaluate.gpus": config["evaluate"].get("gpus", 0)}
+    return {
+        "pretrain": pretrain,
+        "cam": {"cam.gpus": config["cam"].get("gpus", 0)},
+        **dict.fromkeys(
+            ["evaluate_linear", "evaluate_shift", "evaluate_transfer"], evaluate
+        ),
+    }
+
+
+def check_gpu_requests():
+    """A gpu_model (profile or --set-resources) beside 0 GPUs stops the run before any
+    job: the Slurm plugin would ask for --gpus=<model>:0 (src/oacl/device.py)."""
+
+    def raw(resources):
+        return {k: getattr(v, "raw", v) for k, v in (resources or {}).items()}
+
+    settings = workflow.resource_settings
+    counts = gpu_counts()
+    errors = gpu_request_errors(
+        {r.name: counts.get(r.name, {}) for r in workflow.rules if r.shellcmd},
+        {rule: raw(res) for rule, res in settings.overwrite_resources.items()},
+        raw(settings.default_resources),
+    )
+    if errors:
+        raise WorkflowError(
+            "GPU request contradicts the config (nothing was run):\n  "
+            + "\n  ".join(errors)
+        )

@@ -4,7 +4,7 @@ rule evaluate_linear:
         manifest=path("manifest"),
         code=code("oacl.evaluate.cli", "oacl.evaluate.linear"),
     output:
-        json=path("eval", evaluation="linear"),
+        json=eval_report(path("eval", evaluation="linear"), "linear"),
     log:
         log_of("evaluate_linear", "{dataset}/{model}"),
     benchmark:
@@ -13,12 +13,12 @@ rule evaluate_linear:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        **res("evaluate", mem_mb=4000, runtime=30),
-        cpus_per_task=2,
+        **res("evaluate", mem_mb=4000, runtime=30, cpus_per_task=2),
+        gpu=config["evaluate"].get("gpus", 0),
     params:
         cfg=cfg_json(config.get("evaluate", {}).get("linear", {})),
         cache=path("features"),
-        device=config.get("device", "auto"),
+        device=job_device(config["evaluate"].get("gpus", 0)),
     shell:
         "oacl evaluate linear --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
         " --manifest {input.manifest:q} --cache-dir {params.cache:q}"
@@ -33,7 +33,7 @@ rule evaluate_shift:
         linear=path("eval", evaluation="linear"),
         code=code("oacl.evaluate.cli", "oacl.evaluate.shift"),
     output:
-        json=path("eval", evaluation="shift"),
+        json=eval_report(path("eval", evaluation="shift"), "shift"),
     log:
         log_of("evaluate_shift", "{dataset}/{model}"),
     benchmark:
@@ -42,12 +42,12 @@ rule evaluate_shift:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        **res("evaluate", mem_mb=4000, runtime=30),
-        cpus_per_task=2,
+        **res("evaluate", mem_mb=4000, runtime=30, cpus_per_task=2),
+        gpu=config["evaluate"].get("gpus", 0),
     params:
         cfg=cfg_json(config.get("evaluate", {}).get("shift", {})),
         cache=path("features"),
-        device=config.get("device", "auto"),
+        device=job_device(config["evaluate"].get("gpus", 0)),
     shell:
         "oacl evaluate shift --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
         " --manifest {input.manifest:q} --linear-json {input.linear:q} --cache-dir {params.cache:q}"
@@ -61,7 +61,7 @@ rule evaluate_localization:
         boxes=lambda w: cam_shards("boxes", w.dataset, w.model, w.cam),
         code=code("oacl.evaluate.cli", "oacl.evaluate.localization"),
     output:
-        json=path("eval", evaluation="localization_{cam}"),
+        json=eval_report(path("eval", evaluation="localization_{cam}"), "localization"),
     log:
         log_of("evaluate_localization", "{dataset}/{model}/{cam}"),
     benchmark:
@@ -70,8 +70,7 @@ rule evaluate_localization:
         "../../envs/data.yaml"
     threads: 1
     resources:
-        **res("evaluate", mem_mb=4000, runtime=30),
-        cpus_per_task=1,
+        **res("evaluate", mem_mb=4000, runtime=30, cpus_per_task=1),
     params:
         # the references get the same refinement (CRF) as the CAM masks
         cfg=cfg_json(
@@ -92,7 +91,7 @@ rule evaluate_transfer:
         manifest=path("manifest", dataset="{target}"),
         code=code("oacl.evaluate.cli", "oacl.evaluate.linear"),
     output:
-        json=path("eval", evaluation="transfer_{target}"),
+        json=eval_report(path("eval", evaluation="transfer_{target}"), "transfer"),
     log:
         log_of("evaluate_transfer", "{dataset}/{model}/{target}"),
     benchmark:
@@ -101,12 +100,12 @@ rule evaluate_transfer:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        **res("evaluate", mem_mb=4000, runtime=30),
-        cpus_per_task=2,
+        **res("evaluate", mem_mb=4000, runtime=30, cpus_per_task=2),
+        gpu=config["evaluate"].get("gpus", 0),
     params:
         cfg=cfg_json(config.get("evaluate", {}).get("linear", {})),
         cache=path("transfer_features"),
-        device=config.get("device", "auto"),
+        device=job_device(config["evaluate"].get("gpus", 0)),
     shell:
         "oacl evaluate linear --cfg {params.cfg:q} --checkpoint {input.checkpoint:q}"
         " --manifest {input.manifest:q} --cache-dir {params.cache:q}"

@@ -15,6 +15,7 @@ rule report:
         cpus_per_task=1,
     params:
         cfg=cfg_json(config),
+        results=lambda w, output: os.path.dirname(output.html),  # the results folder
     shell:
-        "oacl report --cfg {params.cfg:q} --results results --inputs {input.results:q}"
+        "oacl report --cfg {params.cfg:q} --results {params.results:q} --inputs {input.results:q}"
         " --out {output.html:q} > {log:q} 2>&1"

@@ -180,7 +180,8 @@ def run_cam(params: dict, checkpoint, manifest, shard: int, n_shards: int, out) 
     """Compute one mask shard with ``params`` merged and checked (oacl.cam.params.resolve);
     returns a summary dict."""
     import torch
-    from tqdm import tqdm
+
+    from ..progress import progress as progress_bar
 
     dev = resolve_device(params["device"], "cam")
     amp = params["amp"]
@@ -201,7 +202,7 @@ def run_cam(params: dict, checkpoint, manifest, shard: int, n_shards: int, out) 
         submit = lambda b: [pool.submit(load, int(i)) for i in b[0]]  # noqa: E731
         pending = submit(mine[0]) if mine else None
         for k, (idx, n_real) in enumerate(
-            tqdm(mine, desc=f"cam shard {shard}/{n_shards}", unit="batch")
+            progress_bar(mine, desc=f"cam shard {shard}/{n_shards}", unit="batch")
         ):
             loaded = [f.result() for f in pending]
             pending = submit(mine[k + 1]) if k + 1 < len(mine) else None

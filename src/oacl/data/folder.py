@@ -38,10 +38,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from ..artifacts import write_manifest
 from ..io import ImageError, read_mask, read_rgb, write_json
+from ..progress import progress as progress_bar
 
 IMAGE_EXTENSIONS = [
     ".jpg",
@@ -332,8 +332,8 @@ def _check_images(jobs: list[tuple], workers: int, desc: str, progress: bool) ->
     bar = dict(total=len(jobs), desc=desc, unit="img", disable=not progress)
     if workers > 1 and len(jobs) > 64:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            return list(tqdm(pool.map(_check_image, jobs, chunksize=64), **bar))
-    return [_check_image(j) for j in tqdm(jobs, **bar)]
+            return list(progress_bar(pool.map(_check_image, jobs, chunksize=64), **bar))
+    return [_check_image(j) for j in progress_bar(jobs, **bar)]
 
 
 def _rows(root, out, params, items, masks, checks, variant_of, vitems) -> tuple:

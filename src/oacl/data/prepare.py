@@ -92,3 +92,30 @@ def complete_manifest(df: pd.DataFrame) -> pd.DataFrame:
         # a single-label reader may give only `label`; mirror it into `labels`
         df["labels"] = [[int(c)] if c >= 0 else [] for c in df["label"]]
     return fill_optional_columns(df)
+
+
+def missing_paths(cfg: dict, skip=()) -> list[tuple[str, str]]:
+    """``(config key, problem)`` for each path of a dataset config that does not exist:
+    its root, IN-9's test_root, CUB's split_file, composite's folders and the files a
+    reader declares in ``layout(params)`` (COCO's annotations). Reads no data, so a
+    config check runs it before any job. ``skip``: paths the workflow makes itself."""
+    _, p, mod = resolve_params(cfg)
+    problems = []
+    root = Path(str(p.get("root") or "")).expanduser()
+    if "root" in p:
+        if not p["root"]:
+            problems.append(("root", "not set (the dataset folder)"))
+        elif not root.is_dir():
+            problems.append(("root", f"{root}: folder not found"))
+    for key in ("test_root", "foregrounds", "backgrounds"):
+        value = str(p.get(key) or "")
+        if value and value.rstrip("/") not in skip and not Path(value).expanduser().is_dir():
+            problems.append((key, f"{value}: folder not found"))
+    if p.get("split_file") and root.is_dir() and not (root / p["split_file"]).is_file():
+        problems.append(("split_file", f"{root / p['split_file']}: file not found"))
+    if hasattr(mod, "layout") and root.is_dir():
+        for rel, kind in mod.layout(p):
+            ok = (root / rel).is_dir() if kind == "folder" else (root / rel).is_file()
+            if not ok:
+                problems.append(("root", f"{root}: expected {kind} {rel}"))
+    return problems

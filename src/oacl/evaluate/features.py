@@ -72,7 +72,8 @@ def extract_features(
 ) -> np.ndarray:
     """Pooled encoder features (N, C) float32 of the manifest rows (``abspath`` column)."""
     import torch
-    from tqdm import tqdm
+
+    from ..progress import progress as progress_bar
 
     meta = getattr(model, "meta", {}) or {}
     image_size = int(image_size or meta.get("image_size", 224))
@@ -86,7 +87,7 @@ def extract_features(
     paths = list(rows["abspath"])
     chunks = []
     with torch.no_grad():
-        for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch"):
+        for start in progress_bar(range(0, len(paths), batch_size), desc=desc, unit="batch"):
             views = [
                 eval_view(read_rgb(p), image_size, crop_ratio, mean, std)
                 for p in paths[start : start + batch_size]

@@ -177,12 +177,12 @@ def select_lambda(
     Returns (chosen lam, path) where path lists {lambda, val_acc, val_loss, train_acc}
     in ascending lam order.
     """
-    from tqdm import tqdm
+    from ..progress import progress as progress_bar
 
     classes = np.unique(ytr)
     prob = _Problem(Xtr, ytr, classes, standardize, device)
     path = []
-    for lam in tqdm(sorted(grid, reverse=True), desc="L-BFGS grid", unit="lam"):
+    for lam in progress_bar(sorted(grid, reverse=True), desc="L-BFGS grid", unit="lam"):
         head = prob.fit(float(lam), max_iter, tol)
         path.append(
             {

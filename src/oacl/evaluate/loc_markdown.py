@@ -22,6 +22,9 @@ METRIC_ROWS = [
     ("maxboxacc_v2", "MaxBoxAccV2"),
 ]
 
+# a row left out when it repeats another for every map (the JSON keeps both)
+SAME_AS = {"box_union_iou": "box_miou", "box_union_iou_nocrf": "box_miou_nocrf"}
+
 
 def markdown_table(metrics: dict, protocol: str = "oacl") -> str:
     """One row per metric, one column per map; the mask rows name a non-default
@@ -31,6 +34,9 @@ def markdown_table(metrics: dict, protocol: str = "oacl") -> str:
     for key, label in METRIC_ROWS:
         if not any(key in metrics[n] for n in names):
             continue
+        same = SAME_AS.get(key)
+        if same and all(cell(metrics[n], key) == cell(metrics[n], same) for n in names):
+            continue  # one object per image: the union is the box itself, a repeated row
         cells = [cell(metrics[n], key) for n in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"

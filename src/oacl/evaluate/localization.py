@@ -66,12 +66,12 @@ import logging
 from typing import NamedTuple
 
 import numpy as np
-from tqdm import tqdm
 
 from .. import artifacts
 from ..geometry import decode_mask, resize
 from ..io import decode_png, read_mask, read_rgb
 from ..params import merge_params, params_json
+from ..progress import progress as progress_bar
 from ..refine import params as refine_stage
 from ..refine.refinement import clean_and_box, refine_one
 from . import protocols
@@ -116,7 +116,7 @@ def evaluate_localization(params: dict, manifest_path, mask_paths, box_paths=())
     mean_map = mean_soft_map(masks, ids) if "cam_mean" in params["references"] and ids else None
     truths = {i: ground_truth(manifest.loc[i]) for i in ids}  # GT masks kept for the shuffle
     gts = [t.mask for t in truths.values() if t.mask is not None]
-    for image_id in tqdm(ids, desc="localization", unit="img"):
+    for image_id in progress_bar(ids, desc="localization", unit="img"):
         m = manifest.loc[image_id]
         truth = truths[image_id]
         maps, image = candidate_maps(params, m, masks[image_id], mean_map, truth)

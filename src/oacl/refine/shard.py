@@ -10,12 +10,11 @@ import json
 import logging
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .. import artifacts
 from ..geometry import decode_mask
 from ..io import ImageError, encode_png, read_rgb
 from ..params import merge_params, params_json
+from ..progress import progress as progress_bar
 from .params import DEFAULTS, check_params
 from .refinement import refine_one
 
@@ -38,7 +37,7 @@ def refine_shard(
     table = artifacts.read_table(masks_path, artifacts.MASK_SCHEMA.names, "mask shard")
     pjson = params_json(params)
     rows, counts = [], {"images": 0, "skipped": 0, "empty": 0, "full": 0, "boxes": 0}
-    for row in tqdm(
+    for row in progress_bar(
         table.to_pylist(), desc=f"refine {Path(masks_path).name}", unit="img", disable=not progress
     ):
         image_id = row["image_id"]

@@ -2,6 +2,7 @@
 
     oacl pretrain --cfg JSON --manifest M --out model.pt [--boxes SHARD [SHARD ...]]
                   [--masks SHARD [SHARD ...]] [--device auto|cpu|cuda] [--nproc N]
+                  [--stop-after SECONDS]
 
 ``--boxes`` / ``--masks`` take every shard of the CAM run: several values after one flag,
 or the flag repeated (the values accumulate; as for every list option of oacl). A
@@ -11,18 +12,27 @@ training image that no shard covers is an error (oacl.train.sideinfo).
 oacl.train.params.DEFAULTS; merged over them and checked there). With ``gpus`` (or
 ``--nproc``) > 1 the command re-launches itself under torchrun, one process per GPU
 (gloo processes with ``--device cpu``).
+
+``--stop-after`` makes the job fit a walltime: training stops cleanly at the next step
+after that many seconds, saves ``train_state.pt`` and exits with status 75; a re-run
+(Snakemake's retry of the rule) resumes exactly there (docs/cluster.md, walltime chunks).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import time
 
 import torch
 
 from ..cliargs import add_list_option
 from ..device import NAMES as DEVICES
 from . import dist, params
+
+# exit status of a run stopped at its --stop-after deadline (EX_TEMPFAIL: try again)
+CHUNK_EXIT = 75
 
 
 def register(subparsers) -> None:
@@ -45,6 +55,15 @@ def register(subparsers) -> None:
     p.add_argument(
         "--nproc", type=int, default=None, help="processes for DDP (default: the config's gpus)"
     )
+    p.add_argument(
+        "--stop-after",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="a walltime chunk: this long after the start, stop at the next step (at least "
+        f"one step per run), save train_state.pt and exit with status {CHUNK_EXIT}; a re-run "
+        "continues (0: no limit)",
+    )
     p.set_defaults(func=run)
 
 
@@ -58,8 +77,10 @@ def shard_args(boxes, masks) -> list[str]:
 
 
 def run(args) -> int:
-    from .loop import pretrain
+    from .loop import ChunkEnd, pretrain
 
+    t0 = time.time()
+    deadline = t0 + args.stop_after if args.stop_after > 0 else None
     cfg = params.resolve(args.cfg)
     nproc = args.nproc if args.nproc is not None else int(cfg["gpus"])
     if nproc < 1:
@@ -83,6 +104,26 @@ def run(args) -> int:
             device,
         ]  # no --nproc: torchrun's parser
         # would take it for an abbreviation of its --nproc-per-node; children see WORLD_SIZE
+        if deadline is not None:  # the time left, for the children's own clocks
+            argv += ["--stop-after", str(max(1e-3, deadline - time.time()))]
         return dist.relaunch(argv + shard_args(args.boxes, args.masks), nproc)
-    pretrain(cfg, args.manifest, args.out, boxes=args.boxes, masks=args.masks, device=args.device)
+    try:
+        pretrain(
+            cfg,
+            args.manifest,
+            args.out,
+            boxes=args.boxes,
+            masks=args.masks,
+            device=args.device,
+            deadline=deadline,
+        )
+    except ChunkEnd as end:
+        logging.getLogger(__name__).warning(
+            "walltime chunk over after %.0f s: stopped at %s with train_state.pt saved; "
+            "exit %d, a re-run continues from there",
+            time.time() - t0,
+            end,
+            CHUNK_EXIT,
+        )
+        return CHUNK_EXIT
     return 0

@@ -62,13 +62,26 @@ METRICS_NAME = "metrics.jsonl"
 # ------------------------------------------------------------------------ main entry
 
 
+class ChunkEnd(Exception):
+    """Training reached its deadline (a walltime chunk) with train_state.pt saved; a
+    re-run continues from there (oacl.train.cli exits with CHUNK_EXIT)."""
+
+
 def pretrain(
-    params: dict, manifest_path, out_path, boxes=(), masks=(), device: str = "auto"
+    params: dict,
+    manifest_path,
+    out_path,
+    boxes=(),
+    masks=(),
+    device: str = "auto",
+    deadline: float | None = None,
 ) -> dict:
     """Train and write ``out_path`` (model.pt), ``metrics.jsonl``; returns the last metrics.
 
     ``params``: the resolved parameters (oacl.train.params.resolve: merged over DEFAULTS
-    and checked), which are not merged or checked again here."""
+    and checked), which are not merged or checked again here. ``deadline`` (a
+    ``time.time()``): past it, after at least one step, the state is saved at the next
+    step boundary and ChunkEnd raised, so that a job fits its walltime."""
     if params.keys() != DEFAULTS.keys():
         raise TypeError("pretrain takes the parameters of oacl.train.params.resolve(cfg)")
     out_path = Path(out_path)
@@ -90,18 +103,30 @@ def pretrain(
             dev,
             rank,
             world,
+            deadline,
         )
     finally:
         dist.cleanup()
 
 
 def _pretrain(
-    params, manifest_path, out_path, state_path, metrics_path, boxes, masks, dev, rank, world
+    params,
+    manifest_path,
+    out_path,
+    state_path,
+    metrics_path,
+    boxes,
+    masks,
+    dev,
+    rank,
+    world,
+    deadline=None,
 ) -> dict:
     """The driver: set up, resume, train epoch by epoch, finish (cf. MoCo's main_moco.py)."""
     run = setup(params, manifest_path, boxes, masks, dev, rank, world)
     resume(run, state_path, boxes, masks)
     start(run)
+    run.deadline, run.chunk_first_step = deadline, run.step
     while run.epoch < params["epochs"]:
         _train_epoch(run, state_path, metrics_path)
     dist.barrier()
@@ -159,6 +184,9 @@ def _train_epoch(run: Run, state_path, metrics_path) -> None:
     with torch.random.fork_rng(devices=[]):  # DataLoader draws a seed from the global RNG;
         batches = iter(loader)  # keep it out so resumed and uninterrupted runs agree
     for i, batch in enumerate(batches, start=run.start_batch):
+        if _past_deadline(run):  # the state at this batch, as a periodic checkpoint
+            save_state(run, state_path, epoch, i)
+            raise ChunkEnd(f"epoch {epoch + 1} batch {i} (step {run.step}/{run.total_steps})")
         if t_first is None:  # workers started and the first batch decoded
             t_first = time.time()
         loss_v, lr = _train_step(run, batch)
@@ -199,6 +227,17 @@ def _train_epoch(run: Run, state_path, metrics_path) -> None:
     save_state(run, state_path, run.epoch, 0)
     if run.rank == 0:
         write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in run.history))
+
+
+def _past_deadline(run: Run) -> bool:
+    """Whether to stop before the next step: the deadline passed and this process made
+    progress (at least one step). Every rank stops at the same step (any rank's clock)."""
+    if run.deadline is None or run.step == run.chunk_first_step:
+        return False
+    late = float(time.time() >= run.deadline)
+    if dist.is_dist():
+        late = dist.all_reduce_mean(late, run.dev)  # > 0 when some rank is late
+    return late > 0
 
 
 def _epoch_metrics(run: Run, n_seen, loss_sum, dt) -> dict:

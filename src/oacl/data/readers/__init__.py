@@ -147,6 +147,6 @@ def normalised_box(x: float, y: float, w: float, h: float, width: int, height: i
 
 
 def progress(iterable, desc: str, total: int | None = None):
-    from tqdm import tqdm
+    from ...progress import progress as progress_bar
 
-    return tqdm(iterable, desc=desc, total=total, unit="img", mininterval=2.0, disable=None)
+    return progress_bar(iterable, desc=desc, total=total, unit="img", mininterval=2.0)

@@ -86,6 +86,16 @@ DEFAULTS = {
 PROTOCOLS = ("oacl", "paper")
 
 
+def layout(params: dict) -> list[tuple[str, str]]:
+    """(path under root, "file" | "folder") that the mapped splits need; also checked
+    before any job (oacl.data.prepare.missing_paths)."""
+    out = []
+    for src, split in params["splits"].items():
+        if split:
+            out += [(f"annotations/instances_{src}.json", "file"), (src, "folder")]
+    return out
+
+
 def build(params: dict, out_dir: Path):
     root = require_root(params["root"], "COCO")
     if params["protocol"] not in PROTOCOLS:
@@ -95,9 +105,8 @@ def build(params: dict, out_dir: Path):
     if not sources:
         raise ValueError("COCO: 'splits' maps no image folder to a split")
     # check the whole layout before the (slow) json loads
-    for src in sources:
-        require(root, f"annotations/instances_{src}.json", "COCO")
-        require(root, src, "COCO", kind="folder")
+    for rel, kind in layout(params):
+        require(root, rel, "COCO", kind=kind)
 
     rows = ManifestRows(extra={"gt_crop_boxes": []})
     box_rows: list[dict] = []

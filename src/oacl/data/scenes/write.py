@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from ...artifacts import write_manifest
 from ...geometry import crop_window, mask_box
 from ...io import encode_png, write_json
+from ...progress import progress as progress_bar
 from .plan import SPLITS, check_params, paired_bg, partner, plan_split
 from .render import BACKGROUNDS, SHAPES
 from .scene import render_scene, scene_variant
@@ -167,7 +167,7 @@ def run_jobs(fn, jobs: list, workers: int, desc: str, progress: bool,
     way to hand large read-only inputs to workers without pickling them per job.
     """
     rows: list[dict] = []
-    bar = tqdm(total=len(jobs), desc=desc, unit="chunk", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc=desc, unit="chunk", disable=not progress)
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(workers, initializer=initializer, initargs=initargs) as pool:
             for chunk_rows in pool.map(fn, jobs):  # map keeps the job order
