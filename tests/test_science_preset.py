@@ -47,17 +47,19 @@ def test_science_preset_scores_every_seed_on_both_free_datasets(plan):
         assert len(seeds) == 3
         for model in seeds:
             for cam in ("iter1", "iter1_nonsr"):
-                assert f"results/eval/{ds}/{model}/localization_{cam}.json" in out
-        assert f"results/eval/{ds}/supervised-baseline-s0/localization_classifier.json" in out
+                assert f"results/science/eval/{ds}/{model}/localization_{cam}.json" in out
+        assert (
+            f"results/science/eval/{ds}/supervised-baseline-s0/localization_classifier.json" in out
+        )
     # the positive control: a classifier on scenes whose background ignores the class
     control = cfg["datasets"]["scenes_free_control"]
     assert control["bg_bias"] * control.get("n_bg_classes", 8) == pytest.approx(1.0)
     assert (
-        "results/eval/scenes_free_control/supervised-baseline-s0/localization_classifier.json"
+        "results/science/eval/scenes_free_control/supervised-baseline-s0/localization_classifier.json"
         in out
     )
-    # the default run's datasets are not touched
-    assert "results/data/scenes_single/" not in out and "results/data/scenes_multi/" not in out
+    # the default run's files are not touched: everything but the sources in its own folder
+    assert "results/data/" not in out and "results/models/" not in out
 
 
 def test_each_experiment_gets_its_own_pretrain_overrides(plan):
@@ -69,11 +71,24 @@ def test_each_experiment_gets_its_own_pretrain_overrides(plan):
         for method in exp["methods"]:
             for seed in exp["seeds"]:
                 for variant in exp["variants"]:
-                    model = f"results/models/{exp['dataset']}/{method}-{variant}-s{seed}/model.pt"
+                    model = f"results/science/models/{exp['dataset']}/{method}-{variant}-s{seed}/model.pt"
                     got = cfgs[model]
                     want = deep_merge(cfg["pretrain"], exp.get("pretrain", {}))
                     for key, value in want.items():
                         assert got[key] == value, (name, model, key)
+
+
+def test_overrides_follow_the_method_on_a_shared_dataset_and_variant(tmp_path):
+    """A supervised baseline's own override reaches its command and not the MoCo
+    baseline's (the first experiment training `baseline` on the dataset)."""
+    extra = tmp_path / "sup_override.yaml"
+    extra.write_text("experiments:\n  scenes_references:\n    pretrain: {epochs: 3}\n")
+    wf = copy_workflow(tmp_path)
+    out = run_snakemake(wf, "-n", "-p", "--configfile", str(SCIENCE), str(extra)).stdout
+    cfgs = _pretrain_cfgs(out)
+    models = "results/science/models/scenes_free"
+    assert cfgs[f"{models}/supervised-baseline-s0/model.pt"]["epochs"] == 3
+    assert cfgs[f"{models}/moco-baseline-s0/model.pt"]["epochs"] == 25
 
 
 def test_a_listed_model_that_no_experiment_trains_is_named(tmp_path):
