@@ -14,5 +14,5 @@ trap 'bash "$HERE/stop.sh"' EXIT
 "$REPO/.venv/bin/python" -m pytest -m slurm -q "$REPO/tests/test_slurm_profile.py" \
     -k "not smoke_pipeline"
 bash "$HERE/smoke.sh" "$REPO"
-# .ci/slurm/chunks.sh (walltime chunks through Slurm) is not run here yet: on its first
-# run the Slurm job finished in one chunk (docs/cluster.md, "Walltime chunks")
+# walltime chunks: the smoke model trained in one-step Slurm jobs equals an unchunked run
+bash "$HERE/chunks.sh" "$REPO"

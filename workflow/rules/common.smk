@@ -346,7 +346,12 @@ def pretrain_stop_after(w, attempt):
 
 
 def pretrain_retries():
-    """Runs a pretrain job may take: max_chunks when chunked, else the profile's retries."""
+    """Runs a pretrain job may take: max_chunks when chunked, else the profile's retries.
+    Inside a cluster job (the submitting Snakemake's remote copy) none: there a retry
+    would run the next chunk in the same job and overrun its walltime; the submitting
+    Snakemake retries by submitting a new job."""
+    if workflow.remote_exec:
+        return 0
     return res_value("pretrain", "max_chunks", 50) if chunked() else None
 
 
