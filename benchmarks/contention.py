@@ -10,8 +10,10 @@ The step is the project's: JPEG folder -> ManifestImages -> build_loader -> TwoV
 -> the MoCo v2 step of oacl.train.methods with the default parameters, channels_last.
 
 A policy is "default" (libgomp's own: GOMP_SPINCOUNT=300000, as with no variables set),
-"oacl" (what oacl.ompenv.apply sets) or KEY=VALUE[,KEY=VALUE] environment settings, e.g.
-OMP_WAIT_POLICY=PASSIVE.
+"oacl" (what oacl.ompenv.apply sets, with the thread tuner of oacl.train.threads that
+the training loop runs, on a schedule shortened to --tune-every steps so that a short
+condition sees its decisions) or KEY=VALUE[,KEY=VALUE] environment settings, e.g.
+OMP_WAIT_POLICY=PASSIVE or OMP_NUM_THREADS=1 (no tuner).
 
     python benchmarks/contention.py --rounds 3 --workers 0 1 \
         --policies default oacl OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=10000
@@ -75,6 +77,11 @@ def measure(a) -> dict:
     df = read_manifest(a.manifest)
     ds = data.ManifestImages(df, a.image_size, variant="baseline")
     gen = torch.Generator().manual_seed(1)
+    tuner = None
+    if a.tune_every:
+        from oacl.train import threads
+
+        tuner = threads.ThreadTuner(torch.get_num_threads(), every=a.tune_every, window=3)
 
     def batches():
         e = 0
@@ -84,21 +91,26 @@ def measure(a) -> dict:
 
     it = batches()
 
-    def step():
+    def step(k):
         batch = next(it)
+        if tuner is not None:
+            tuner.before(k)
+        t = time.perf_counter()
         x1, x2 = aug(batch, gen)
         loss, _ = method(x1, x2, batch["label"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         method.momentum_update(0.5)
+        if tuner is not None:
+            tuner.after(k, time.perf_counter() - t)
         return len(batch["label"])
 
-    for _ in range(a.warmup):
-        step()
+    for k in range(a.warmup):
+        step(k)
     t0, n, steps = time.perf_counter(), 0, 0
     while steps < a.steps and (steps == 0 or time.perf_counter() - t0 < a.seconds):
-        n += step()
+        n += step(a.warmup + steps)
         steps += 1
     dt = time.perf_counter() - t0
     it.close()
@@ -126,6 +138,7 @@ def run_one(a, policy: str, hog: bool, workers: int) -> dict:
     cmd = [sys.executable, __file__, "--child", "--manifest", str(a.manifest)]
     cmd += ["--workers", str(workers), "--batch", str(a.batch), "--image-size", str(a.image_size)]
     cmd += ["--steps", str(a.steps), "--seconds", str(a.seconds), "--warmup", str(a.warmup)]
+    cmd += ["--tune-every", str(a.tune_every if policy == "oacl" else 0)]
     busy0, ours0, t0 = _busy_s(), _ours_s(), time.perf_counter()
     # a session of its own, as another program has: with autogroup scheduling (Linux
     # default) a hog in our session would only share our own slice of the CPUs
@@ -159,6 +172,12 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20, help="at most this many timed steps")
     ap.add_argument("--seconds", type=float, default=6.0, help="stop timing after this long")
+    ap.add_argument(
+        "--tune-every",
+        type=int,
+        default=20,
+        help="policy oacl: steps between the thread tuner's probes (training: 100)",
+    )
     ap.add_argument("--timeout", type=float, default=600.0, help="per condition")
     ap.add_argument(
         "--quiet", type=float, default=0.2, help="rounds with more load of others are left out"

@@ -189,7 +189,12 @@ def _train_epoch(run: Run, state_path, metrics_path) -> None:
             raise ChunkEnd(f"epoch {epoch + 1} batch {i} (step {run.step}/{run.total_steps})")
         if t_first is None:  # workers started and the first batch decoded
             t_first = time.time()
+        if run.tuner is not None:
+            run.tuner.before(run.step)
+        t_step = time.perf_counter()
         loss_v, lr = _train_step(run, batch)
+        if run.tuner is not None:
+            run.tuner.after(run.step - 1, time.perf_counter() - t_step)
         loss_sum += loss_v
         n_seen += 1
         if bar is not None:
@@ -254,6 +259,8 @@ def _epoch_metrics(run: Run, n_seen, loss_sum, dt) -> dict:
         "knn_acc": None,
         "chance_loss": health.chance_loss(params, run.num_classes),
     }
+    if run.tuner is not None:  # the thread count at the epoch's end, and switches so far
+        rec["threads"], rec["thread_switches"] = run.tuner.current, run.tuner.switches
     if run.side_info is not None and not run.history:  # the first line: what it trained on
         rec["side_info"] = run.side_info
     last = epoch + 1 == params["epochs"]

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from .. import variants
 from ..artifacts import merge_shards, read_manifest, read_shards
-from . import augment, data, dist, knn, sideinfo
+from . import augment, data, dist, knn, sideinfo, threads
 from .methods import build_method
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class Run:
     steps_per_epoch: int
     total_steps: int
     workers: int
+    tuner: threads.ThreadTuner | None  # the CPU thread count under load (oacl.train.threads)
     method: nn.Module  # the method (encoders, heads, queue); what is saved and exported
     model: nn.Module  # the method, wrapped in DDP with several processes
     opt: torch.optim.Optimizer
@@ -152,9 +153,10 @@ def setup(params, manifest_path, boxes, masks, dev, rank, world) -> Run:
     run.total_steps = run.steps_per_epoch * params["epochs"]
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     run.workers = dist.default_workers(params["workers"], local_world)
-    threads = params["threads"] or (dist.cpu_count() // local_world if local_world > 1 else None)
-    if threads:  # oversubscribed OpenMP threads spin and can slow training tenfold
-        torch.set_num_threads(max(1, int(threads)))
+    n_threads = params["threads"] or (dist.cpu_count() // local_world if local_world > 1 else None)
+    if n_threads:  # oversubscribed OpenMP threads spin and can slow training tenfold
+        torch.set_num_threads(max(1, int(n_threads)))
+    run.tuner = threads.build(params, dev, world)
 
     # seeds: the model init and queue are identical on every rank; augmentation differs per rank
     torch.manual_seed(params["seed"])
