@@ -12,8 +12,9 @@ policy", has the measurement).
 
 The schedule follows the global step, so a resumed run repeats it. Thread counts change
 the order of floating-point sums (weight gradients differ in the last bits), so a run
-that switched is not bitwise equal to one that did not; quiet runs never switch (one
-thread fewer is ~1.6x slower alone on 2 cores, above ``gain``). Setting the pretrain
+that switched is not bitwise equal to one that did not. A quiet run stays put unless
+timing noise reaches ~1.7x: one thread fewer ran at 0.75 of the speed alone on 2 cores
+(benchmarks/contention.py), so it must look 1.25x faster while being 1.33x slower. Setting the pretrain
 parameter ``threads`` turns the tuner off.
 """
 
