@@ -58,6 +58,20 @@ def test_other_methods_and_variants(tmp_path, manifest, method, variant):
     assert hasattr(model, "classifier") == (method == "supervised")
 
 
+def test_adam_trains_and_its_state_is_saved(tmp_path, manifest):
+    """optimizer adam (the supervised control's): Adam moments in train_state.pt, and the
+    run is not the SGD run."""
+    models = {}
+    for opt in ("sgd", "adam"):
+        out = tmp_path / opt / "model.pt"
+        cfg = dict(TINY, method="supervised", optimizer=opt, base_lr=0.002, epochs=1, knn_every=0)
+        assert _run(["--manifest", manifest, "--out", out], cfg) == 0
+        state = torch.load(out.parent / "train_state.pt", weights_only=True)["optimizer"]
+        assert ("exp_avg" in state["state"][0]) == (opt == "adam")
+        models[opt] = load_checkpoint(out).classifier.weight
+    assert not torch.equal(models["sgd"], models["adam"])
+
+
 def test_oa_crop_cam_reads_box_shards(tmp_path, manifest, capsys):
     df = read_manifest(manifest)
     shard = tmp_path / "boxes_0.parquet"
@@ -98,6 +112,9 @@ def test_user_errors(tmp_path, manifest, capsys):
     assert "batch_size 64 is larger than the train split" in msg and "(32 images)" in msg
     assert "moco.queue_size 40 must be a multiple" in err(
         ["--manifest", manifest, "--out", out], dict(TINY, moco={"queue_size": 40})
+    )
+    assert "optimizer must be one of sgd, adam, got 'lbfgs'" in err(
+        ["--manifest", manifest, "--out", out], dict(TINY, optimizer="lbfgs")
     )
     assert "unknown key 'lr'" in err(["--manifest", manifest, "--out", out], dict(TINY, lr=0.1))
     assert "unknown key 'queue'" in err(

@@ -47,7 +47,11 @@ DEFAULTS = {
     "epochs": 6,
     "batch_size": 64,  # global; each of N processes takes batch_size / N
     "base_lr": 0.03,  # x batch/256
-    "momentum": 0.9,
+    # sgd (the paper's, every method) | adam: from-scratch supervised training on a few
+    # thousand small scenes stays at chance loss with SGD and learns with Adam
+    # (docs/architecture.md, "Why the supervised control fails")
+    "optimizer": "sgd",
+    "momentum": 0.9,  # sgd only
     "weight_decay": 1e-4,
     "min_lr": 1e-3,  # cosine floor at batch 256, scaled like base_lr
     "workers": None,  # data loader workers per process; None: SLURM_CPUS_PER_TASK / CPUs
@@ -85,6 +89,7 @@ DEFAULTS = {
 CHOICES = {
     "method": ("moco", "byol", "supervised"),
     "variant": variants.NAMES,
+    "optimizer": ("sgd", "adam"),
     "augment": {
         "mix_view": ("random", "first", "second"),
         "compute_dtype": ("float32", "float16", "bfloat16", "auto"),

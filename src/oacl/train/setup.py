@@ -168,12 +168,12 @@ def setup(params, manifest_path, boxes, masks, dev, rank, world) -> Run:
     if dev.type == "cuda" and world > 1:
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
     run.method = method
-    run.opt = torch.optim.SGD(
-        [p for p in method.parameters() if p.requires_grad],
-        lr=lr_at(0, run.total_steps, params),
-        momentum=params["momentum"],
-        weight_decay=params["weight_decay"],
-    )
+    trainable = [p for p in method.parameters() if p.requires_grad]
+    lr0, wd = lr_at(0, run.total_steps, params), params["weight_decay"]
+    if params["optimizer"] == "adam":
+        run.opt = torch.optim.Adam(trainable, lr=lr0, weight_decay=wd)
+    else:
+        run.opt = torch.optim.SGD(trainable, lr=lr0, momentum=params["momentum"], weight_decay=wd)
     run.aug = augment.TwoViewAugment(
         params["augment"], variant, params["image_size"], method=params["method"]
     )
