@@ -42,7 +42,7 @@ def test_switches_down_under_load_and_back_when_it_ends():
     def secs(s, k):
         if s in busy:
             return 1.0 if k == 1 else 2.5
-        return 1.0 if k == 1 else 0.6
+        return 1.0 if k == 1 else 0.72  # alone, one thread is ~1.4x slower
 
     seen = drive(t, range(60), secs)
     assert seen[20:24] == [1, 1, 2, 2]  # first probe under load: 1 thread is faster
@@ -53,8 +53,9 @@ def test_switches_down_under_load_and_back_when_it_ends():
 
 
 def test_small_gains_do_not_switch():
-    t = threads.ThreadTuner(2, every=10, window=2, gain=1.25)
-    drive(t, range(50), lambda s, k: 1.0 if k == 1 else 1.2)  # 1 thread only 1.2x faster
+    t = threads.ThreadTuner(2, every=10, window=2)
+    # 1 thread looks 1.5x faster (timing noise on a quiet machine): not enough to go down
+    drive(t, range(50), lambda s, k: 1.0 if k == 1 else 1.5)
     assert t.current == 2 and t.switches == 0
 
 
