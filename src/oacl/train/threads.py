@@ -10,8 +10,9 @@ short window of steps with the other count and one with the current count, and k
 the other only when it is clearly faster (docs/architecture.md, "OpenMP wait policy",
 has the measurement): ``gain`` (1.6) for one thread fewer, ``gain_up`` (1.15) for going
 back. The two differ because the true ratios do: alone on 2 cores one thread is ~1.35x
-slower, beside a busy core ~2x faster; with one threshold of 1.25 for both, quiet runs
-switched down on noise in 3 of 3 benchmark rounds (0.81 of the quiet speed).
+slower, beside a busy core ~2x faster. Known miss: quiet benchmark runs still end on one
+thread (1.25 both ways: 3 of 3 rounds, 0.81 of the quiet speed; 1.6 / 1.15: 2 of 2, 0.85);
+the cause is not found.
 
 The schedule follows the global step, so a resumed run repeats it. Thread counts change
 the order of floating-point sums (weight gradients differ in the last bits), so a run
