@@ -11,9 +11,9 @@ The step is the project's: JPEG folder -> ManifestImages -> build_loader -> TwoV
 
 A policy is "default" (libgomp's own: GOMP_SPINCOUNT=300000, as with no variables set),
 "oacl" (what oacl.ompenv.apply sets, with the thread tuner of oacl.train.threads that
-the training loop runs, on a schedule shortened to --tune-every steps so that a short
-condition sees its decisions) or KEY=VALUE[,KEY=VALUE] environment settings, e.g.
-OMP_WAIT_POLICY=PASSIVE or OMP_NUM_THREADS=1 (no tuner).
+the training loop runs, deciding every --tune-period seconds) or KEY=VALUE[,KEY=VALUE]
+environment settings, e.g. OMP_WAIT_POLICY=PASSIVE or OMP_NUM_THREADS=1 (no tuner);
+a policy ending in "+tuner" (e.g. "default+tuner") runs the tuner too.
 
     python benchmarks/contention.py --rounds 3 --workers 0 1 \
         --policies default oacl OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=10000
@@ -39,8 +39,13 @@ sys.path.insert(0, str(HERE))
 from oacl import ompenv  # noqa: E402  (no torch: the parent stays free of OpenMP)
 
 
+def tuned(policy: str) -> bool:
+    return policy == "oacl" or policy.endswith("+tuner")
+
+
 def policy_env(policy: str) -> dict[str, str]:
     """The child environment for ``policy``: every OpenMP wait variable cleared first."""
+    policy = policy.removesuffix("+tuner")
     env = {k: v for k, v in os.environ.items() if k not in ompenv.USER_KEYS}
     if policy == "default":  # libgomp's built-in spin count, which oacl would override
         env["GOMP_SPINCOUNT"] = ompenv.LIBGOMP_DEFAULT
@@ -78,10 +83,10 @@ def measure(a) -> dict:
     ds = data.ManifestImages(df, a.image_size, variant="baseline")
     gen = torch.Generator().manual_seed(1)
     tuner = None
-    if a.tune_every:
+    if a.tune_period:
         from oacl.train import threads
 
-        tuner = threads.ThreadTuner(torch.get_num_threads(), every=a.tune_every, window=3)
+        tuner = threads.ThreadTuner(torch.get_num_threads(), period=a.tune_period)
 
     def batches():
         e = 0
@@ -93,9 +98,6 @@ def measure(a) -> dict:
 
     def step(k):
         batch = next(it)
-        if tuner is not None:
-            tuner.before(k)
-        t = time.perf_counter()
         x1, x2 = aug(batch, gen)
         loss, _ = method(x1, x2, batch["label"])
         opt.zero_grad(set_to_none=True)
@@ -103,7 +105,7 @@ def measure(a) -> dict:
         opt.step()
         method.momentum_update(0.5)
         if tuner is not None:
-            tuner.after(k, time.perf_counter() - t)
+            tuner.update()
         return len(batch["label"])
 
     for k in range(a.warmup):
@@ -114,7 +116,8 @@ def measure(a) -> dict:
         steps += 1
     dt = time.perf_counter() - t0
     it.close()
-    return {"img_s": n / dt, "steps": steps, "threads": torch.get_num_threads()}
+    sw = tuner.switches if tuner is not None else 0
+    return {"img_s": n / dt, "steps": steps, "threads": torch.get_num_threads(), "switches": sw}
 
 
 # ------------------------------------------------------------------ parent: the rounds
@@ -138,7 +141,7 @@ def run_one(a, policy: str, hog: bool, workers: int) -> dict:
     cmd = [sys.executable, __file__, "--child", "--manifest", str(a.manifest)]
     cmd += ["--workers", str(workers), "--batch", str(a.batch), "--image-size", str(a.image_size)]
     cmd += ["--steps", str(a.steps), "--seconds", str(a.seconds), "--warmup", str(a.warmup)]
-    cmd += ["--tune-every", str(a.tune_every if policy == "oacl" else 0)]
+    cmd += ["--tune-period", str(a.tune_period if tuned(policy) else 0)]
     busy0, ours0, t0 = _busy_s(), _ours_s(), time.perf_counter()
     # a session of its own, as another program has: with autogroup scheduling (Linux
     # default) a hog in our session would only share our own slice of the CPUs
@@ -173,10 +176,10 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=20, help="at most this many timed steps")
     ap.add_argument("--seconds", type=float, default=6.0, help="stop timing after this long")
     ap.add_argument(
-        "--tune-every",
-        type=int,
-        default=20,
-        help="policy oacl: steps between the thread tuner's probes (training: 100)",
+        "--tune-period",
+        type=float,
+        default=5.0,
+        help="tuned policies: seconds between the thread tuner's decisions (training: 5)",
     )
     ap.add_argument("--timeout", type=float, default=600.0, help="per condition")
     ap.add_argument(
@@ -223,7 +226,7 @@ def main(argv=None) -> int:
                     rows.append((r, w, pol, load, res["img_s"], res["foreign"]))
                     print(
                         f"round {r} workers {w} {pol:26s} {load:5s} {res['img_s']:7.1f} img/s "
-                        f"({res['steps']} steps, {res['threads']} threads, "
+                        f"({res['steps']} steps, {res['threads']} threads, {res['switches']} switches, "
                         f"others' load {res['foreign']:.2f} cores)",
                         flush=True,
                     )

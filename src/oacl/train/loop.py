@@ -189,12 +189,9 @@ def _train_epoch(run: Run, state_path, metrics_path) -> None:
             raise ChunkEnd(f"epoch {epoch + 1} batch {i} (step {run.step}/{run.total_steps})")
         if t_first is None:  # workers started and the first batch decoded
             t_first = time.time()
-        if run.tuner is not None:
-            run.tuner.before(run.step)
-        t_step = time.perf_counter()
         loss_v, lr = _train_step(run, batch)
         if run.tuner is not None:
-            run.tuner.after(run.step - 1, time.perf_counter() - t_step)
+            run.tuner.update()
         loss_sum += loss_v
         n_seen += 1
         if bar is not None:
