@@ -63,7 +63,9 @@ def test_quiet_machine_keeps_all_threads():
 
 def test_drops_a_thread_under_load_and_takes_it_back_when_the_load_ends():
     m, t = make()
-    seen = m.run(t, [QUIET_FULL] * 2 + [BUSY_FULL] + [BUSY_ONE] * 5 + [QUIET_ONE] + [QUIET_FULL] * 3)
+    seen = m.run(
+        t, [QUIET_FULL] * 2 + [BUSY_FULL] + [BUSY_ONE] * 5 + [QUIET_ONE] + [QUIET_FULL] * 3
+    )
     assert seen == [2, 2, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2]
     assert t.switches == 2 and torch.get_num_threads() == 2
 

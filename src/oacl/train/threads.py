@@ -32,7 +32,7 @@ import glob
 import logging
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
