@@ -10,10 +10,10 @@ The step is the project's: JPEG folder -> ManifestImages -> build_loader -> TwoV
 -> the MoCo v2 step of oacl.train.methods with the default parameters, channels_last.
 
 A policy is "default" (libgomp's own: GOMP_SPINCOUNT=300000, as with no variables set),
-"oacl" (what oacl.ompenv.apply sets for `oacl pretrain`, with the thread tuner of oacl.train.threads that
-the training loop runs, deciding every --tune-period seconds) or KEY=VALUE[,KEY=VALUE]
-environment settings, e.g. OMP_WAIT_POLICY=PASSIVE or OMP_NUM_THREADS=1 (no tuner);
-a policy ending in "+tuner" (e.g. "default+tuner") runs the tuner too.
+"oacl" (what oacl.ompenv.apply sets for every command) or KEY=VALUE[,KEY=VALUE]
+environment settings, e.g. OMP_WAIT_POLICY=PASSIVE or OMP_NUM_THREADS=1; a policy ending
+in "+tuner" (e.g. "oacl+tuner", what pretraining with ``threads: auto`` runs) adds the
+thread tuner of oacl.train.threads, deciding every --tune-period seconds.
 
     python benchmarks/contention.py --rounds 3 --workers 0 1 \
         --policies default oacl OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=10000
@@ -40,7 +40,7 @@ from oacl import ompenv  # noqa: E402  (no torch: the parent stays free of OpenM
 
 
 def tuned(policy: str) -> bool:
-    return policy == "oacl" or policy.endswith("+tuner")
+    return policy.endswith("+tuner")
 
 
 def policy_env(policy: str) -> dict[str, str]:
@@ -49,8 +49,8 @@ def policy_env(policy: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ompenv.USER_KEYS}
     if policy == "default":  # libgomp's built-in spin count, which oacl would override
         env["GOMP_SPINCOUNT"] = ompenv.LIBGOMP_DEFAULT
-    elif policy == "oacl":  # what `oacl pretrain` runs with (libgomp's default spin)
-        ompenv.apply(env, "pretrain")
+    elif policy == "oacl":  # what every oacl command runs with
+        ompenv.apply(env)
     else:
         for kv in policy.split(","):
             k, _, v = kv.partition("=")

@@ -93,6 +93,13 @@ def test_wrong_type_is_named(capsys, tmp_path):
     assert "epochs" in err
 
 
+def test_threads_is_a_count_or_auto(capsys, tmp_path):
+    # "auto" asks for the thread tuner (oacl.train.threads); any other word is an error
+    assert check(capsys, _write(tmp_path, {"pretrain": {"threads": "auto"}}))[0] == 0
+    rc, err = check(capsys, _write(tmp_path, {"pretrain": {"threads": "many"}}))
+    assert rc != 0 and "threads" in err
+
+
 def test_wrong_value_is_named(capsys, tmp_path):
     bad = {"experiments": {"contextual": {"variants": ["baseline", "oa_crop_magic"]}}}
     rc, err = check(capsys, _write(tmp_path, bad))

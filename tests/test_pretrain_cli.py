@@ -196,3 +196,14 @@ def test_gt_variant_without_ground_truth_fails_before_training(tmp_path, manifes
     err = capsys.readouterr().err
     assert "32 of 32 training images (100.0%) have empty side information" in err
     assert "side_info_max_empty = 0.05" in err and not out.parent.exists()
+
+
+def test_the_thread_tuner_runs_only_when_asked(tmp_path, manifest):
+    # the default keeps its thread count (bitwise reproducible); "auto" records the tuner's
+    torch.set_num_threads(2)  # the tuner needs a count to lower (one_thread restores it)
+    for threads in (None, "auto"):
+        out = tmp_path / str(threads) / "model.pt"
+        cfg = dict(TINY, method="moco", epochs=1, knn_every=0, threads=threads)
+        assert _run(["--manifest", manifest, "--out", out], cfg) == 0
+        row = json.loads((out.parent / "metrics.jsonl").read_text().splitlines()[-1])
+        assert ("threads" in row) == (threads == "auto"), row

@@ -99,10 +99,12 @@ def test_more_than_two_threads_move_one_at_a_time():
     assert m.run(t, [(0.0, 2.0)] * 4) == [2, 3, 4, 4]  # never above n
 
 
-def test_build_only_for_cpu_runs_that_left_threads_to_oacl():
-    params = {"threads": None}
+def test_build_only_for_cpu_runs_that_ask_for_it():
+    params = {"threads": "auto"}
     torch.set_num_threads(2)
     assert isinstance(threads.build(params, torch.device("cpu"), 1), threads.ThreadTuner)
+    # the default keeps its count: a switch changes the weights' last bits
+    assert threads.build({"threads": None}, torch.device("cpu"), 1) is None
     assert threads.build({"threads": 2}, torch.device("cpu"), 1) is None
     assert threads.build(params, torch.device("cpu"), 2) is None  # DDP sets its own
     assert threads.build(params, torch.device("cuda"), 1) is None

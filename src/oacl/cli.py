@@ -14,7 +14,7 @@ import sys
 from oacl import ompenv
 
 # before a sub-command module loads torch: libgomp reads its wait policy only then
-ompenv.apply(cmd=ompenv.command(sys.argv[1:]))
+ompenv.apply()
 
 # sub-command modules, each exposing register(subparsers)
 COMMAND_MODULES = [

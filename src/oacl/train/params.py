@@ -60,7 +60,9 @@ DEFAULTS = {
     "knn_k": 20,
     "knn_max": 10000,  # at most this many train (and val) images in the monitor
     "log_every": 20,  # steps between plain log lines when stderr is not a terminal
-    "threads": None,  # torch CPU threads per process; None: torch's default (CPUs / processes under DDP)
+    # torch CPU threads per process; None: torch's default (CPUs / processes under DDP);
+    # "auto": re-chosen under contention (oacl.train.threads; not bitwise reproducible)
+    "threads": None,
     "gpus": 1,  # processes (one per GPU) for DDP; >1 re-launches under torchrun
     # share of the training images whose side information (boxes, mask, background
     # rectangle) may be empty (in the shards, but the CAM / GT yields nothing) before the

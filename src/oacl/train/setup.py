@@ -153,7 +153,8 @@ def setup(params, manifest_path, boxes, masks, dev, rank, world) -> Run:
     run.total_steps = run.steps_per_epoch * params["epochs"]
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     run.workers = dist.default_workers(params["workers"], local_world)
-    n_threads = params["threads"] or (dist.cpu_count() // local_world if local_world > 1 else None)
+    n_threads = params["threads"] if params["threads"] != threads.AUTO else None
+    n_threads = n_threads or (dist.cpu_count() // local_world if local_world > 1 else None)
     if n_threads:  # oversubscribed OpenMP threads spin and can slow training tenfold
         torch.set_num_threads(max(1, int(n_threads)))
     run.tuner = threads.build(params, dev, world)

@@ -22,8 +22,10 @@ it swing every period. Where the counters cannot be read (not Linux), ``build`` 
 no tuner and the wait policy of oacl.ompenv alone guards against contention.
 
 Thread counts change the order of floating-point sums (weight gradients differ in the
-last bits), so a run that switched is not bitwise equal to one that did not. Setting the
-pretrain parameter ``threads`` turns the tuner off.
+last bits), so a run that switched is not bitwise equal to one that did not: the same
+pipeline run locally and through Slurm gave 22 different files in CI. The tuner therefore
+runs only where the pretrain parameter ``threads`` is ``"auto"``; by default the count is
+fixed and results are bitwise reproducible.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from collections.abc import Callable
 import torch
 
 log = logging.getLogger(__name__)
+
+AUTO = "auto"  # the pretrain parameter ``threads`` that asks for the tuner
 
 
 def _wait_s() -> float:
@@ -128,8 +132,8 @@ class ThreadTuner:
 
 
 def build(params: dict, dev: torch.device, world: int) -> ThreadTuner | None:
-    """The tuner of a CPU run whose thread count the user left to oacl; None otherwise."""
-    if dev.type != "cpu" or params["threads"] or world > 1:
+    """The tuner of a CPU run whose ``threads`` is "auto"; None otherwise."""
+    if dev.type != "cpu" or params["threads"] != AUTO or world > 1:
         return None
     n = torch.get_num_threads()
     if n < 2:
