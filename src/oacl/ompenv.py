@@ -4,10 +4,11 @@ libgomp (torch's intra-op pool) spins up to ~3 ms by default waiting for its pee
 threads. When another process holds a core the peer is descheduled and the spinning
 thread burns the core it needs: pretraining on 2 cores fell from ~500 to 11 img/s
 beside one busy process. Every command gets a short spin then sleep (POLICY), which
-does not collapse; measured by benchmarks/contention.py (docs/architecture.md "OpenMP
+does not collapse: measured by benchmarks/contention.py (docs/architecture.md "OpenMP
 wait policy"), training ran at 0.85-0.99 of the default's speed alone and 0.32-0.53 of
-it beside a busy core (the default: 0.01-0.02). Pretraining with ``threads: auto`` adds the thread tuner (oacl.train.threads);
-it is opt-in because a run whose thread count changes is not bitwise reproducible.
+it beside a busy core (the default: 0.01-0.02). Pretraining with ``threads: auto`` adds
+the thread tuner (oacl.train.threads), opt-in because a run whose thread count changes
+is not bitwise reproducible.
 
 libgomp reads these variables once, when it is loaded, so apply() must run before
 ``import torch``; child processes (DataLoader workers, torchrun, Snakemake jobs)
