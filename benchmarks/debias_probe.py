@@ -16,8 +16,10 @@ the mean moves the right way by more than 2 std of the baseline over seeds.
 linear heads pick their penalty on a 20 % hold-out of the training images and are
 scored on the ``val`` images (the single-object scenes render the Background-Challenge
 variants for val, ``variant_splits``; multi-object data score ``objcrop_val``).
-``--split test`` is for the final numbers. Finished models and evaluations are reused
-(delete the run's folder to start again). Used for the mechanism table of
+``--split test`` is for the final numbers. Finished models and evaluations are reused;
+the run's folder records its recipe (``recipe.json``: manifest, pretrain, head), and a
+re-run of the same tag with another recipe stops before any work (a new tag, or delete
+the folder). Used for the mechanism table of
 docs/architecture.md ("Do the debiasing mechanisms work at this scale?").
 """
 
@@ -45,6 +47,21 @@ def evaluate_cfg(split: str, head: dict | None = None) -> dict:
         "linear": {**(head or {}), "val_split": HOLDOUT, "test_split": split},
         "objcrop": {"val_split": HOLDOUT, "test_split": f"objcrop_{split}"},
     }
+
+
+def check_recipe(path: Path, recipe: dict) -> None:
+    """Record the run's recipe, or stop if the folder holds models of another one: reused
+    models and evaluations must come from the recipe the table names."""
+    if path.exists():
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in recipe.keys() | old.keys() if recipe.get(k) != old.get(k))
+        if changed:
+            raise SystemExit(
+                f"{path.parent}: made with another {', '.join(changed)} ({path}); "
+                "use a new --tag or delete the folder"
+            )
+    else:
+        path.write_text(json.dumps(recipe, indent=1))
 
 
 def scores(shift: dict) -> dict:
@@ -144,6 +161,12 @@ def main(argv=None) -> int:
         }
         sh(*OACL, "data", "synth", "--cfg", json.dumps(scenes), "--out", manifest.parent, "--quiet")
     base_pre = yaml.safe_load((REPO / "config.yaml").read_text())["pretrain"]
+    recipe = {
+        "manifest": str(manifest.resolve()),
+        "pretrain": {**base_pre, **json.loads(a.pretrain)},
+        "head": json.loads(a.head),
+    }
+    check_recipe(out / "recipe.json", recipe)
     times = {"pretrain": 0.0, "evaluate": 0.0}
     runs: dict[str, dict[int, dict]] = {}
     for variant in a.variants:

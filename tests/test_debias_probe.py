@@ -85,4 +85,13 @@ def test_the_documented_commands_run_at_tiny_sizes(tmp_path):
         m = pd.read_parquet(tmp_path / tag / "data" / "manifest.parquet")
         if kind == "single":  # the val split has the Background-Challenge variants
             assert {"mixed_same", "mixed_rand"} <= set(m.loc[m["split"] == "val", "variant"])
+        # no feature of a test image was extracted (the cache names {split}__{variant})
+        cached = [f.name for f in (tmp_path / tag).glob("*-s0/features/*.npz")]
+        assert any(n.startswith("val__") for n in cached)
+        assert not [n for n in cached if n.split("__")[0].endswith("test")], cached
+        # a re-run of the tag with another recipe stops before it reuses the models
+        other = [*argv, *seeds, "--out", str(tmp_path), "--pretrain", json.dumps({"epochs": 2})]
+        proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "debias_probe.py"),
+                               *other], capture_output=True, text=True, cwd=REPO)  # fmt: skip
+        assert proc.returncode != 0 and "another pretrain" in proc.stderr
     assert kinds == {"single", "multi"}
